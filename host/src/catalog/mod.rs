@@ -1,0 +1,291 @@
+//! The catalog: products (created by operators) and devices (registered on first contact),
+//! plus what a gateway installs (IoTStack's reinstall configuration). Every lookup is scoped
+//! to a tenant, so one tenant can never name another's product or device.
+
+use sqlx::Row;
+
+use crate::clock::SharedClock;
+use crate::storage::Db;
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// A product of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Product {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub sn: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// A device with the identifiers dialects name it by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub product_sn: String,
+    pub sn: String,
+    pub created_at: i64,
+}
+
+/// How a gateway installs the edge software.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallConfig {
+    pub software_version: String,
+    pub os: String,
+    pub cpu_arch: String,
+    pub mode: String,
+    pub password: String,
+}
+
+/// An install configuration with where its gateway reports progress.
+#[derive(Debug, Clone)]
+pub struct StoredInstall {
+    pub config: InstallConfig,
+    pub report_url: String,
+    pub updated_at: i64,
+}
+
+/// The catalog service.
+#[derive(Clone)]
+pub struct Catalog {
+    db: Db,
+    clock: SharedClock,
+}
+
+fn check_sn(what: &str, sn: &str) -> Result<(), CatalogError> {
+    if sn.is_empty() || sn.len() > 128 || sn.chars().any(char::is_control) {
+        return Err(CatalogError::Invalid(format!(
+            "{what} serial number must be 1-128 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+const DEVICE_COLUMNS: &str = "d.id, p.tenant_id, p.sn, d.sn, d.created_at FROM devices d JOIN products p ON p.id = d.product_id";
+
+fn device_from(r: &sqlx::any::AnyRow) -> Device {
+    Device {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        product_sn: r.get(2),
+        sn: r.get(3),
+        created_at: r.get(4),
+    }
+}
+
+impl Catalog {
+    pub fn new(db: Db, clock: SharedClock) -> Self {
+        Catalog { db, clock }
+    }
+
+    /// Create a product; its serial number must be new within the tenant.
+    pub async fn create_product(
+        &self,
+        tenant_id: i64,
+        sn: &str,
+        name: &str,
+    ) -> Result<Product, CatalogError> {
+        check_sn("product", sn)?;
+        let now = self.clock.now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO products (tenant_id, sn, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(sn)
+        .bind(name)
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(|e| {
+            if Db::is_unique_violation(&e) {
+                CatalogError::Conflict(format!("product {sn:?} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(Product {
+            id,
+            tenant_id,
+            sn: sn.to_string(),
+            name: name.to_string(),
+            created_at: now,
+        })
+    }
+
+    /// The product, created if missing (declarative provisioning).
+    pub async fn ensure_product(
+        &self,
+        tenant_id: i64,
+        sn: &str,
+        name: &str,
+    ) -> Result<Product, CatalogError> {
+        match self.product(tenant_id, sn).await {
+            Err(CatalogError::NotFound(_)) => {
+                match self.create_product(tenant_id, sn, name).await {
+                    Err(CatalogError::Conflict(_)) => self.product(tenant_id, sn).await,
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub async fn product(&self, tenant_id: i64, sn: &str) -> Result<Product, CatalogError> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE tenant_id = $1 AND sn = $2",
+        )
+        .bind(tenant_id)
+        .bind(sn)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
+        Ok(Product {
+            id: row.get(0),
+            tenant_id: row.get(1),
+            sn: row.get(2),
+            name: row.get(3),
+            created_at: row.get(4),
+        })
+    }
+
+    pub async fn list_products(&self, tenant_id: i64) -> Result<Vec<Product>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Product {
+                id: r.get(0),
+                tenant_id: r.get(1),
+                sn: r.get(2),
+                name: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Register a device of an existing product; an existing device is returned as is.
+    pub async fn register_device(
+        &self,
+        tenant_id: i64,
+        product_sn: &str,
+        device_sn: &str,
+    ) -> Result<Device, CatalogError> {
+        check_sn("device", device_sn)?;
+        let product = self.product(tenant_id, product_sn).await?;
+        // ON CONFLICT makes first contact from two replicas (or two requests) converge.
+        sqlx::query(
+            "INSERT INTO devices (product_id, sn, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (product_id, sn) DO NOTHING",
+        )
+        .bind(product.id)
+        .bind(device_sn)
+        .bind(self.clock.now_millis())
+        .execute(self.db.pool())
+        .await?;
+        self.find_device(tenant_id, product_sn, device_sn).await
+    }
+
+    /// A device by its product and serial number.
+    pub async fn find_device(
+        &self,
+        tenant_id: i64,
+        product_sn: &str,
+        device_sn: &str,
+    ) -> Result<Device, CatalogError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} WHERE p.tenant_id = $1 AND p.sn = $2 AND d.sn = $3"
+        ))
+        .bind(tenant_id)
+        .bind(product_sn)
+        .bind(device_sn)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| {
+            CatalogError::NotFound(format!(
+                "unknown device {device_sn:?} of product {product_sn:?}"
+            ))
+        })?;
+        Ok(device_from(&row))
+    }
+
+    /// A device by its id.
+    pub async fn device(&self, id: i64) -> Result<Device, CatalogError> {
+        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} WHERE d.id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("unknown device {id}")))?;
+        Ok(device_from(&row))
+    }
+
+    /// Create or replace a device's install configuration.
+    pub async fn put_install_config(
+        &self,
+        device_id: i64,
+        c: &InstallConfig,
+        report_url: &str,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO install_configs \
+               (device_id, software_version, os, cpu_arch, mode, password, report_url, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (device_id) DO UPDATE SET software_version = excluded.software_version, \
+               os = excluded.os, cpu_arch = excluded.cpu_arch, mode = excluded.mode, \
+               password = excluded.password, report_url = excluded.report_url, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(device_id)
+        .bind(&c.software_version)
+        .bind(&c.os)
+        .bind(&c.cpu_arch)
+        .bind(&c.mode)
+        .bind(&c.password)
+        .bind(report_url)
+        .bind(self.clock.now_millis())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A device's install configuration, if one was stored.
+    pub async fn install_config(
+        &self,
+        device_id: i64,
+    ) -> Result<Option<StoredInstall>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT software_version, os, cpu_arch, mode, password, report_url, updated_at \
+             FROM install_configs WHERE device_id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|r| StoredInstall {
+            config: InstallConfig {
+                software_version: r.get(0),
+                os: r.get(1),
+                cpu_arch: r.get(2),
+                mode: r.get(3),
+                password: r.get(4),
+            },
+            report_url: r.get(5),
+            updated_at: r.get(6),
+        }))
+    }
+}

@@ -1,0 +1,322 @@
+//! The operator's configuration: command-line flags, `OTA_HOST_*` environment variables and
+//! an optional TOML file, merged into one [`Config`] (flags and env win over the file).
+//! Every field has a default, so `ota-host serve` runs with no configuration at all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file as written by the operator (all optional, kebab-case keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub plugins_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// Mounts keyed by plugin manifest name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, MountConfig>,
+    /// Declarative provisioning, applied (idempotently) at every start.
+    #[serde(default)]
+    pub tenants: Vec<TenantDecl>,
+    /// Operator API keys for the admin API, declared as their plaintext value.
+    #[serde(default)]
+    pub operator_keys: Vec<KeyDecl>,
+}
+
+/// Per-request sandbox limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// Linear-memory cap per plugin instance, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock budget for one plugin call (manifest or handle), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest request body a plugin is handed, in bytes.
+    pub max_body_bytes: usize,
+    /// Plugin instances that may be alive at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: 64,
+            request_timeout_ms: 2_000,
+            max_body_bytes: 1 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// The background scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SchedulerConfig {
+    /// How often the scheduler looks for overdue work, in milliseconds.
+    pub interval_ms: u64,
+    /// An IoTStack deployment still unfinished this long after creation becomes `timeout`.
+    pub deployment_timeout_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            interval_ms: 1_000,
+            deployment_timeout_secs: 3_600,
+        }
+    }
+}
+
+/// How the credentials of a plugin's requests are checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// The plugin must present a credential the host verifies (API key, device secret, ...).
+    #[default]
+    ApiKey,
+    /// `auth.anonymous()` succeeds and acts for the mount's `tenant`.
+    Anonymous,
+}
+
+/// Where and how one plugin is reachable. Everything optional: by default a plugin's routes
+/// are served at the root of the main listener, on any Host, requiring credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct MountConfig {
+    /// Path prefix in front of the plugin's routes (e.g. `/iotstack`); empty for none.
+    pub prefix: String,
+    /// Only requests whose `Host` header (port ignored) equals this reach the plugin.
+    pub host: Option<String>,
+    /// Serve the plugin on its own listener instead of the main one.
+    pub listen: Option<SocketAddr>,
+    /// Credential policy.
+    pub auth: AuthMode,
+    /// Tenant that anonymous requests act for (required with `auth = "anonymous"`).
+    pub tenant: Option<String>,
+    /// Free-form settings the plugin reads through its `config` import.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A tenant with its products and API keys, declared in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TenantDecl {
+    pub name: String,
+    #[serde(default)]
+    pub products: Vec<ProductDecl>,
+    #[serde(default)]
+    pub api_keys: Vec<KeyDecl>,
+}
+
+/// A product declared in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProductDecl {
+    pub sn: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// An API key declared in the config file. Only its hash is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeyDecl {
+    pub name: String,
+    pub key: String,
+}
+
+/// The fully resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub database: String,
+    pub public_url: Option<String>,
+    pub limits: Limits,
+    pub scheduler: SchedulerConfig,
+    pub mounts: BTreeMap<String, MountConfig>,
+    pub tenants: Vec<TenantDecl>,
+    pub operator_keys: Vec<KeyDecl>,
+}
+
+/// Values given on the command line or in the environment; they override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub plugins_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl Config {
+    /// Merge overrides over the file (if any) over the defaults, and check the result.
+    pub fn resolve(o: Overrides) -> Result<Self, ConfigError> {
+        let file = match &o.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::from_parts(file, o)
+    }
+
+    pub fn from_parts(file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("ota-data"));
+        let plugins_dir = o
+            .plugins_dir
+            .or(file.plugins_dir)
+            .unwrap_or_else(|| data_dir.join("plugins"));
+        let database = o
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("ota.db").display()));
+        let cfg = Config {
+            listen: o
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            plugins_dir,
+            database,
+            public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            limits: file.limits,
+            scheduler: file.scheduler,
+            mounts: file.plugins,
+            tenants: file.tenants,
+            operator_keys: file.operator_keys,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.limits.memory_mib == 0 || self.limits.request_timeout_ms == 0 {
+            return bad("limits must be positive".into());
+        }
+        if self.limits.max_instances == 0 {
+            return bad("limits.max-instances must be positive".into());
+        }
+        if self.scheduler.interval_ms == 0 {
+            return bad("scheduler.interval-ms must be positive".into());
+        }
+        for (name, m) in &self.mounts {
+            if !m.prefix.is_empty() && (!m.prefix.starts_with('/') || m.prefix.ends_with('/')) {
+                return bad(format!(
+                    "plugins.{name}.prefix must start with '/' and not end with '/'"
+                ));
+            }
+            if m.auth == AuthMode::Anonymous && m.tenant.is_none() {
+                return bad(format!(
+                    "plugins.{name}: auth = \"anonymous\" needs a tenant to act for"
+                ));
+            }
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad("public-url must start with http:// or https://".into());
+        }
+        Ok(())
+    }
+
+    /// The mount of a plugin (defaults when the operator configured none).
+    pub fn mount(&self, plugin: &str) -> MountConfig {
+        self.mounts.get(plugin).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::from_parts(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.plugins_dir, PathBuf::from("ota-data/plugins"));
+        assert!(c.database.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn file_and_overrides() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            public-url = "https://ota.example.com/"
+            [limits]
+            memory-mib = 32
+            [plugins.iotstack]
+            prefix = "/iot"
+            auth = "anonymous"
+            tenant = "acme"
+            settings = { memory = ">= 1G" }
+            [[tenants]]
+            name = "acme"
+            products = [{ sn = "P1" }]
+            api-keys = [{ name = "ci", key = "k" }]
+            "#,
+        )
+        .unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(file, o).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.public_url.as_deref(), Some("https://ota.example.com"));
+        assert_eq!(c.limits.memory_mib, 32);
+        assert_eq!(c.limits.request_timeout_ms, 2_000);
+        assert_eq!(c.mount("iotstack").prefix, "/iot");
+        assert_eq!(c.mount("other").auth, AuthMode::ApiKey);
+    }
+
+    #[test]
+    fn refuses_anonymous_without_tenant() {
+        let file: FileConfig = toml::from_str("[plugins.x]\nauth = \"anonymous\"").unwrap();
+        assert!(Config::from_parts(file, Overrides::default()).is_err());
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+    }
+}

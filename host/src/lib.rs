@@ -1,0 +1,57 @@
+//! `ota-host`: one OTA rollout server that speaks many vendors' upgrade APIs through
+//! WebAssembly dialect plugins. This crate is the host: storage, credentials, catalog,
+//! rollouts, the plugin runtime with hot loading, and the HTTP edge. `main.rs` only parses
+//! the command line; [`server::start`] runs everything.
+
+pub mod auth;
+pub mod bundled;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod provision;
+pub mod rollout;
+pub mod runtime;
+pub mod server;
+pub mod storage;
+
+use std::time::Duration;
+
+use clock::SharedClock;
+use config::Config;
+use storage::{Db, StorageError};
+
+/// The domain services, cheap to clone (each holds the pool and the clock).
+#[derive(Clone)]
+pub struct Services {
+    pub auth: auth::Auth,
+    pub catalog: catalog::Catalog,
+    pub rollout: rollout::Rollout,
+    pub clock: SharedClock,
+    pub db: Db,
+}
+
+impl Services {
+    /// Connect to the configured database (migrating it) and build the services.
+    pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, StorageError> {
+        if config
+            .database
+            .contains(config.data_dir.to_string_lossy().as_ref())
+        {
+            // The default SQLite file lives in the data dir, which may not exist yet.
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| StorageError::Db(e.into()))?;
+        }
+        let db = Db::connect(&config.database).await?;
+        Ok(Services {
+            auth: auth::Auth::new(db.clone(), clock.clone()),
+            catalog: catalog::Catalog::new(db.clone(), clock.clone()),
+            rollout: rollout::Rollout::new(
+                db.clone(),
+                clock.clone(),
+                Duration::from_secs(config.scheduler.deployment_timeout_secs),
+            ),
+            clock,
+            db,
+        })
+    }
+}

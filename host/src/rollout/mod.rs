@@ -1,0 +1,293 @@
+//! Rollouts. In this version: IoTStack-style deployments of the edge services onto a gateway,
+//! each with a status history that doubles as its log, and the scheduler pass that times out
+//! deployments left unfinished past their deadline. Every transition is one conditional
+//! UPDATE, so concurrent reporters and several scheduler replicas can never apply it twice.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::clock::SharedClock;
+use crate::storage::Db;
+
+pub mod scheduler;
+
+/// Why a rollout operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// Where a deployment stands; `Success`, `Failed` and `Timeout` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentStatus {
+    Init,
+    Processing,
+    Success,
+    Failed,
+    Timeout,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Init => "init",
+            DeploymentStatus::Processing => "processing",
+            DeploymentStatus::Success => "success",
+            DeploymentStatus::Failed => "failed",
+            DeploymentStatus::Timeout => "timeout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "init" => DeploymentStatus::Init,
+            "processing" => DeploymentStatus::Processing,
+            "success" => DeploymentStatus::Success,
+            "failed" => DeploymentStatus::Failed,
+            "timeout" => DeploymentStatus::Timeout,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DeploymentStatus::Success | DeploymentStatus::Failed | DeploymentStatus::Timeout
+        )
+    }
+}
+
+/// One entry of a deployment's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeploymentEvent {
+    pub at: i64,
+    pub status: DeploymentStatus,
+    pub message: String,
+}
+
+/// A deployment with its full history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub device_id: i64,
+    pub keep_local: bool,
+    pub status: DeploymentStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deadline_at: i64,
+    pub events: Vec<DeploymentEvent>,
+}
+
+impl Deployment {
+    /// The history as IoTStack's `Log` string: one `[unix-seconds] status: message` per line.
+    pub fn log(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| format!("[{}] {}: {}", e.at / 1000, e.status.as_str(), e.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The rollout service.
+#[derive(Clone)]
+pub struct Rollout {
+    db: Db,
+    clock: SharedClock,
+    deployment_timeout: Duration,
+}
+
+const OPEN: &str = "('init', 'processing')";
+
+impl Rollout {
+    pub fn new(db: Db, clock: SharedClock, deployment_timeout: Duration) -> Self {
+        Rollout {
+            db,
+            clock,
+            deployment_timeout,
+        }
+    }
+
+    /// Create a deployment in `init`, due by now + the configured timeout.
+    pub async fn create_deployment(
+        &self,
+        tenant_id: i64,
+        device_id: i64,
+        keep_local: bool,
+    ) -> Result<Deployment, RolloutError> {
+        let now = self.clock.now_millis();
+        let deadline = now + self.deployment_timeout.as_millis() as i64;
+        let mut tx = self.db.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO deployments (tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at) \
+             VALUES ($1, $2, $3, 'init', $4, $4, $5) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(keep_local as i64)
+        .bind(now)
+        .bind(deadline)
+        .fetch_one(&mut *tx)
+        .await?;
+        let message = format!("deployment created (KeepLocal={keep_local})");
+        Self::append(&mut tx, id, now, DeploymentStatus::Init, &message).await?;
+        tx.commit().await?;
+        self.deployment(id).await
+    }
+
+    async fn append(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: i64,
+        at: i64,
+        status: DeploymentStatus,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO deployment_events (deployment_id, at, status, message) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(status.as_str())
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A deployment with its history.
+    pub async fn deployment(&self, id: i64) -> Result<Deployment, RolloutError> {
+        let not_found = || RolloutError::NotFound(format!("unknown deployment {id}"));
+        let row = sqlx::query(
+            "SELECT id, tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at \
+             FROM deployments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(not_found)?;
+        let events = sqlx::query(
+            "SELECT at, status, message FROM deployment_events WHERE deployment_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(|r| DeploymentEvent {
+            at: r.get(0),
+            status: DeploymentStatus::parse(&r.get::<String, _>(1))
+                .unwrap_or(DeploymentStatus::Failed),
+            message: r.get(2),
+        })
+        .collect();
+        let status: String = row.get(4);
+        Ok(Deployment {
+            id: row.get(0),
+            tenant_id: row.get(1),
+            device_id: row.get(2),
+            keep_local: row.get::<i64, _>(3) != 0,
+            status: DeploymentStatus::parse(&status)
+                .ok_or_else(|| RolloutError::Invalid(format!("corrupt status {status:?}")))?,
+            created_at: row.get(5),
+            updated_at: row.get(6),
+            deadline_at: row.get(7),
+            events,
+        })
+    }
+
+    /// Apply a progress report. Only `processing`, `success` and `failed` may be reported, and
+    /// only while the deployment is open.
+    pub async fn report(
+        &self,
+        id: i64,
+        status: DeploymentStatus,
+        line: Option<&str>,
+    ) -> Result<Deployment, RolloutError> {
+        if matches!(status, DeploymentStatus::Init | DeploymentStatus::Timeout) {
+            return Err(RolloutError::Invalid(format!(
+                "status {} is set by the host, not reported",
+                status.as_str()
+            )));
+        }
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        // Write first (so SQLite takes the write lock at once) and only while still open.
+        let changed = sqlx::query(&format!(
+            "UPDATE deployments SET status = $1, updated_at = $2 WHERE id = $3 AND status IN {OPEN}"
+        ))
+        .bind(status.as_str())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            drop(tx);
+            let current = self.deployment(id).await?;
+            return Err(RolloutError::Conflict(format!(
+                "deployment {id} is already {}",
+                current.status.as_str()
+            )));
+        }
+        let message = line.unwrap_or("status reported");
+        Self::append(&mut tx, id, now, status, message).await?;
+        tx.commit().await?;
+        self.deployment(id).await
+    }
+
+    /// Move every open deployment past its deadline to `timeout`. Returns how many moved.
+    /// Safe to run concurrently on several replicas: each row moves in exactly one UPDATE.
+    pub async fn time_out_overdue(&self) -> Result<u64, RolloutError> {
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE deployments SET status = 'timeout', updated_at = $1 \
+             WHERE status IN {OPEN} AND deadline_at <= $1 RETURNING id"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            Self::append(
+                &mut tx,
+                *id,
+                now,
+                DeploymentStatus::Timeout,
+                "no final report before the deadline",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            DeploymentStatus::Init,
+            DeploymentStatus::Processing,
+            DeploymentStatus::Success,
+            DeploymentStatus::Failed,
+            DeploymentStatus::Timeout,
+        ] {
+            assert_eq!(DeploymentStatus::parse(s.as_str()), Some(s));
+        }
+        assert!(DeploymentStatus::Timeout.is_final());
+        assert!(!DeploymentStatus::Processing.is_final());
+        assert_eq!(DeploymentStatus::parse("done"), None);
+    }
+}

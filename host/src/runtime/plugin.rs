@@ -1,0 +1,280 @@
+//! Turning a `.wasm` file into a servable plugin, off the request path: hash it, compile it
+//! (or reuse the compiled artifact cached under its hash), check which contract version it was
+//! built against *before* instantiating anything, link it, call its manifest on a fresh
+//! instance and validate every route. Any failing step refuses the file with a reason.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ota_route_pattern::Pattern;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::bindings::{self, DialectPre};
+use super::{InvokeError, PluginIdentity, RequestState, Runtime};
+use crate::config::MountConfig;
+
+/// The `ota:dialect` contract versions this host serves (major.minor; patch is ignored).
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1"];
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "*",
+];
+
+/// Why a file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("{0}")]
+    UnsupportedContract(String),
+    #[error("does not implement the ota:dialect world: {0}")]
+    WrongWorld(String),
+    #[error("manifest call failed: {0}")]
+    ManifestCall(#[from] InvokeError),
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    #[error("route conflict: {0}")]
+    Conflict(String),
+}
+
+/// A route as the manifest declared it, and as mounted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MountedRoute {
+    pub method: String,
+    /// The pattern the plugin declared.
+    pub path: String,
+    /// The pattern clients reach it at (mount prefix included).
+    #[serde(skip)]
+    pub pattern: Pattern,
+}
+
+/// A plugin ready to serve: immutable; a new file version is a new `LoadedPlugin`.
+pub struct LoadedPlugin {
+    pub file: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub vendor: String,
+    pub description: String,
+    /// The `ota:dialect` package version the plugin was built against.
+    pub contract: String,
+    /// Lower-case hex SHA-256 of the file.
+    pub hash: String,
+    /// When this version was loaded, Unix milliseconds.
+    pub loaded_at: i64,
+    pub mount: MountConfig,
+    pub routes: Vec<MountedRoute>,
+    pub identity: Arc<PluginIdentity>,
+    pub pre: DialectPre<RequestState>,
+}
+
+impl LoadedPlugin {
+    /// The route this plugin serves for a method and a full request path, if any.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.routes.iter().any(|r| {
+            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+                && r.pattern.matches(path).is_some()
+        })
+    }
+
+    /// Whether a request path lies under this plugin's mount prefix at all.
+    pub fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.mount.prefix.is_empty() {
+            return Some(path);
+        }
+        let rest = path.strip_prefix(self.mount.prefix.as_str())?;
+        rest.starts_with('/').then_some(rest)
+    }
+}
+
+/// Which `ota:dialect` version a component imports, read from its import names
+/// (`ota:dialect/auth@0.1.0`, ...), before anything is instantiated.
+pub fn contract_version(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<String, LoadError> {
+    let ty = component.component_type();
+    let mut versions: Vec<String> = ty
+        .imports(engine)
+        .filter_map(|(name, _)| name.strip_prefix("ota:dialect/"))
+        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v.to_string()))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    match versions.as_slice() {
+        [] => Err(LoadError::WrongWorld(
+            "imports no ota:dialect interface (is it built against wit/?)".into(),
+        )),
+        [v] => {
+            let major_minor: String = v.split('.').take(2).collect::<Vec<_>>().join(".");
+            if SUPPORTED_CONTRACTS.contains(&major_minor.as_str()) {
+                Ok(v.clone())
+            } else {
+                Err(LoadError::UnsupportedContract(format!(
+                    "built against ota:dialect@{v}; this host supports {}",
+                    SUPPORTED_CONTRACTS
+                        .iter()
+                        .map(|s| format!("{s}.x"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        }
+        many => Err(LoadError::UnsupportedContract(format!(
+            "mixes ota:dialect versions {}",
+            many.join(", ")
+        ))),
+    }
+}
+
+fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl Runtime {
+    fn cache_path(&self, hash: &str) -> Option<PathBuf> {
+        // Compiled code is only valid for the same wasmtime build and settings.
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{hash}-{:016x}.cwasm", h.finish())))
+    }
+
+    /// Compile, or reuse the cached artifact for these exact bytes.
+    async fn compile(&self, bytes: Arc<Vec<u8>>, hash: &str) -> Result<Component, LoadError> {
+        let cache = self.cache_path(hash);
+        if let Some(path) = &cache
+            && path.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of this same engine
+            // configuration (the compatibility hash is in its name) into the host's own
+            // data directory; wasmtime re-checks its header on load.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-plugin cache entry")
+                }
+            }
+        }
+        let engine = self.engine.clone();
+        let component =
+            tokio::task::spawn_blocking(move || Component::new(&engine, bytes.as_slice()))
+                .await
+                .map_err(|e| LoadError::NotComponent(e.to_string()))?
+                .map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
+        if let Some(path) = cache {
+            match component.serialize() {
+                Ok(blob) => {
+                    let tmp = path.with_extension("tmp");
+                    let written =
+                        std::fs::write(&tmp, blob).and_then(|_| std::fs::rename(&tmp, &path));
+                    if let Err(e) = written {
+                        tracing::warn!(path = %path.display(), error = %e, "could not cache compiled plugin");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not serialize compiled plugin"),
+            }
+        }
+        Ok(component)
+    }
+
+    /// Load one plugin file. `mount_for` gives the operator's mount for a manifest name.
+    pub async fn load(
+        &self,
+        file: &Path,
+        bytes: Vec<u8>,
+        mount_for: impl Fn(&str) -> MountConfig,
+        now_millis: i64,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let component = self.compile(Arc::new(bytes), &hash).await?;
+        let contract = contract_version(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            DialectPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+
+        let probe = Arc::new(PluginIdentity {
+            name: file.display().to_string(),
+            version: "?".into(),
+            auth: Default::default(),
+            tenant: None,
+            settings: Default::default(),
+        });
+        let manifest = self.manifest(&pre, probe).await?;
+        if !valid_plugin_name(&manifest.name) {
+            return Err(LoadError::Manifest(format!(
+                "name {:?} must be 1-64 characters of [a-z0-9-]",
+                manifest.name
+            )));
+        }
+        if manifest.version.trim().is_empty() {
+            return Err(LoadError::Manifest("version is empty".into()));
+        }
+        if manifest.routes.is_empty() {
+            return Err(LoadError::Manifest("declares no routes".into()));
+        }
+        let mount = mount_for(&manifest.name);
+        let mut routes = Vec::with_capacity(manifest.routes.len());
+        for r in &manifest.routes {
+            let method = r.method.to_ascii_uppercase();
+            if !METHODS.contains(&method.as_str()) {
+                return Err(LoadError::Manifest(format!(
+                    "route {} has unknown method {:?}",
+                    r.path, r.method
+                )));
+            }
+            let pattern =
+                Pattern::parse(&r.path).map_err(|e| LoadError::Manifest(e.to_string()))?;
+            routes.push(MountedRoute {
+                method,
+                path: r.path.clone(),
+                pattern: pattern.with_prefix(&mount.prefix),
+            });
+        }
+        let identity = Arc::new(PluginIdentity {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            auth: mount.auth,
+            tenant: mount.tenant.clone(),
+            settings: mount.settings.clone(),
+        });
+        Ok(LoadedPlugin {
+            file: file.to_path_buf(),
+            name: manifest.name,
+            version: manifest.version,
+            vendor: manifest.vendor,
+            description: manifest.description,
+            contract,
+            hash,
+            loaded_at: now_millis,
+            mount,
+            routes,
+            identity,
+            pre,
+        })
+    }
+
+    async fn manifest(
+        &self,
+        pre: &DialectPre<RequestState>,
+        identity: Arc<PluginIdentity>,
+    ) -> Result<bindings::Manifest, InvokeError> {
+        let mut store = self.store(identity, "load".into(), String::new());
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_manifest(&mut store).await
+        };
+        run.await.map_err(|e| self.classify(e))
+    }
+}

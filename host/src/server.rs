@@ -1,0 +1,151 @@
+//! Starting and stopping the whole server: data dir and plugins folder (seeded with the
+//! bundled plugins on first start), database and provisioning, the plugin runtime with its
+//! folder watcher, the scheduler, and one HTTP listener per distinct address. Shutdown drains
+//! in-flight requests before returning.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::http::{self, AppState, Listener};
+use crate::runtime::watcher::Loader;
+use crate::runtime::{Registry, Runtime};
+use crate::{Services, bundled, provision, rollout};
+
+/// A running server.
+pub struct RunningServer {
+    /// The main listener's address (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// Plugin-specific listeners: (plugin name, address).
+    pub plugin_listeners: Vec<(String, SocketAddr)>,
+    pub services: Services,
+    pub registry: Arc<Registry>,
+    pub loader: Loader,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// `http://host:port` of the main listener.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Run one scheduler pass now (what the background loop does every interval).
+    pub async fn scheduler_tick(&self) -> u64 {
+        rollout::scheduler::tick(&self.services.rollout).await
+    }
+
+    /// Stop accepting, let in-flight requests finish, stop background tasks.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.services.db.close().await;
+    }
+
+    /// A token that, once cancelled, shuts the server down (e.g. from a signal handler).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Wait until the server has been shut down via its token, then drain.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+}
+
+/// Start everything; returns once every listener is bound and every plugin file was tried.
+pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    if bundled::seed(&config.plugins_dir)? {
+        tracing::info!(dir = %config.plugins_dir.display(), "seeded plugins folder with the bundled plugins");
+    }
+    let services = Services::open(&config, clock.clone()).await?;
+    provision::apply(&config, &services).await?;
+
+    let config = Arc::new(config);
+    let runtime = Arc::new(
+        Runtime::new(
+            config.limits.clone(),
+            Some(config.data_dir.join("cache")),
+            services.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?,
+    );
+    let registry = Arc::new(Registry::default());
+    let loader = Loader {
+        runtime: runtime.clone(),
+        registry: registry.clone(),
+        config: config.clone(),
+        clock: clock.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    // Watch before the initial scan so a file dropped in between is not missed.
+    tasks.push(loader.clone().watch(shutdown.clone())?);
+    loader.load_all().await?;
+
+    let state = AppState {
+        runtime,
+        registry: registry.clone(),
+        services: services.clone(),
+        config: config.clone(),
+    };
+    let main = TcpListener::bind(config.listen).await?;
+    let addr = main.local_addr()?;
+    tasks.push(serve(
+        main,
+        http::router(state.clone(), Listener(None)),
+        shutdown.clone(),
+    ));
+    let mut plugin_listeners = Vec::new();
+    for (name, mount) in &config.mounts {
+        if let Some(listen) = mount.listen {
+            let l = TcpListener::bind(listen).await?;
+            let bound = l.local_addr()?;
+            // Routing compares against the configured address, which is what mounts name.
+            tasks.push(serve(
+                l,
+                http::router(state.clone(), Listener(Some(listen))),
+                shutdown.clone(),
+            ));
+            println!("plugin {name} listening on http://{bound}");
+            plugin_listeners.push((name.clone(), bound));
+        }
+    }
+    tasks.push(tokio::spawn(rollout::scheduler::run(
+        services.rollout.clone(),
+        Duration::from_millis(config.scheduler.interval_ms),
+        shutdown.clone(),
+    )));
+    println!("listening on http://{addr}");
+    Ok(RunningServer {
+        addr,
+        plugin_listeners,
+        services,
+        registry,
+        loader,
+        shutdown,
+        tasks,
+    })
+}
+
+fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}

@@ -1,0 +1,109 @@
+//! The guest SDK for `ota:dialect` plugins: what a third party depends on to write a vendor
+//! dialect. It wraps wit-bindgen's generated types in a [`Request`] with header, query and
+//! JSON helpers, a [`Response`] builder and a method + path [`Router`], so a plugin reads as
+//! a translation of the vendor's API and not as plumbing. Implement [`Dialect`] and call
+//! [`dialect!`] once.
+
+pub mod bindings {
+    //! Raw wit-bindgen output for the `dialect` world. Prefer the re-exports at the crate root.
+    wit_bindgen::generate!({
+        path: "../../wit/v0.1",
+        world: "dialect",
+        pub_export_macro: true,
+        export_macro_name: "export_dialect_world",
+        default_bindings_module: "ota_plugin_sdk::bindings",
+        generate_all,
+    });
+}
+
+mod request;
+mod response;
+mod router;
+
+pub use bindings::ota::dialect::types::{
+    CredentialScheme, DeviceRef, HostError, Manifest, Principal, Refusal, Route,
+};
+pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollout};
+pub use request::Request;
+pub use response::Response;
+pub use router::{Handler, Router};
+
+/// A vendor dialect. The SDK turns it into the component's exports via [`dialect!`].
+pub trait Dialect {
+    /// Stable identifier, `[a-z0-9-]`, the key of the operator's `[plugins.<name>]` section.
+    const NAME: &'static str;
+    /// The plugin's version, usually `env!("CARGO_PKG_VERSION")`.
+    const VERSION: &'static str;
+    /// The vendor whose API this speaks.
+    const VENDOR: &'static str;
+    /// One line for operators.
+    const DESCRIPTION: &'static str;
+
+    /// Every route of the dialect. Built per call; plugins are instantiated per request.
+    fn router() -> Router;
+
+    /// Render a host refusal (e.g. an oversized body) in the dialect's error shape.
+    fn refuse(req: &Request, reason: Refusal) -> Response;
+}
+
+/// The manifest the host reads at load time, derived from a [`Dialect`].
+pub fn manifest_of<D: Dialect>() -> Manifest {
+    Manifest {
+        name: D::NAME.to_string(),
+        version: D::VERSION.to_string(),
+        vendor: D::VENDOR.to_string(),
+        description: D::DESCRIPTION.to_string(),
+        routes: D::router().routes(),
+    }
+}
+
+/// Export a [`Dialect`] implementation as the component's `dialect` world.
+#[macro_export]
+macro_rules! dialect {
+    ($ty:ty) => {
+        struct __OtaDialectExport;
+        impl $crate::bindings::Guest for __OtaDialectExport {
+            fn manifest() -> $crate::Manifest {
+                $crate::manifest_of::<$ty>()
+            }
+            fn handle(
+                req: $crate::bindings::ota::dialect::types::Request,
+            ) -> $crate::bindings::ota::dialect::types::Response {
+                <$ty as $crate::Dialect>::router().dispatch(req).into_inner()
+            }
+            fn refuse(
+                req: $crate::bindings::ota::dialect::types::Request,
+                reason: $crate::Refusal,
+            ) -> $crate::bindings::ota::dialect::types::Response {
+                <$ty as $crate::Dialect>::refuse(&$crate::Request::new(req, Vec::new()), reason)
+                    .into_inner()
+            }
+        }
+        $crate::bindings::export_dialect_world!(__OtaDialectExport with_types_in $crate::bindings);
+    };
+}
+
+/// Log at `info` level through the host (tagged with plugin, version and request id).
+pub fn info(message: impl AsRef<str>) {
+    log::log(log::Level::Info, message.as_ref());
+}
+
+/// Log at `warn` level through the host.
+pub fn warn(message: impl AsRef<str>) {
+    log::log(log::Level::Warn, message.as_ref());
+}
+
+impl HostError {
+    /// The human-readable message carried by every case.
+    pub fn message(&self) -> &str {
+        match self {
+            HostError::Unauthenticated(m)
+            | HostError::Forbidden(m)
+            | HostError::NotFound(m)
+            | HostError::Conflict(m)
+            | HostError::Invalid(m)
+            | HostError::Unsupported(m)
+            | HostError::Internal(m) => m,
+        }
+    }
+}
