@@ -189,7 +189,7 @@ impl RequestState {
         Ok(d)
     }
 
-    async fn to_wit_deployment(&mut self, d: Deployment) -> Result<rollout::Deployment, HostError> {
+    async fn wit_deployment(&mut self, d: Deployment) -> Result<rollout::Deployment, HostError> {
         let device = self
             .services
             .catalog
@@ -503,12 +503,12 @@ impl rollout::Host for RequestState {
             .create_deployment(tenant_id, device.id, keep_local)
             .await
             .map_err(|e| self.rollout_err(e))?;
-        self.to_wit_deployment(d).await
+        self.wit_deployment(d).await
     }
 
     async fn get_deployment(&mut self, id: u64) -> Result<rollout::Deployment, HostError> {
         let d = self.deployment_in_scope(id).await?;
-        self.to_wit_deployment(d).await
+        self.wit_deployment(d).await
     }
 
     async fn report_deployment(
@@ -531,7 +531,7 @@ impl rollout::Host for RequestState {
             .report(d.id, status, log_line.as_deref())
             .await
             .map_err(|e| self.rollout_err(e))?;
-        self.to_wit_deployment(d).await
+        self.wit_deployment(d).await
     }
 }
 

@@ -73,10 +73,10 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// The route this plugin serves for a method and a full request path, if any.
+    /// Whether a route claims this method (`*`: any method) and full request path.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.routes.iter().any(|r| {
-            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+            ota_route_pattern::methods_overlap(&r.method, method)
                 && r.pattern.matches(path).is_some()
         })
     }

@@ -129,7 +129,9 @@ impl Registry {
         });
     }
 
-    /// The plugin that serves a request, with the path relative to its mount.
+    /// The plugin that serves a request, with the path relative to its mount. A plugin that
+    /// claims the path only for other methods still gets the request, so the client hears
+    /// "method not allowed" in the dialect's own error shape rather than the host's.
     pub fn route(
         &self,
         listener: Option<SocketAddr>,
@@ -138,18 +140,22 @@ impl Registry {
         path: &str,
     ) -> Option<(Arc<LoadedPlugin>, String)> {
         let snap = self.current.load();
-        snap.plugins.values().find_map(|p| {
-            if p.mount.listen != listener {
-                return None;
-            }
-            if let Some(want) = &p.mount.host
-                && !host.is_some_and(|h| h.eq_ignore_ascii_case(want))
-            {
-                return None;
-            }
-            let rest = p.strip_prefix(path)?;
-            p.matches(method, path)
-                .then(|| (p.clone(), rest.to_string()))
-        })
+        let candidates = || {
+            snap.plugins.values().filter(|p| {
+                p.mount.listen == listener
+                    && p.mount
+                        .host
+                        .as_ref()
+                        .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+            })
+        };
+        let pick = |any_method: bool| {
+            candidates().find_map(|p| {
+                let rest = p.strip_prefix(path)?;
+                p.matches(if any_method { "*" } else { method }, path)
+                    .then(|| (p.clone(), rest.to_string()))
+            })
+        };
+        pick(false).or_else(|| pick(true))
     }
 }

@@ -24,6 +24,14 @@ fn trap(_: &Request) -> Response {
     std::process::abort()
 }
 
+/// Counts calls in this instance's memory: a fresh instance per request always answers 1,
+/// so any other answer means state leaked from an earlier request.
+fn count(_: &Request) -> Response {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    Response::text(200, n.to_string())
+}
+
 fn echo(req: &Request) -> Response {
     Response::text(200, format!("misbehave {} ok", env!("CARGO_PKG_VERSION")))
         .header("x-request-id", req.request_id())
@@ -41,6 +49,7 @@ impl Dialect for Misbehave {
             .get("/misbehave/alloc", hog)
             .get("/misbehave/trap", trap)
             .get("/misbehave/ok", echo)
+            .get("/misbehave/count", count)
     }
 
     fn refuse(_: &Request, _: Refusal) -> Response {
