@@ -94,3 +94,18 @@ async fn every_request_gets_a_fresh_instance() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn declared_but_unimplemented_calls_say_unsupported() {
+    let t = TestServer::start(options()).await;
+    let (status, body) = get(&t, "/misbehave/contract").await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 5, "{body}");
+    for line in &lines[..4] {
+        assert!(line.starts_with("unsupported: "), "{body}");
+    }
+    // Data calls before any auth call are refused, not answered.
+    assert!(lines[4].starts_with("unauthenticated: "), "{body}");
+    t.stop().await;
+}

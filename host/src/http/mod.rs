@@ -1,5 +1,5 @@
 //! The HTTP edge: one axum router per listener. Host-owned routes (`/admin/*`, `/install/*`,
-//! `/healthz`) are matched first; everything else is dispatched to the plugin whose mount and
+//! `/healthz`, see `runtime::registry::RESERVED_SEGMENTS`) are matched first; everything else is dispatched to the plugin whose mount and
 //! routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
 //! responses here, once.
 
@@ -17,9 +17,6 @@ use axum::routing::get;
 use crate::Services;
 use crate::config::Config;
 use crate::runtime::{Registry, Runtime};
-
-/// Path prefixes the host serves itself on the main listener; plugins may not claim them.
-pub const RESERVED_PREFIXES: &[&str] = &["/admin", "/install", "/healthz"];
 
 /// State shared by every handler.
 #[derive(Clone)]

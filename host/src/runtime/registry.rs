@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use ota_route_pattern::methods_overlap;
+use ota_route_pattern::{Segment, methods_overlap};
 
 use super::LoadedPlugin;
+use super::plugin::MountedRoute;
+use crate::config::MountConfig;
 
 /// Why a file is not serving, as operators see it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,17 +39,41 @@ pub struct Registry {
     write: std::sync::Mutex<()>,
 }
 
+/// First path segments the host serves itself on the main listener (`/admin/...`,
+/// `/install/...`, `/healthz`); a plugin mounted there would be shadowed, so it is refused.
+pub const RESERVED_SEGMENTS: &[&str] = &["admin", "install", "healthz"];
+
+/// What a plugin claims, as far as conflicts go.
+pub struct Claim<'a> {
+    pub name: &'a str,
+    pub file: &'a Path,
+    pub mount: &'a MountConfig,
+    pub routes: &'a [MountedRoute],
+}
+
+impl<'a> From<&'a LoadedPlugin> for Claim<'a> {
+    fn from(p: &'a LoadedPlugin) -> Self {
+        Claim {
+            name: &p.name,
+            file: &p.file,
+            mount: &p.mount,
+            routes: &p.routes,
+        }
+    }
+}
+
 /// Two mounts can receive the same request when they share a listener and their Host
 /// selectors do not exclude each other (an unset selector accepts every host).
-fn mounts_overlap(a: &LoadedPlugin, b: &LoadedPlugin) -> bool {
-    let hosts = match (&a.mount.host, &b.mount.host) {
+fn mounts_overlap(a: &MountConfig, b: &MountConfig) -> bool {
+    let hosts = match (&a.host, &b.host) {
         (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
         _ => true,
     };
-    a.mount.listen == b.mount.listen && hosts
+    a.listen == b.listen && hosts
 }
 
-fn conflict(new: &LoadedPlugin, old: &LoadedPlugin) -> Option<String> {
+/// Why `new` cannot be served beside `old`, if it cannot.
+pub fn conflict(new: &Claim<'_>, old: &Claim<'_>) -> Option<String> {
     if new.name == old.name {
         return Some(format!(
             "plugin name {:?} is already served from {}",
@@ -55,11 +81,11 @@ fn conflict(new: &LoadedPlugin, old: &LoadedPlugin) -> Option<String> {
             old.file.display()
         ));
     }
-    if !mounts_overlap(new, old) {
+    if !mounts_overlap(new.mount, old.mount) {
         return None;
     }
-    for r in &new.routes {
-        for o in &old.routes {
+    for r in new.routes {
+        for o in old.routes {
             if methods_overlap(&r.method, &o.method) && r.pattern.overlaps(&o.pattern) {
                 return Some(format!(
                     "{} {} overlaps {} {} of plugin {:?} ({})",
@@ -74,6 +100,26 @@ fn conflict(new: &LoadedPlugin, old: &LoadedPlugin) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a route would sit under a path the host serves itself.
+pub fn reserved(claim: &Claim<'_>) -> Option<String> {
+    if claim.mount.listen.is_some() {
+        return None; // a listener of its own has no host routes
+    }
+    claim
+        .routes
+        .iter()
+        .find_map(|r| match r.pattern.segments().first() {
+            Some(Segment::Literal(first)) if RESERVED_SEGMENTS.contains(&first.as_str()) => {
+                Some(format!(
+                    "{} {} is under the host's reserved /{first}",
+                    r.method,
+                    r.pattern.as_str()
+                ))
+            }
+            _ => None,
+        })
 }
 
 impl Registry {
@@ -97,9 +143,13 @@ impl Registry {
     /// collides with a plugin from another file (then the previous version keeps serving).
     pub fn install(&self, plugin: LoadedPlugin) -> Result<(), String> {
         self.update(|s| {
+            let claim = Claim::from(&plugin);
+            if let Some(why) = reserved(&claim) {
+                return Err(why);
+            }
             for (file, other) in &s.plugins {
                 if file != &plugin.file
-                    && let Some(why) = conflict(&plugin, other)
+                    && let Some(why) = conflict(&claim, &Claim::from(other.as_ref()))
                 {
                     return Err(why);
                 }
@@ -157,5 +207,91 @@ impl Registry {
             })
         };
         pick(false).or_else(|| pick(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ota_route_pattern::Pattern;
+
+    use super::*;
+
+    fn routes(list: &[(&str, &str)], prefix: &str) -> Vec<MountedRoute> {
+        list.iter()
+            .map(|(m, p)| MountedRoute {
+                method: m.to_string(),
+                path: p.to_string(),
+                pattern: Pattern::parse(p).unwrap().with_prefix(prefix),
+            })
+            .collect()
+    }
+
+    fn claim<'a>(name: &'a str, mount: &'a MountConfig, routes: &'a [MountedRoute]) -> Claim<'a> {
+        Claim {
+            name,
+            file: Path::new(name),
+            mount,
+            routes,
+        }
+    }
+
+    #[test]
+    fn overlapping_routes_on_one_mount_conflict() {
+        let m = MountConfig::default();
+        let a = routes(&[("POST", "/api/v1/task/{id}")], "");
+        let b = routes(&[("*", "/api/v1/task/list")], "");
+        let c = routes(&[("GET", "/api/v1/task/{id}")], "");
+        let why = conflict(&claim("b", &m, &b), &claim("a", &m, &a)).unwrap();
+        assert!(why.contains("overlaps POST /api/v1/task/{id}"), "{why}");
+        assert!(
+            conflict(&claim("c", &m, &c), &claim("a", &m, &a)).is_none(),
+            "methods differ"
+        );
+        assert!(
+            conflict(&claim("a", &m, &c), &claim("a", &m, &b))
+                .unwrap()
+                .contains("name")
+        );
+    }
+
+    #[test]
+    fn prefixes_hosts_and_listeners_separate_mounts() {
+        let plain = MountConfig::default();
+        let prefixed = MountConfig {
+            prefix: "/v2".into(),
+            ..Default::default()
+        };
+        let a = routes(&[("POST", "/x")], "");
+        let b = routes(&[("POST", "/x")], "/v2");
+        assert!(conflict(&claim("b", &prefixed, &b), &claim("a", &plain, &a)).is_none());
+        let host_a = MountConfig {
+            host: Some("a.example".into()),
+            ..Default::default()
+        };
+        let host_b = MountConfig {
+            host: Some("B.example".into()),
+            ..Default::default()
+        };
+        assert!(conflict(&claim("b", &host_b, &a), &claim("a", &host_a, &a)).is_none());
+        assert!(conflict(&claim("b", &plain, &a), &claim("a", &host_a, &a)).is_some());
+        let own = MountConfig {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(conflict(&claim("b", &own, &a), &claim("a", &plain, &a)).is_none());
+    }
+
+    #[test]
+    fn host_paths_are_reserved() {
+        let m = MountConfig::default();
+        let bad = routes(&[("GET", "/admin/x")], "");
+        assert!(reserved(&claim("a", &m, &bad)).is_some());
+        let ok = routes(&[("GET", "/api/admin")], "");
+        assert!(reserved(&claim("a", &m, &ok)).is_none());
+        let own = MountConfig {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(reserved(&claim("a", &own, &bad)).is_none());
     }
 }

@@ -102,3 +102,80 @@ impl Router {
         (self.fallback)(&Request::new(req, Vec::new()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(method: &str, path: &str, query: &str, headers: &[(&str, &str)]) -> types::Request {
+        types::Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: br#"{"a":1}"#.to_vec(),
+            base_url: "http://h".into(),
+            host_url: "http://h".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    fn show(req: &Request) -> Response {
+        Response::text(
+            200,
+            format!(
+                "{}|{}|{}|{:?}|{:?}",
+                req.param("id").unwrap_or("-"),
+                req.query_param("q").unwrap_or_default(),
+                req.header("X-Thing").unwrap_or("-"),
+                req.basic_auth(),
+                req.json::<serde_json::Value>().ok().map(|v| v["a"].clone()),
+            ),
+        )
+    }
+
+    #[test]
+    fn routes_by_method_and_pattern_with_helpers() {
+        let router = Router::new()
+            .get("/items/{id}", show)
+            .fallback(|_| Response::text(405, "nope"));
+        assert_eq!(router.routes().len(), 1);
+        let r = router.dispatch(raw(
+            "GET",
+            "/items/42",
+            "q=a%20b+c&z=1",
+            &[("x-thing", "yes"), ("authorization", "Basic dXNlcjpwYXNz")],
+        ));
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            std::str::from_utf8(r.body_bytes()).unwrap(),
+            r#"42|a b c|yes|Some(("user", "pass"))|Some(Number(1))"#
+        );
+        assert_eq!(
+            router.dispatch(raw("POST", "/items/42", "", &[])).status(),
+            405
+        );
+        assert_eq!(
+            router.dispatch(raw("GET", "/items/", "", &[])).status(),
+            405
+        );
+    }
+
+    #[test]
+    fn bearer_and_json_responses() {
+        let r = Request::new(
+            raw("GET", "/", "", &[("Authorization", "bearer  tok ")]),
+            vec![],
+        );
+        assert_eq!(r.bearer_token(), Some("tok"));
+        assert_eq!(r.basic_auth(), None);
+        let resp = Response::json(201, &serde_json::json!({"k": "v"})).header("x", "y");
+        let inner = resp.into_inner();
+        assert_eq!(inner.status, 201);
+        assert_eq!(inner.body, br#"{"k":"v"}"#);
+        assert!(inner.headers.iter().any(|(k, _)| k == "content-type"));
+    }
+}

@@ -1,7 +1,9 @@
 //! A test-only dialect that misbehaves on purpose, to prove the host's sandbox: each route
 //! costs only its own request a 5xx, and the server and other plugins keep serving.
 
-use ota_plugin_sdk::{Dialect, Refusal, Request, Response, Router, dialect};
+use ota_plugin_sdk::{
+    Dialect, HostError, Refusal, Request, Response, Router, auth, blobs, dialect,
+};
 
 struct Misbehave;
 
@@ -32,6 +34,32 @@ fn count(_: &Request) -> Response {
     Response::text(200, n.to_string())
 }
 
+/// Calls what this host version declares but does not implement, and what needs a
+/// principal before having one; answers each error's case, one per line.
+fn contract(_: &Request) -> Response {
+    let case = |e: HostError| match e {
+        HostError::Unsupported(m) => format!("unsupported: {m}"),
+        HostError::Unauthenticated(m) => format!("unauthenticated: {m}"),
+        other => format!("other: {other:?}"),
+    };
+    let lines = [
+        auth::verify_hmac_sha1("app", "string", "sig", 0)
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(case),
+        auth::verify_token("t")
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(case),
+        blobs::stat("x")
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(case),
+        blobs::download_url("x", None).unwrap_or_else(case),
+        ota_plugin_sdk::catalog::get_product("P")
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(case),
+    ];
+    Response::text(200, lines.join("\n"))
+}
+
 fn echo(req: &Request) -> Response {
     Response::text(200, format!("misbehave {} ok", env!("CARGO_PKG_VERSION")))
         .header("x-request-id", req.request_id())
@@ -50,6 +78,7 @@ impl Dialect for Misbehave {
             .get("/misbehave/trap", trap)
             .get("/misbehave/ok", echo)
             .get("/misbehave/count", count)
+            .get("/misbehave/contract", contract)
     }
 
     fn refuse(_: &Request, _: Refusal) -> Response {
