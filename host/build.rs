@@ -12,6 +12,7 @@ const PLUGINS: &[(&str, &str, bool)] = &[
     ("ota-plugin-iotstack", "iotstack.wasm", true),
     ("ota-plugin-misbehave", "misbehave.wasm", false),
     ("ota-plugin-misbehave-v2", "misbehave-v2.wasm", false),
+    ("ota-plugin-bad-manifest", "bad-manifest.wasm", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

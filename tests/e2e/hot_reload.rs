@@ -136,14 +136,22 @@ async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
 
     // A core module is not a component of our world.
     std::fs::write(dir.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    // A component whose manifest traps.
+    std::fs::copy(built_plugin("bad-manifest"), dir.join("bad-manifest.wasm")).unwrap();
     // The same plugin name from a second file: refused at load with a clear message.
     std::fs::copy(built_plugin("iotstack"), dir.join("iotstack-copy.wasm")).unwrap();
     assert!(
         eventually(Duration::from_secs(20), || async {
             failure_for(&t, "core.wasm").await.is_some()
                 && failure_for(&t, "iotstack-copy.wasm").await.is_some()
+                && failure_for(&t, "bad-manifest.wasm").await.is_some()
         })
         .await
+    );
+    let trapped = failure_for(&t, "bad-manifest.wasm").await.unwrap();
+    assert!(
+        trapped.starts_with("manifest call failed: plugin trapped"),
+        "{trapped}"
     );
     let conflict = failure_for(&t, "iotstack-copy.wasm").await.unwrap();
     assert!(
