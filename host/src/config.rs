@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub blobs: BlobsConfig,
     /// Mounts keyed by plugin manifest name.
     #[serde(default)]
     pub plugins: BTreeMap<String, MountConfig>,
@@ -89,6 +91,28 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             interval_ms: 1_000,
             deployment_timeout_secs: 3_600,
+        }
+    }
+}
+
+/// The firmware file store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BlobsConfig {
+    /// Largest accepted upload, in MiB.
+    pub max_upload_mib: u64,
+    /// Refuse downloads without a valid `exp` + `sig` (signed, expiring link).
+    pub require_signed_urls: bool,
+    /// Lifetime of the signed links the host hands out, in seconds.
+    pub url_ttl_secs: u64,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            max_upload_mib: 1024,
+            require_signed_urls: false,
+            url_ttl_secs: 86_400,
         }
     }
 }
@@ -161,6 +185,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
+    pub blobs: BlobsConfig,
     pub mounts: BTreeMap<String, MountConfig>,
     pub tenants: Vec<TenantDecl>,
     pub operator_keys: Vec<KeyDecl>,
@@ -223,6 +248,7 @@ impl Config {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
             limits: file.limits,
             scheduler: file.scheduler,
+            blobs: file.blobs,
             mounts: file.plugins,
             tenants: file.tenants,
             operator_keys: file.operator_keys,

@@ -4,6 +4,7 @@
 //! the command line; [`server::start`] runs everything.
 
 pub mod auth;
+pub mod blobs;
 pub mod bundled;
 pub mod catalog;
 pub mod clock;
@@ -21,28 +22,44 @@ use clock::SharedClock;
 use config::Config;
 use storage::{Db, StorageError};
 
+/// Why the services could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Blobs(#[from] blobs::BlobError),
+    #[error("creating the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// The domain services, cheap to clone (each holds the pool and the clock).
 #[derive(Clone)]
 pub struct Services {
     pub auth: auth::Auth,
     pub catalog: catalog::Catalog,
     pub rollout: rollout::Rollout,
+    pub blobs: blobs::BlobStore,
     pub clock: SharedClock,
     pub db: Db,
 }
 
 impl Services {
     /// Connect to the configured database (migrating it) and build the services.
-    pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, StorageError> {
+    pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, OpenError> {
         if config
             .database
             .contains(config.data_dir.to_string_lossy().as_ref())
         {
             // The default SQLite file lives in the data dir, which may not exist yet.
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| StorageError::Db(e.into()))?;
+            std::fs::create_dir_all(&config.data_dir)?;
         }
         let db = Db::connect(&config.database).await?;
+        let blobs =
+            blobs::BlobStore::open(config.data_dir.join("blobs"), db.clone(), clock.clone())
+                .await?;
         Ok(Services {
+            blobs,
             auth: auth::Auth::new(db.clone(), clock.clone()),
             catalog: catalog::Catalog::new(db.clone(), clock.clone()),
             rollout: rollout::Rollout::new(

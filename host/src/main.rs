@@ -60,6 +60,23 @@ enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// Store firmware files.
+    #[command(subcommand)]
+    Blob(BlobCmd),
+}
+
+#[derive(Subcommand)]
+enum BlobCmd {
+    /// Store a file (streamed; MD5/SHA-256 computed on the way) and print its facts.
+    Put {
+        file: PathBuf,
+        /// Refuse (and keep nothing) unless the file has this MD5.
+        #[arg(long)]
+        md5: Option<String>,
+        /// Refuse (and keep nothing) unless the file has this SHA-256.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +260,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("revoked key {id}");
                 }
             }
+            Ok(())
+        }
+        Command::Blob(BlobCmd::Put { file, md5, sha256 }) => {
+            let config = Config::resolve(o)?;
+            let s = Services::open(&config, clock).await?;
+            let f = tokio::fs::File::open(&file).await?;
+            let size = f.metadata().await?.len();
+            let expect = ota_host::blobs::Expect {
+                md5,
+                sha256,
+                size: Some(size),
+            };
+            let stream = tokio_util::io::ReaderStream::new(f);
+            let info = s
+                .blobs
+                .put(stream, &expect, config.blobs.max_upload_mib << 20)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(())
         }
         Command::Plugin(PluginCmd::Check { file }) => {

@@ -80,6 +80,25 @@ async fn provision_then_serve_then_stop() {
     let (_, listing, _) = ota(&data, &["api-key", "list"]);
     assert!(!listing.contains(&key), "secrets are never listed");
 
+    let firmware = dir.path().join("fw.bin");
+    std::fs::write(&firmware, b"firmware image v1").unwrap();
+    let (ok, _, err) = ota(
+        &data,
+        &[
+            "blob",
+            "put",
+            firmware.to_str().unwrap(),
+            "--md5",
+            "00000000000000000000000000000000",
+        ],
+    );
+    assert!(!ok && err.contains("declared md5"), "{err}");
+    let (ok, out, err) = ota(&data, &["blob", "put", firmware.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let blob: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(blob["size"], 17);
+    let sha = blob["sha256"].as_str().unwrap().to_string();
+
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("OTA_HOST_DATA_DIR", &data)
@@ -124,6 +143,8 @@ async fn provision_then_serve_then_stop() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let r = http.get(format!("{url}/blobs/{sha}")).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"firmware image v1");
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

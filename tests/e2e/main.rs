@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on 127.0.0.1:0, real `.wasm` plugins, real HTTP.
 
 mod admin;
+mod blobs;
 mod hot_reload;
 mod iotstack;
 mod sandbox;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ota_host::Services;
 use ota_host::auth::{AuthError, Role};
+use ota_host::blobs::{BlobError, Expect};
 use ota_host::catalog::{CatalogError, InstallConfig};
 use ota_host::clock::ManualClock;
 use ota_host::config::{Config, FileConfig, Overrides};
@@ -203,6 +204,33 @@ async fn storage_suite(s: &Services, clock: &ManualClock) {
         DeploymentStatus::Failed,
         "final deployments never time out"
     );
+
+    // Blobs: a declared md5 that does not match keeps nothing; a good upload is recorded.
+    let chunks = || {
+        futures::stream::iter(vec![
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"fw-")),
+            Ok(bytes::Bytes::from_static(b"1.0")),
+        ])
+    };
+    let bad = Expect {
+        md5: Some("0".repeat(32)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.blobs.put(chunks(), &bad, 1 << 20).await,
+        Err(BlobError::Mismatch(_))
+    ));
+    let info = s
+        .blobs
+        .put(chunks(), &Expect::default(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(info.size, 6);
+    assert_eq!(s.blobs.stat(&info.sha256).await.unwrap(), info);
+    assert!(matches!(
+        s.blobs.stat(&"0".repeat(64)).await,
+        Err(BlobError::NotFound(_))
+    ));
 }
 
 #[tokio::test]

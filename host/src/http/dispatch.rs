@@ -65,15 +65,7 @@ pub async fn dispatch(
     };
 
     let request_id = new_request_id();
-    let host_url = match (&state.config.public_url, listener.0) {
-        (Some(url), None) => url.clone(),
-        _ => format!(
-            "http://{}",
-            authority
-                .clone()
-                .unwrap_or_else(|| listener.0.unwrap_or(state.config.listen).to_string())
-        ),
-    };
+    let host_url = super::host_url(&state.config, listener, &parts.headers, &parts.uri);
     let mut wit = bindings::Request {
         method: method.clone(),
         path: rel_path,

@@ -1,9 +1,10 @@
 //! The HTTP edge: one axum router per listener. Host-owned routes (`/admin/*`, `/install/*`,
-//! `/healthz`, see `runtime::registry::RESERVED_SEGMENTS`) are matched first; everything else is dispatched to the plugin whose mount and
+//! `/blobs/*`, `/healthz`, see `runtime::registry::RESERVED_SEGMENTS`) are matched first; everything else is dispatched to the plugin whose mount and
 //! routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
 //! responses here, once.
 
 pub mod admin;
+pub mod blobs;
 pub mod dispatch;
 pub mod error;
 pub mod install;
@@ -38,10 +39,31 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .route("/healthz", get(|| async { "ok" }))
             .merge(admin::router())
             .merge(install::router())
+            .merge(blobs::router())
     } else {
         Router::new()
     };
     base.fallback(dispatch::dispatch)
         .layer(axum::Extension(listener))
         .with_state(state)
+}
+
+/// The absolute base URL clients reach the host at: the operator's `public-url` on the main
+/// listener, else `http://` + the request's `Host` header (else the listener's address).
+pub fn host_url(
+    config: &Config,
+    listener: Listener,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> String {
+    if let (Some(url), None) = (&config.public_url, listener.0) {
+        return url.clone();
+    }
+    let authority = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| listener.0.unwrap_or(config.listen).to_string());
+    format!("http://{authority}")
 }

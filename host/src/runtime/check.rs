@@ -14,13 +14,33 @@ use crate::config::{Config, FileConfig, Limits, Overrides};
 pub async fn check_file(file: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(file)?;
     let clock: SharedClock = Arc::new(SystemClock);
+    // A throwaway data dir: checking a file must leave nothing behind.
+    let scratch = std::env::temp_dir().join(format!("ota-plugin-check-{}", std::process::id()));
+    let result = check(file, bytes, clock, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn check(
+    file: &Path,
+    bytes: Vec<u8>,
+    clock: SharedClock,
+    scratch: &Path,
+) -> anyhow::Result<Value> {
     let config = Config::from_parts(
         FileConfig::default(),
         Overrides {
-            database: Some("sqlite::memory:".into()),
+            // A file, not `sqlite::memory:`: each pooled connection would get its own empty
+            // in-memory database.
+            database: Some(format!(
+                "sqlite://{}?mode=rwc",
+                scratch.join("check.db").display()
+            )),
+            data_dir: Some(scratch.to_path_buf()),
             ..Default::default()
         },
     )?;
+    std::fs::create_dir_all(scratch)?;
     let services = Services::open(&config, clock.clone()).await?;
     let runtime = Runtime::new(Limits::default(), None, services)
         .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;

@@ -1,0 +1,317 @@
+//! Firmware files. Uploads are streamed to a temporary file while MD5 and SHA-256 are
+//! computed, checked against what the uploader declared, and only then moved to their
+//! content address (`<root>/sha256/ab/abcdef…`); a mismatch keeps nothing. Downloads are
+//! served by `http::blobs` with Range and ETag, optionally behind signed, expiring URLs whose
+//! key is shared by every replica through the database.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use hmac::{Hmac, Mac};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio::io::AsyncWriteExt;
+
+use crate::clock::SharedClock;
+use crate::storage::Db;
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("upload exceeds the {0}-byte limit")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no blob {0}")]
+    NotFound(String),
+    #[error("download link is invalid")]
+    BadSignature,
+    #[error("download link has expired")]
+    Expired,
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    #[error("blob storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// Facts about a stored file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlobInfo {
+    pub sha256: String,
+    pub md5: String,
+    pub size: u64,
+    pub created_at: i64,
+}
+
+/// What an uploader says about the file; every given field must match.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Expect {
+    pub md5: Option<String>,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// The content-addressed store.
+#[derive(Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    db: Db,
+    clock: SharedClock,
+    signing_key: std::sync::Arc<[u8; 32]>,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A valid content address (64 lower-case hex characters).
+pub fn valid_sha256(s: &str) -> bool {
+    is_hex(s, 64) && !s.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+impl BlobStore {
+    /// Open the store under `root`, creating it, and load (or create once, for every replica)
+    /// the URL-signing key.
+    pub async fn open(root: PathBuf, db: Db, clock: SharedClock) -> Result<Self, BlobError> {
+        tokio::fs::create_dir_all(root.join("tmp")).await?;
+        tokio::fs::create_dir_all(root.join("sha256")).await?;
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query(
+            "INSERT INTO host_secrets (name, value) VALUES ('blob-url-key', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(hex::encode(fresh))
+        .execute(db.pool())
+        .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = 'blob-url-key'")
+                .fetch_one(db.pool())
+                .await?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(stored, &mut key)
+            .map_err(|e| BlobError::Invalid(format!("corrupt signing key: {e}")))?;
+        Ok(BlobStore {
+            root,
+            db,
+            clock,
+            signing_key: std::sync::Arc::new(key),
+        })
+    }
+
+    /// Where a blob's bytes live.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Stream an upload into the store. Nothing is kept unless every declared fact matches.
+    pub async fn put<S, E>(
+        &self,
+        mut body: S,
+        expect: &Expect,
+        max_size: u64,
+    ) -> Result<BlobInfo, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        for (name, value, len) in [("md5", &expect.md5, 32), ("sha256", &expect.sha256, 64)] {
+            if let Some(v) = value
+                && !is_hex(v, len)
+            {
+                return Err(BlobError::Invalid(format!(
+                    "{name} must be {len} hex characters"
+                )));
+            }
+        }
+        if let Some(size) = expect.size
+            && size > max_size
+        {
+            return Err(BlobError::TooLarge(max_size));
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let (mut md5, mut sha, mut size) = (Md5::new(), Sha256::new(), 0u64);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Interrupted(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > max_size || expect.size.is_some_and(|s| size > s) {
+                    return Err(match expect.size {
+                        Some(s) if s < max_size => BlobError::Mismatch(format!(
+                            "body is larger than the declared size {s}"
+                        )),
+                        _ => BlobError::TooLarge(max_size),
+                    });
+                }
+                md5.update(&chunk);
+                sha.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            let info = BlobInfo {
+                sha256: hex::encode(sha.finalize()),
+                md5: hex::encode(md5.finalize()),
+                size,
+                created_at: self.clock.now_millis(),
+            };
+            check(&info, expect)?;
+            Ok(info)
+        }
+        .await;
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let dest = self.path(&info.sha256);
+        if tokio::fs::try_exists(&dest).await? {
+            tokio::fs::remove_file(&tmp).await?; // same content already stored
+        } else {
+            tokio::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).await?;
+            tokio::fs::rename(&tmp, &dest).await?;
+        }
+        sqlx::query(
+            "INSERT INTO blobs (sha256, md5, size, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&info.sha256)
+        .bind(&info.md5)
+        .bind(info.size as i64)
+        .bind(info.created_at)
+        .execute(self.db.pool())
+        .await?;
+        self.stat(&info.sha256).await
+    }
+
+    /// Facts about a stored blob.
+    pub async fn stat(&self, sha256: &str) -> Result<BlobInfo, BlobError> {
+        let row = sqlx::query("SELECT sha256, md5, size, created_at FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| BlobError::NotFound(sha256.to_string()))?;
+        Ok(BlobInfo {
+            sha256: row.get(0),
+            md5: row.get(1),
+            size: row.get::<i64, _>(2) as u64,
+            created_at: row.get(3),
+        })
+    }
+
+    fn mac(&self, sha256: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.signing_key.as_slice())
+            .expect("HMAC takes keys of any size");
+        mac.update(sha256.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+
+    /// The query string (`exp=…&sig=…`) that makes a download link valid until `expires`
+    /// (Unix seconds).
+    pub fn sign(&self, sha256: &str, expires: i64) -> String {
+        let sig = hex::encode(self.mac(sha256, expires).finalize().into_bytes());
+        format!("exp={expires}&sig={sig}")
+    }
+
+    /// A signed download URL under `host_url`, valid for `ttl_secs`.
+    pub fn signed_url(&self, host_url: &str, sha256: &str, ttl_secs: u64) -> String {
+        let expires = self.clock.now_millis() / 1000 + ttl_secs as i64;
+        format!("{host_url}/blobs/{sha256}?{}", self.sign(sha256, expires))
+    }
+
+    /// Check a signed link (constant-time) and its expiry.
+    pub fn verify(&self, sha256: &str, expires: i64, sig: &str) -> Result<(), BlobError> {
+        let raw = hex::decode(sig).map_err(|_| BlobError::BadSignature)?;
+        self.mac(sha256, expires)
+            .verify_slice(&raw)
+            .map_err(|_| BlobError::BadSignature)?;
+        if self.clock.now_millis() / 1000 > expires {
+            return Err(BlobError::Expired);
+        }
+        Ok(())
+    }
+}
+
+fn check(info: &BlobInfo, expect: &Expect) -> Result<(), BlobError> {
+    if let Some(size) = expect.size
+        && size != info.size
+    {
+        return Err(BlobError::Mismatch(format!(
+            "declared size {size} but received {} bytes",
+            info.size
+        )));
+    }
+    if let Some(md5) = &expect.md5
+        && !md5.eq_ignore_ascii_case(&info.md5)
+    {
+        return Err(BlobError::Mismatch(format!(
+            "declared md5 {md5} but the file's md5 is {}",
+            info.md5
+        )));
+    }
+    if let Some(sha) = &expect.sha256
+        && !sha.eq_ignore_ascii_case(&info.sha256)
+    {
+        return Err(BlobError::Mismatch(format!(
+            "declared sha256 {sha} but the file's sha256 is {}",
+            info.sha256
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_facts_must_match() {
+        let info = BlobInfo {
+            sha256: "a".repeat(64),
+            md5: "b".repeat(32),
+            size: 3,
+            created_at: 0,
+        };
+        assert!(check(&info, &Expect::default()).is_ok());
+        let ok = Expect {
+            md5: Some("B".repeat(32)),
+            sha256: Some("a".repeat(64)),
+            size: Some(3),
+        };
+        assert!(check(&info, &ok).is_ok());
+        for bad in [
+            Expect {
+                size: Some(4),
+                ..Default::default()
+            },
+            Expect {
+                md5: Some("c".repeat(32)),
+                ..Default::default()
+            },
+            Expect {
+                sha256: Some("c".repeat(64)),
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(check(&info, &bad), Err(BlobError::Mismatch(_))));
+        }
+    }
+
+    #[test]
+    fn content_addresses() {
+        assert!(valid_sha256(&"0f".repeat(32)));
+        assert!(!valid_sha256(&"0F".repeat(32)));
+        assert!(!valid_sha256("../etc/passwd"));
+    }
+}

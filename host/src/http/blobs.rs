@@ -1,0 +1,237 @@
+//! Firmware downloads and uploads over HTTP. `GET /blobs/{sha256}[/{name}]` serves a stored
+//! file with `ETag` (its SHA-256), `Content-Length`, single-range `Range` requests (resume)
+//! and `If-None-Match`; links may carry `exp` + `sig` (signed, expiring), which the operator
+//! can make mandatory. `POST /admin/api/v1/blobs` streams an upload into the store, checking
+//! the `md5`, `sha256` and `size` the uploader declares in the query.
+
+use std::io::SeekFrom;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::admin::Operator;
+use super::error::ApiError;
+use super::{AppState, Listener};
+use crate::blobs::{BlobError, Expect, valid_sha256};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/blobs/{sha256}", get(download))
+        .route("/blobs/{sha256}/{name}", get(download_named))
+        .route("/admin/api/v1/blobs", post(upload))
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Mismatch(m) | BlobError::Invalid(m) | BlobError::Interrupted(m) => {
+                ApiError::BadRequest(m)
+            }
+            BlobError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
+            BlobError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            BlobError::BadSignature | BlobError::Expired => ApiError::Forbidden(e.to_string()),
+            BlobError::Io(e) => ApiError::Internal(e.to_string()),
+            BlobError::Storage(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// What a `Range` header asks of a file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ranged {
+    /// Serve the whole file (no header, or a form not served partially, e.g. several ranges).
+    Whole,
+    /// Serve bytes `start..=end`.
+    Part(u64, u64),
+    /// Nothing of the file matches (416).
+    Unsatisfiable,
+}
+
+/// Resolve a single-range `Range` header against a file of `size` bytes.
+pub fn parse_range(value: Option<&str>, size: u64) -> Ranged {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ranged::Whole;
+    };
+    if spec.contains(',') {
+        return Ranged::Whole;
+    }
+    let resolve = || -> Option<(u64, u64)> {
+        let (first, last) = spec.split_once('-')?;
+        let (first, last) = (first.trim(), last.trim());
+        if first.is_empty() {
+            let n: u64 = last.parse().ok()?;
+            (n > 0 && size > 0).then(|| (size.saturating_sub(n), size - 1))
+        } else {
+            let start: u64 = first.parse().ok()?;
+            let end = if last.is_empty() {
+                size.saturating_sub(1)
+            } else {
+                last.parse::<u64>().ok()?.min(size.saturating_sub(1))
+            };
+            (start < size && end >= start).then_some((start, end))
+        }
+    };
+    match resolve() {
+        Some((start, end)) => Ranged::Part(start, end),
+        None => Ranged::Unsatisfiable,
+    }
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    exp: Option<i64>,
+    sig: Option<String>,
+}
+
+async fn download_named(
+    state: State<AppState>,
+    Path((sha256, _name)): Path<(String, String)>,
+    q: Query<Signed>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    download(state, Path(sha256), q, headers).await
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Path(sha256): Path<String>,
+    Query(q): Query<Signed>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !valid_sha256(&sha256) {
+        return Err(ApiError::NotFound(format!("no blob {sha256}")));
+    }
+    let blobs = &state.services.blobs;
+    match (q.exp, q.sig.as_deref()) {
+        (Some(exp), Some(sig)) => blobs.verify(&sha256, exp, sig)?,
+        (None, None) if !state.config.blobs.require_signed_urls => {}
+        _ => return Err(BlobError::BadSignature.into()),
+    }
+    let info = blobs.stat(&sha256).await?;
+    let etag = format!("\"{}\"", info.sha256);
+    let mut resp_headers = HeaderMap::new();
+    resp_headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+    );
+    resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    resp_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp_headers.insert(
+        "content-md5-hex",
+        HeaderValue::from_str(&info.md5).expect("hex"),
+    );
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if header_str(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, resp_headers).into_response());
+    }
+    // A resume against a different version of the file must get the whole new file.
+    let range_header = match header_str(header::IF_RANGE) {
+        Some(tag) if tag.trim() != etag => None,
+        _ => header_str(header::RANGE),
+    };
+    let mut file = tokio::fs::File::open(blobs.path(&sha256))
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("blob {sha256} is recorded but unreadable: {e}"))
+        })?;
+    match parse_range(range_header, info.size) {
+        Ranged::Whole => {
+            resp_headers.insert(header::CONTENT_LENGTH, info.size.into());
+            Ok((
+                StatusCode::OK,
+                resp_headers,
+                Body::from_stream(ReaderStream::new(file)),
+            )
+                .into_response())
+        }
+        Ranged::Part(start, end) => {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let len = end - start + 1;
+            resp_headers.insert(header::CONTENT_LENGTH, len.into());
+            resp_headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{}", info.size))
+                    .expect("ascii"),
+            );
+            let body = Body::from_stream(ReaderStream::new(file.take(len)));
+            Ok((StatusCode::PARTIAL_CONTENT, resp_headers, body).into_response())
+        }
+        Ranged::Unsatisfiable => {
+            resp_headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{}", info.size)).expect("ascii"),
+            );
+            Ok((StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response())
+        }
+    }
+}
+
+async fn upload(
+    _op: Operator,
+    State(state): State<AppState>,
+    Extension(listener): Extension<Listener>,
+    Query(expect): Query<Expect>,
+    req: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let max = state.config.blobs.max_upload_mib << 20;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(BlobError::TooLarge(max).into());
+    }
+    let host_url = super::host_url(&state.config, listener, req.headers(), req.uri());
+    let stream = req.into_body().into_data_stream();
+    let info = state.services.blobs.put(stream, &expect, max).await?;
+    let ttl = state.config.blobs.url_ttl_secs;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "sha256": info.sha256,
+            "md5": info.md5,
+            "size": info.size,
+            "created_at": info.created_at,
+            "url": format!("{host_url}/blobs/{}", info.sha256),
+            "signed_url": state.services.blobs.signed_url(&host_url, &info.sha256, ttl),
+        })),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ranged, parse_range};
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ranged::Whole);
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ranged::Part(0, 3));
+        assert_eq!(parse_range(Some("bytes=4-"), 10), Ranged::Part(4, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ranged::Part(7, 9));
+        assert_eq!(parse_range(Some("bytes=5-100"), 10), Ranged::Part(5, 9));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Ranged::Part(0, 9));
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ranged::Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ranged::Whole);
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Ranged::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Ranged::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=x-2"), 10), Ranged::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Ranged::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Ranged::Unsatisfiable);
+    }
+}
