@@ -18,6 +18,9 @@ use crate::runtime::watcher::Loader;
 use crate::runtime::{Registry, Runtime};
 use crate::{Services, bundled, provision, rollout};
 
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 /// A running server.
 pub struct RunningServer {
     /// The main listener's address (the real port when 0 was asked for).
@@ -42,11 +45,16 @@ impl RunningServer {
         rollout::scheduler::tick(&self.services.rollout).await
     }
 
-    /// Stop accepting, let in-flight requests finish, stop background tasks.
+    /// Stop accepting, let in-flight requests finish (for at most [`DRAIN_LIMIT`]; a stalled
+    /// download must not hold the process forever), stop background tasks.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let drained =
+            tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(self.tasks)).await;
+        if drained.is_err() {
+            tracing::warn!("requests still running after {DRAIN_LIMIT:?}; aborting them");
+            aborts.iter().for_each(|a| a.abort());
         }
         self.services.db.close().await;
     }
@@ -87,8 +95,11 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         registry: registry.clone(),
         config: config.clone(),
         clock: clock.clone(),
+        serial: Default::default(),
     };
     let shutdown = CancellationToken::new();
+    // Whatever was started is stopped again if a later step of start-up fails.
+    let guard = shutdown.clone().drop_guard();
     let mut tasks = Vec::new();
     // Watch before the initial scan so a file dropped in between is not missed.
     tasks.push(loader.clone().watch(shutdown.clone())?);
@@ -108,16 +119,25 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         shutdown.clone(),
     ));
     let mut plugin_listeners = Vec::new();
+    // Several mounts may share an address (told apart by Host): bind each address once.
+    let mut bound_addrs: std::collections::BTreeMap<SocketAddr, SocketAddr> = Default::default();
     for (name, mount) in &config.mounts {
         if let Some(listen) = mount.listen {
-            let l = TcpListener::bind(listen).await?;
-            let bound = l.local_addr()?;
-            // Routing compares against the configured address, which is what mounts name.
-            tasks.push(serve(
-                l,
-                http::router(state.clone(), Listener(Some(listen))),
-                shutdown.clone(),
-            ));
+            let bound = match bound_addrs.get(&listen) {
+                Some(b) => *b,
+                None => {
+                    let l = TcpListener::bind(listen).await?;
+                    let b = l.local_addr()?;
+                    // Routing compares against the configured address, which mounts name.
+                    tasks.push(serve(
+                        l,
+                        http::router(state.clone(), Listener(Some(listen))),
+                        shutdown.clone(),
+                    ));
+                    bound_addrs.insert(listen, b);
+                    b
+                }
+            };
             println!("plugin {name} listening on http://{bound}");
             plugin_listeners.push((name.clone(), bound));
         }
@@ -128,6 +148,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         shutdown.clone(),
     )));
     println!("listening on http://{addr}");
+    guard.disarm();
     Ok(RunningServer {
         addr,
         plugin_listeners,

@@ -108,6 +108,15 @@ async fn upload_then_download_with_ranges_and_etags() {
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+    let weak = format!("\"other\", W/{etag}");
+    let r = t
+        .http
+        .get(&url)
+        .header("if-none-match", weak)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304, "weak comparison");
     let r = t
         .http
         .get(&url)

@@ -189,6 +189,35 @@ async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
     t.stop().await;
 }
 
+#[tokio::test]
+async fn a_plugin_renamed_to_a_new_file_keeps_serving() {
+    let t = TestServer::start(with_misbehave()).await;
+    let dir = t.plugins_dir();
+    // The new file is refused while the old one serves the same plugin name ...
+    std::fs::copy(
+        built_plugin("misbehave-v2"),
+        dir.join("misbehave-renamed.wasm"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            failure_for(&t, "misbehave-renamed.wasm").await.is_some()
+        })
+        .await
+    );
+    assert_eq!(ok_text(&t).await.as_deref(), Some("misbehave 0.1.0 ok"));
+    // ... and takes over once the old file is gone.
+    std::fs::remove_file(dir.join("misbehave.wasm")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            ok_text(&t).await.as_deref() == Some("misbehave 2.0.0 ok")
+        })
+        .await
+    );
+    assert!(failure_for(&t, "misbehave-renamed.wasm").await.is_none());
+    t.stop().await;
+}
+
 fn listing(dir: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

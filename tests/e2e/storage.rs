@@ -154,6 +154,16 @@ async fn storage_suite(s: &Services, clock: &ManualClock) {
         .await
         .unwrap();
     assert_eq!(dep.updated_at, T0_MILLIS + 5_000);
+    let long = "x".repeat(10_000);
+    let dep = s
+        .rollout
+        .report(dep.id, DeploymentStatus::Processing, Some(&long))
+        .await
+        .unwrap();
+    assert_eq!(
+        dep.events.last().unwrap().message.len(),
+        ota_host::rollout::MAX_LOG_LINE
+    );
     let dep = s
         .rollout
         .report(dep.id, DeploymentStatus::Failed, Some("boom"))
@@ -165,7 +175,7 @@ async fn storage_suite(s: &Services, clock: &ManualClock) {
             .await,
         Err(RolloutError::Conflict(_))
     ));
-    assert_eq!(dep.events.len(), 3);
+    assert_eq!(dep.events.len(), 4);
     assert!(matches!(
         s.rollout.deployment(999_999).await,
         Err(RolloutError::NotFound(_))

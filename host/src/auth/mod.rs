@@ -326,39 +326,20 @@ impl Auth {
     pub async fn issue_device_secret(&self, device_id: i64) -> Result<DeviceGrant, AuthError> {
         let secret = random_token(16);
         let now = self.clock.now_millis();
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT device_key FROM device_credentials WHERE device_id = $1")
-                .bind(device_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let device_key = match existing {
-            Some(key) => {
-                sqlx::query(
-                    "UPDATE device_credentials SET secret_hash = $1, issued_at = $2 \
-                     WHERE device_id = $3",
-                )
-                .bind(hash(&secret))
-                .bind(now)
-                .bind(device_id)
-                .execute(self.db.pool())
-                .await?;
-                key
-            }
-            None => {
-                let key = random_token(16);
-                sqlx::query(
-                    "INSERT INTO device_credentials (device_id, device_key, secret_hash, issued_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(device_id)
-                .bind(&key)
-                .bind(hash(&secret))
-                .bind(now)
-                .execute(self.db.pool())
-                .await?;
-                key
-            }
-        };
+        // One statement, so two first contacts at once converge instead of one failing.
+        let device_key: String = sqlx::query_scalar(
+            "INSERT INTO device_credentials (device_id, device_key, secret_hash, issued_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (device_id) DO UPDATE \
+               SET secret_hash = excluded.secret_hash, issued_at = excluded.issued_at \
+             RETURNING device_key",
+        )
+        .bind(device_id)
+        .bind(random_token(16))
+        .bind(hash(&secret))
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await?;
         Ok(DeviceGrant {
             device_key,
             device_secret: secret,

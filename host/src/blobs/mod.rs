@@ -79,6 +79,8 @@ impl BlobStore {
     /// Open the store under `root`, creating it, and load (or create once, for every replica)
     /// the URL-signing key.
     pub async fn open(root: PathBuf, db: Db, clock: SharedClock) -> Result<Self, BlobError> {
+        // Partial uploads of a previous run (crash, kill) are garbage.
+        let _ = tokio::fs::remove_dir_all(root.join("tmp")).await;
         tokio::fs::create_dir_all(root.join("tmp")).await?;
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         let fresh: [u8; 32] = rand::random();
@@ -166,20 +168,17 @@ impl BlobStore {
             Ok(info)
         }
         .await;
-        let info = match result {
+        let stored = match result {
+            Ok(info) => self.settle(&tmp, &info).await.map(|()| info),
+            Err(e) => Err(e),
+        };
+        let info = match stored {
             Ok(info) => info,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e);
             }
         };
-        let dest = self.path(&info.sha256);
-        if tokio::fs::try_exists(&dest).await? {
-            tokio::fs::remove_file(&tmp).await?; // same content already stored
-        } else {
-            tokio::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).await?;
-            tokio::fs::rename(&tmp, &dest).await?;
-        }
         sqlx::query(
             "INSERT INTO blobs (sha256, md5, size, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (sha256) DO NOTHING",
@@ -191,6 +190,18 @@ impl BlobStore {
         .execute(self.db.pool())
         .await?;
         self.stat(&info.sha256).await
+    }
+
+    /// Move a verified upload to its content address (or drop it: same content is stored).
+    async fn settle(&self, tmp: &Path, info: &BlobInfo) -> Result<(), BlobError> {
+        let dest = self.path(&info.sha256);
+        if tokio::fs::try_exists(&dest).await? {
+            tokio::fs::remove_file(tmp).await?;
+        } else {
+            tokio::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).await?;
+            tokio::fs::rename(tmp, &dest).await?;
+        }
+        Ok(())
     }
 
     /// Facts about a stored blob.

@@ -132,9 +132,13 @@ async fn download(
         HeaderValue::from_str(&info.md5).expect("hex"),
     );
     let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    if header_str(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if header_str(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.split(',').any(|t| {
+            // If-None-Match compares weakly: `W/"<sha>"` names the same content.
+            let t = t.trim();
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+        })
+    }) {
         return Ok((StatusCode::NOT_MODIFIED, resp_headers).into_response());
     }
     // A resume against a different version of the file must get the whole new file.

@@ -19,6 +19,9 @@ die() { echo "iot_edge_process: $*" >&2; exit 1; }
 
 json_escape() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 
+# Single-quote a value so that sourcing the config file can never run it.
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
 case "${1:-}" in
 --install)
     [ $# -ge 3 ] || die "usage: --install <arch> <version> sh"
@@ -34,7 +37,7 @@ case "${1:-}" in
     mkdir -p "$PREFIX/etc"
     umask 077
     printf 'DEVICE_KEY=%s\nGATEWAY_SN=%s\nDEVICE_SECRET=%s\nCONSOLE_PASSWORD=%s\nREPORT_URL=%s\n' \
-        "$2" "$3" "$4" "$5" "$REPORT_URL" > "$CONF"
+        "$(q "$2")" "$(q "$3")" "$(q "$4")" "$(q "$5")" "$(q "$REPORT_URL")" > "$CONF"
     echo "gateway $3 configured"
     ;;
 --start)

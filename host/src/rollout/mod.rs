@@ -88,15 +88,38 @@ pub struct Deployment {
     pub events: Vec<DeploymentEvent>,
 }
 
+/// Longest stored log line, in bytes; longer reports are cut (on a character boundary).
+pub const MAX_LOG_LINE: usize = 4096;
+/// Most history lines rendered into a deployment's log; older ones are summarized.
+pub const MAX_LOG_LINES: usize = 200;
+
 impl Deployment {
-    /// The history as IoTStack's `Log` string: one `[unix-seconds] status: message` per line.
+    /// The history as IoTStack's `Log` string: one `[unix-seconds] status: message` per line,
+    /// the newest [`MAX_LOG_LINES`] of them.
     pub fn log(&self) -> String {
-        self.events
-            .iter()
-            .map(|e| format!("[{}] {}: {}", e.at / 1000, e.status.as_str(), e.message))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let skip = self.events.len().saturating_sub(MAX_LOG_LINES);
+        let mut lines: Vec<String> = Vec::with_capacity(self.events.len() - skip + 1);
+        if skip > 0 {
+            lines.push(format!("({skip} earlier lines omitted)"));
+        }
+        lines.extend(
+            self.events[skip..]
+                .iter()
+                .map(|e| format!("[{}] {}: {}", e.at / 1000, e.status.as_str(), e.message)),
+        );
+        lines.join("\n")
     }
+}
+
+fn truncate(line: &str) -> &str {
+    if line.len() <= MAX_LOG_LINE {
+        return line;
+    }
+    let mut end = MAX_LOG_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 /// The rollout service.
@@ -221,8 +244,10 @@ impl Rollout {
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         // Write first (so SQLite takes the write lock at once) and only while still open.
+        // A report after the deadline loses to the timeout even if the scheduler has not run.
         let changed = sqlx::query(&format!(
-            "UPDATE deployments SET status = $1, updated_at = $2 WHERE id = $3 AND status IN {OPEN}"
+            "UPDATE deployments SET status = $1, updated_at = $2 \
+             WHERE id = $3 AND status IN {OPEN} AND deadline_at > $2"
         ))
         .bind(status.as_str())
         .bind(now)
@@ -233,12 +258,13 @@ impl Rollout {
         if changed == 0 {
             drop(tx);
             let current = self.deployment(id).await?;
-            return Err(RolloutError::Conflict(format!(
-                "deployment {id} is already {}",
-                current.status.as_str()
-            )));
+            return Err(RolloutError::Conflict(if current.status.is_final() {
+                format!("deployment {id} is already {}", current.status.as_str())
+            } else {
+                format!("deployment {id} passed its deadline; it is timing out")
+            }));
         }
-        let message = line.unwrap_or("status reported");
+        let message = truncate(line.unwrap_or("status reported"));
         Self::append(&mut tx, id, now, status, message).await?;
         tx.commit().await?;
         self.deployment(id).await
@@ -274,6 +300,14 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary() {
+        let s = "é".repeat(MAX_LOG_LINE);
+        let cut = truncate(&s);
+        assert!(cut.len() <= MAX_LOG_LINE && cut.len() > MAX_LOG_LINE - 2);
+        assert_eq!(truncate("short"), "short");
+    }
 
     #[test]
     fn statuses_round_trip() {

@@ -27,29 +27,59 @@ pub struct Loader {
     pub registry: Arc<Registry>,
     pub config: Arc<Config>,
     pub clock: SharedClock,
+    /// One load at a time: the start-up scan and watcher events may name the same file, and
+    /// the last bytes read must be the ones that end up serving.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The prefix of a refusal that may clear when another file changes.
+const CONFLICT: &str = "route conflict: ";
 
 fn is_plugin_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "wasm")
 }
 
 impl Loader {
-    /// (Re)load one file, or drop it from the registry when it no longer exists.
+    /// (Re)load one file, or drop it from the registry when it no longer exists. When that
+    /// changes what is served, files refused for a conflict are tried again (e.g. a plugin
+    /// moved to a new file name: the new file loads once the old one is gone).
     pub async fn sync_file(&self, path: &Path) {
+        let _one_at_a_time = self.serial.lock().await;
+        if self.sync_one(path).await {
+            let blocked: Vec<PathBuf> = self
+                .registry
+                .snapshot()
+                .failures
+                .iter()
+                .filter(|(p, f)| p.as_path() != path && f.reason.starts_with(CONFLICT))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in blocked {
+                self.sync_one(&p).await;
+            }
+        }
+    }
+
+    /// Returns whether the set of served plugins changed.
+    async fn sync_one(&self, path: &Path) -> bool {
         let bytes = match tokio::fs::read(path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(old) = self.registry.remove(path) {
                     tracing::info!(file = %path.display(), plugin = %old.name, "plugin unloaded (file removed)");
+                    return true;
                 }
-                return;
+                return false;
             }
-            Err(e) => return self.refuse(path, format!("cannot read file: {e}")),
+            Err(e) => {
+                self.refuse(path, format!("cannot read file: {e}"));
+                return false;
+            }
         };
         if let Some(cur) = self.registry.snapshot().plugins.get(path) {
             use sha2::Digest;
             if cur.hash == hex::encode(sha2::Sha256::digest(&bytes)) {
-                return; // touched, not changed
+                return false; // touched, not changed
             }
         }
         let config = self.config.clone();
@@ -83,11 +113,18 @@ impl Loader {
                             }
                         );
                         tracing::info!(file = %path.display(), plugin = %name, version = %version, hash = %&hash[..12], "plugin loaded");
+                        true
                     }
-                    Err(why) => self.refuse(path, format!("route conflict: {why}")),
+                    Err(why) => {
+                        self.refuse(path, format!("{CONFLICT}{why}"));
+                        false
+                    }
                 }
             }
-            Err(e) => self.refuse(path, e.to_string()),
+            Err(e) => {
+                self.refuse(path, e.to_string());
+                false
+            }
         }
     }
 
