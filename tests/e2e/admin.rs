@@ -120,3 +120,221 @@ async fn mounts_by_host_header_and_by_own_listener() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn admin_api_manages_tenants_products_keys_and_releases() {
+    use serde_json::{Value, json};
+    let t = TestServer::start(Options::default()).await;
+    let op = ota_tests::OPERATOR_KEY;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = t.http.request(method, t.url(path)).bearer_auth(op);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    // Tenants and products.
+    let (s, b) = call(
+        Method::POST,
+        "/admin/api/v1/tenants",
+        Some(json!({"name": "initech"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = call(
+        Method::POST,
+        "/admin/api/v1/tenants",
+        Some(json!({"name": "initech"})),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, b) = call(
+        Method::POST,
+        "/admin/api/v1/tenants",
+        Some(json!({"nom": 1})),
+    )
+    .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_request")));
+    let (s, b) = call(
+        Method::POST,
+        "/admin/api/v1/tenants/initech/products",
+        Some(json!({"sn": "TPS-1", "name": "Report"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(Method::GET, "/admin/api/v1/tenants/initech/products", None).await;
+    assert_eq!((s, b["items"][0]["sn"].as_str()), (200, Some("TPS-1")));
+    let (s, _) = call(Method::GET, "/admin/api/v1/tenants/nobody/products", None).await;
+    assert_eq!(s, 404);
+
+    // A tenant key made here works for the dialect at once; revoked, it stops.
+    let (s, b) = call(
+        Method::POST,
+        "/admin/api/v1/api-keys",
+        Some(json!({"tenant": "initech", "name": "gw"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let key = b["key"].as_str().unwrap().to_string();
+    let key_id = b["info"]["id"].as_i64().unwrap();
+    let dep = r#"{"ProductSN":"TPS-1","DeviceSN":"gw-7"}"#;
+    assert_eq!(
+        t.post("/api/v1/deployment/create", Some(&key), dep).await.0,
+        200
+    );
+    let (s, b) = call(
+        Method::GET,
+        "/admin/api/v1/tenants/initech/products/TPS-1/devices?page=1&page_size=10",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["total"].as_i64(), b["items"][0]["sn"].as_str()),
+        (200, Some(1), Some("gw-7"))
+    );
+    let (s, _) = call(
+        Method::GET,
+        "/admin/api/v1/tenants/initech/products/TPS-1/devices?page=0",
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _) = call(
+        Method::DELETE,
+        &format!("/admin/api/v1/api-keys/{key_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        t.post("/api/v1/deployment/create", Some(&key), dep).await.0,
+        401
+    );
+
+    // Releases: from an uploaded blob, and from an external URL.
+    let blob: Value = t
+        .http
+        .post(t.url("/admin/api/v1/blobs"))
+        .bearer_auth(op)
+        .body(b"firmware 2.0".to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sha = blob["sha256"].as_str().unwrap();
+    let (s, r1) = call(
+        Method::POST,
+        "/admin/api/v1/tenants/initech/releases",
+        Some(json!({
+            "product": "TPS-1", "module": "mcu", "version": "2.0", "blob_sha256": sha,
+            "md5": blob["md5"], "mac_range": ["AABBCC000000-AABBCCFFFFFF"], "customize": "{\"k\":1}"
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{r1}");
+    assert_eq!(r1["size"], 12);
+    assert_eq!(r1["status"], "test");
+    assert_eq!(r1["download_path"], format!("/blobs/{sha}"));
+    let (s, _) = call(
+        Method::POST,
+        "/admin/api/v1/tenants/initech/releases",
+        Some(json!({
+            "product": "TPS-1", "module": "mcu", "version": "2.0", "blob_sha256": sha
+        })),
+    )
+    .await;
+    assert_eq!(s, 409, "same module + version twice");
+    let (s, b) = call(Method::POST, "/admin/api/v1/tenants/initech/releases", Some(json!({
+        "product": "TPS-1", "module": "mcu", "version": "2.1", "blob_sha256": sha, "md5": "0".repeat(32)
+    }))).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, r2) = call(Method::POST, "/admin/api/v1/tenants/initech/releases", Some(json!({
+        "product": "TPS-1", "module": "wifi", "version": "3.1", "from_version": "3.0",
+        "url": "https://cdn.example.com/w.bin", "md5": "d41d8cd98f00b204e9800998ecf8427e", "size": 4096
+    }))).await;
+    assert_eq!(s, 201, "{r2}");
+    for bad in [
+        json!({"product": "TPS-1", "module": "wifi", "version": "4", "url": "https://x/y"}),
+        json!({"product": "TPS-1", "module": "wifi", "version": "4", "from_version": "5", "url": "https://x/y", "md5": "d41d8cd98f00b204e9800998ecf8427e", "size": 1}),
+        json!({"product": "TPS-1", "module": "gpu", "version": "4", "blob_sha256": sha}),
+        json!({"product": "TPS-1", "module": "mcu", "version": "4"}),
+        json!({"product": "NOPE", "module": "mcu", "version": "4", "blob_sha256": sha}),
+    ] {
+        let (s, b) = call(
+            Method::POST,
+            "/admin/api/v1/tenants/initech/releases",
+            Some(bad.clone()),
+        )
+        .await;
+        assert!(s == 400 || s == 404, "{bad} -> {s} {b}");
+    }
+    let (s, b) = call(
+        Method::GET,
+        "/admin/api/v1/tenants/initech/releases?module=wifi",
+        None,
+    )
+    .await;
+    assert_eq!((s, b["total"].as_i64()), (200, Some(1)));
+    assert_eq!(b["items"][0]["from_version"], "3.0");
+    let (_, b) = call(
+        Method::GET,
+        "/admin/api/v1/tenants/initech/releases?page_size=1&page=2",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (b["total"].as_i64(), b["items"][0]["version"].as_str()),
+        (Some(2), Some("2.0"))
+    );
+    let id = r1["id"].as_i64().unwrap();
+    let (s, b) = call(
+        Method::PATCH,
+        &format!("/admin/api/v1/tenants/initech/releases/{id}"),
+        Some(json!({"status": "online"})),
+    )
+    .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("online")));
+    // Another tenant cannot see it.
+    let (s, _) = call(
+        Method::GET,
+        &format!("/admin/api/v1/tenants/acme/releases/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        Method::DELETE,
+        &format!("/admin/api/v1/tenants/initech/releases/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _) = call(
+        Method::GET,
+        &format!("/admin/api/v1/tenants/initech/releases/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // Tenant keys never reach the admin API.
+    let r = t
+        .http
+        .get(t.url("/admin/api/v1/tenants"))
+        .header("X-API-Key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    t.stop().await;
+}

@@ -4,6 +4,9 @@
 
 use sqlx::Row;
 
+pub mod releases;
+pub mod version;
+
 use crate::clock::SharedClock;
 use crate::storage::Db;
 
@@ -233,6 +236,35 @@ impl Catalog {
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("unknown device {id}")))?;
         Ok(device_from(&row))
+    }
+
+    /// A product's devices, oldest first, paged.
+    pub async fn list_devices(
+        &self,
+        tenant_id: i64,
+        product_sn: &str,
+        page: releases::PageReq,
+    ) -> Result<releases::Page<Device>, CatalogError> {
+        let product = self.product(tenant_id, product_sn).await?;
+        let (limit, offset) = page.checked()?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
+            .bind(product.id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} WHERE d.product_id = $1 ORDER BY d.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(product.id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(releases::Page {
+            items: rows.iter().map(device_from).collect(),
+            page: page.page,
+            page_size: page.page_size,
+            total,
+        })
     }
 
     /// Create or replace a device's install configuration.

@@ -1,6 +1,11 @@
-//! The native admin API, for operators (operator API keys only). This version has the plugin
-//! inventory: `GET /admin/plugins` lists what is loaded, from which file and hash, mounted
-//! where, since when, and the last load error of every file that was refused.
+//! The native admin API, for operators (operator API keys only): the plugin inventory at
+//! `GET /admin/plugins` (what is loaded, from which file and hash, mounted where, since when,
+//! and the last load error of every refused file), and JSON resources under `/admin/api/v1`,
+//! one module each. Every error is the host's `{"error": {...}}` shape.
+
+mod keys;
+mod releases;
+mod tenants;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -13,7 +18,25 @@ use super::error::ApiError;
 use crate::auth::{KeyIdentity, Role};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/plugins", get(list_plugins))
+    Router::new()
+        .route("/admin/plugins", get(list_plugins))
+        .merge(tenants::router())
+        .merge(keys::router())
+        .merge(releases::router())
+}
+
+/// A JSON request body, refused in the API's error shape (not axum's plain text).
+pub(crate) fn body_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A query string, refused in the API's error shape.
+pub(crate) fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
 /// An authenticated operator: `Authorization: Bearer <key>` or `X-API-Key: <key>`.

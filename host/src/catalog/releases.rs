@@ -1,0 +1,383 @@
+//! Firmware and software releases: one version of one module (wifi / mcu / sub-device +
+//! identify) of a product, either a blob stored here or an external URL registered with its
+//! md5 and size (MXChip and XLINK do this), optionally a delta from an older version.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::version;
+use super::{Catalog, CatalogError};
+use crate::storage::Db;
+
+/// Which updatable part of a device a release is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Module {
+    Wifi,
+    Mcu,
+    /// A sub-device, told apart by `identify`.
+    Sub,
+}
+
+impl Module {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Module::Wifi => "wifi",
+            Module::Mcu => "mcu",
+            Module::Sub => "sub",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "wifi" => Module::Wifi,
+            "mcu" => Module::Mcu,
+            "sub" => Module::Sub,
+            _ => return None,
+        })
+    }
+}
+
+/// Who may receive a release: testers only, everyone, or nobody any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    Test,
+    Online,
+    Invalid,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Test => "test",
+            ReleaseStatus::Online => "online",
+            ReleaseStatus::Invalid => "invalid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "test" => ReleaseStatus::Test,
+            "online" => ReleaseStatus::Online,
+            "invalid" => ReleaseStatus::Invalid,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a release's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A blob in this host's store (facts taken from the store).
+    Blob {
+        sha256: String,
+        md5: String,
+        size: u64,
+    },
+    /// A file elsewhere, registered with the facts its owner declared.
+    External { url: String, md5: String, size: u64 },
+}
+
+/// What an operator or a dialect provides to create a release.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    pub product_sn: String,
+    pub module: Module,
+    pub identify: i64,
+    pub name: String,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub payload: Payload,
+    pub status: ReleaseStatus,
+    pub description: String,
+    pub customize: String,
+    pub mac_range: Vec<String>,
+}
+
+/// A stored release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    pub id: i64,
+    pub product_sn: String,
+    pub module: Module,
+    pub identify: i64,
+    pub name: String,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub blob_sha256: Option<String>,
+    pub external_url: Option<String>,
+    pub md5: String,
+    pub size: u64,
+    pub status: ReleaseStatus,
+    pub description: String,
+    pub customize: String,
+    pub mac_range: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which releases to list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReleaseFilter {
+    pub product: Option<String>,
+    pub module: Option<Module>,
+    pub status: Option<ReleaseStatus>,
+}
+
+/// A page request: 1-based `page`, `page_size` from 1 to 200 (default 20).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct PageReq {
+    pub page: u32,
+    pub page_size: u32,
+}
+
+impl Default for PageReq {
+    fn default() -> Self {
+        PageReq {
+            page: 1,
+            page_size: 20,
+        }
+    }
+}
+
+impl PageReq {
+    pub(crate) fn checked(self) -> Result<(i64, i64), CatalogError> {
+        if self.page == 0 || self.page_size == 0 || self.page_size > 200 {
+            return Err(CatalogError::Invalid(
+                "page starts at 1; page_size must be 1-200".into(),
+            ));
+        }
+        Ok((
+            self.page_size as i64,
+            (self.page as i64 - 1) * self.page_size as i64,
+        ))
+    }
+}
+
+/// One page of results with the total count.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total: i64,
+}
+
+const COLUMNS: &str = "r.id, p.sn, r.module, r.identify, r.name, r.version, r.from_version, \
+    r.blob_sha256, r.external_url, r.md5, r.size, r.status, r.description, r.customize, \
+    r.mac_range, r.created_at, r.updated_at \
+    FROM releases r JOIN products p ON p.id = r.product_id";
+
+fn release_from(r: &sqlx::any::AnyRow) -> Release {
+    Release {
+        id: r.get(0),
+        product_sn: r.get(1),
+        module: Module::parse(&r.get::<String, _>(2)).unwrap_or(Module::Mcu),
+        identify: r.get(3),
+        name: r.get(4),
+        version: r.get(5),
+        from_version: r.get(6),
+        blob_sha256: r.get(7),
+        external_url: r.get(8),
+        md5: r.get(9),
+        size: r.get::<i64, _>(10) as u64,
+        status: ReleaseStatus::parse(&r.get::<String, _>(11)).unwrap_or(ReleaseStatus::Invalid),
+        description: r.get(12),
+        customize: r.get(13),
+        mac_range: serde_json::from_str(&r.get::<String, _>(14)).unwrap_or_default(),
+        created_at: r.get(15),
+        updated_at: r.get(16),
+    }
+}
+
+fn validate(n: &NewRelease) -> Result<(), CatalogError> {
+    let bad = |m: &str| Err(CatalogError::Invalid(m.to_string()));
+    if n.version.trim().is_empty() || n.version.len() > 64 {
+        return bad("version must be 1-64 characters");
+    }
+    if n.identify < 0 {
+        return bad("identify must not be negative");
+    }
+    if let Some(from) = &n.from_version
+        && version::compare(from, &n.version) != std::cmp::Ordering::Less
+    {
+        return bad("from_version must be older than version");
+    }
+    let (md5, url) = match &n.payload {
+        Payload::Blob { md5, .. } => (md5, None),
+        Payload::External { md5, url, .. } => (md5, Some(url)),
+    };
+    if md5.len() != 32 || !md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad("md5 must be 32 hex characters");
+    }
+    if let Some(url) = url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return bad("an external URL must be http:// or https://");
+    }
+    if n.mac_range.iter().any(|m| m.trim().is_empty()) {
+        return bad("mac_range entries must not be empty");
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Create a release of an existing product; the same module + version (+ from-version)
+    /// twice is a conflict.
+    pub async fn create_release(
+        &self,
+        tenant_id: i64,
+        n: NewRelease,
+    ) -> Result<Release, CatalogError> {
+        validate(&n)?;
+        let product = self.product(tenant_id, &n.product_sn).await?;
+        let (sha, url, md5, size) = match &n.payload {
+            Payload::Blob { sha256, md5, size } => (Some(sha256.clone()), None, md5, *size),
+            Payload::External { url, md5, size } => (None, Some(url.clone()), md5, *size),
+        };
+        let now = self.clock.now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO releases (tenant_id, product_id, module, identify, name, version, from_version, \
+               blob_sha256, external_url, md5, size, status, description, customize, mac_range, \
+               created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(product.id)
+        .bind(n.module.as_str())
+        .bind(n.identify)
+        .bind(&n.name)
+        .bind(n.version.trim())
+        .bind(n.from_version.as_deref())
+        .bind(sha)
+        .bind(url)
+        .bind(md5.to_ascii_lowercase())
+        .bind(size as i64)
+        .bind(n.status.as_str())
+        .bind(&n.description)
+        .bind(&n.customize)
+        .bind(serde_json::to_string(&n.mac_range).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(|e| {
+            if Db::is_unique_violation(&e) {
+                CatalogError::Conflict(format!(
+                    "{} {} version {} of product {} already exists",
+                    n.module.as_str(),
+                    n.identify,
+                    n.version,
+                    n.product_sn
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        self.release(tenant_id, id).await
+    }
+
+    /// A live (not deleted) release of the tenant.
+    pub async fn release(&self, tenant_id: i64, id: i64) -> Result<Release, CatalogError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} WHERE r.tenant_id = $1 AND r.id = $2 AND r.deleted_at IS NULL"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| CatalogError::NotFound(format!("unknown release {id}")))?;
+        Ok(release_from(&row))
+    }
+
+    /// Live releases, newest first, filtered and paged.
+    pub async fn list_releases(
+        &self,
+        tenant_id: i64,
+        f: &ReleaseFilter,
+        page: PageReq,
+    ) -> Result<Page<Release>, CatalogError> {
+        let (limit, offset) = page.checked()?;
+        let mut cond = String::from("r.tenant_id = $1 AND r.deleted_at IS NULL");
+        let mut binds: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("p.sn", f.product.clone()),
+            ("r.module", f.module.map(|m| m.as_str().to_string())),
+            ("r.status", f.status.map(|s| s.as_str().to_string())),
+        ] {
+            if let Some(v) = value {
+                binds.push(v);
+                cond.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
+            }
+        }
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM releases r JOIN products p ON p.id = r.product_id WHERE {cond}"
+        );
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(tenant_id);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        let total = count.fetch_one(self.db.pool()).await?;
+        let n = binds.len();
+        let list_sql = format!(
+            "SELECT {COLUMNS} WHERE {cond} ORDER BY r.id DESC LIMIT ${} OFFSET ${}",
+            n + 2,
+            n + 3
+        );
+        let mut q = sqlx::query(&list_sql).bind(tenant_id);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(self.db.pool()).await?;
+        Ok(Page {
+            items: rows.iter().map(release_from).collect(),
+            page: page.page,
+            page_size: page.page_size,
+            total,
+        })
+    }
+
+    /// Move a release to test / online / invalid.
+    pub async fn set_release_status(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        status: ReleaseStatus,
+    ) -> Result<Release, CatalogError> {
+        let changed = sqlx::query(
+            "UPDATE releases SET status = $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND deleted_at IS NULL",
+        )
+        .bind(status.as_str())
+        .bind(self.clock.now_millis())
+        .bind(tenant_id)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(CatalogError::NotFound(format!("unknown release {id}")));
+        }
+        self.release(tenant_id, id).await
+    }
+
+    /// Hide a release (kept for history; its version may be released again).
+    pub async fn delete_release(&self, tenant_id: i64, id: i64) -> Result<(), CatalogError> {
+        let now = self.clock.now_millis();
+        let changed = sqlx::query(
+            "UPDATE releases SET deleted_at = $1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(CatalogError::NotFound(format!("unknown release {id}")));
+        }
+        Ok(())
+    }
+}

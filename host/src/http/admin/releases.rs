@@ -1,0 +1,220 @@
+//! `/admin/api/v1/tenants/{tenant}/releases`: firmware releases, from a blob uploaded to
+//! `/admin/api/v1/blobs` (facts taken from the store) or an external URL registered with its
+//! md5 and size.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Operator, body_json, query};
+use crate::catalog::releases::{
+    Module, NewRelease, PageReq, Payload, Release, ReleaseFilter, ReleaseStatus,
+};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/api/v1/tenants/{tenant}/releases",
+            get(list).post(create),
+        )
+        .route(
+            "/admin/api/v1/tenants/{tenant}/releases/{id}",
+            get(show).patch(update).delete(remove),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    product: String,
+    module: Module,
+    #[serde(default)]
+    identify: i64,
+    name: Option<String>,
+    version: String,
+    from_version: Option<String>,
+    blob_sha256: Option<String>,
+    url: Option<String>,
+    md5: Option<String>,
+    size: Option<u64>,
+    #[serde(default = "test_status")]
+    status: ReleaseStatus,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    customize: String,
+    #[serde(default)]
+    mac_range: Vec<String>,
+}
+
+fn test_status() -> ReleaseStatus {
+    ReleaseStatus::Test
+}
+
+fn view(r: Release) -> Value {
+    let mut v = json!(r);
+    let url = match (&r.blob_sha256, &r.external_url) {
+        (Some(sha), _) => Some(format!("/blobs/{sha}")),
+        (None, Some(url)) => Some(url.clone()),
+        _ => None,
+    };
+    v["download_path"] = json!(url);
+    v
+}
+
+async fn create(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let c: Create = body_json(&body)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let payload = match (c.blob_sha256, c.url) {
+        (Some(sha), None) => {
+            let info = st.services.blobs.stat(&sha).await?;
+            if let Some(md5) = &c.md5
+                && !md5.eq_ignore_ascii_case(&info.md5)
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "declared md5 {md5} does not match the stored blob's {}",
+                    info.md5
+                )));
+            }
+            if let Some(size) = c.size
+                && size != info.size
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "declared size {size} does not match the stored blob's {}",
+                    info.size
+                )));
+            }
+            Payload::Blob {
+                sha256: info.sha256,
+                md5: info.md5,
+                size: info.size,
+            }
+        }
+        (None, Some(url)) => Payload::External {
+            url,
+            md5: c
+                .md5
+                .ok_or_else(|| ApiError::BadRequest("an external url needs md5".into()))?,
+            size: c
+                .size
+                .ok_or_else(|| ApiError::BadRequest("an external url needs size".into()))?,
+        },
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of blob_sha256 or url".into(),
+            ));
+        }
+    };
+    let release = st
+        .services
+        .catalog
+        .create_release(
+            t.id,
+            NewRelease {
+                name: c
+                    .name
+                    .unwrap_or_else(|| format!("{} {}", c.product, c.version)),
+                product_sn: c.product,
+                module: c.module,
+                identify: c.identify,
+                version: c.version,
+                from_version: c.from_version,
+                payload,
+                status: c.status,
+                description: c.description,
+                customize: c.customize,
+                mac_range: c.mac_range,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(release))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    product: Option<String>,
+    module: Option<Module>,
+    status: Option<ReleaseStatus>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn list(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let filter = ReleaseFilter {
+        product: q.product,
+        module: q.module,
+        status: q.status,
+    };
+    let defaults = PageReq::default();
+    let page = PageReq {
+        page: q.page.unwrap_or(defaults.page),
+        page_size: q.page_size.unwrap_or(defaults.page_size),
+    };
+    let found = st
+        .services
+        .catalog
+        .list_releases(t.id, &filter, page)
+        .await?;
+    let mut v = json!(found);
+    v["items"] = found.items.into_iter().map(view).collect();
+    Ok(Json(v))
+}
+
+async fn show(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    Ok(Json(view(st.services.catalog.release(t.id, id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    status: ReleaseStatus,
+}
+
+async fn update(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, id)): Path<(String, i64)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let u: Update = body_json(&body)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let r = st
+        .services
+        .catalog
+        .set_release_status(t.id, id, u.status)
+        .await?;
+    Ok(Json(view(r)))
+}
+
+async fn remove(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    st.services.catalog.delete_release(t.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
