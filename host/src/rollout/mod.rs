@@ -10,6 +10,7 @@ use sqlx::Row;
 use crate::clock::SharedClock;
 use crate::storage::Db;
 
+pub mod job;
 pub mod scheduler;
 
 /// Why a rollout operation failed.
