@@ -338,3 +338,156 @@ async fn admin_api_manages_tenants_products_keys_and_releases() {
     assert_eq!(r.status(), 403);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn admin_api_runs_a_campaign_through_approval() {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    let t = TestServer::start(Options::default()).await;
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let mut req = t
+            .http
+            .request(method, t.url(&path))
+            .bearer_auth(ota_tests::OPERATOR_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let base = "/admin/api/v1/tenants/acme";
+    // Devices come from first contact through the dialect.
+    for sn in ["gw-a", "gw-b"] {
+        let body = json!({"ProductSN": ota_tests::PRODUCT, "DeviceSN": sn}).to_string();
+        assert_eq!(
+            t.post("/api/v1/deployment/create", Some(API_KEY), &body)
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, rel) = call(
+        Method::POST,
+        format!("{base}/releases"),
+        Some(json!({
+            "product": ota_tests::PRODUCT, "module": "mcu", "version": "5.0",
+            "url": "https://cdn.example/5.bin", "md5": "d41d8cd98f00b204e9800998ecf8427e", "size": 1
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{rel}");
+    let (s, c) = call(Method::POST, format!("{base}/campaigns"), Some(json!({
+        "name": "fleet to 5.0", "release_id": rel["id"], "mode": "manual",
+        "scope": {"type": "devices", "value": ["gw-a", "gw-b"]}, "retries": 2, "timeout_secs": 600
+    }))).await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["status"], "draft");
+    assert_eq!(c["created_by"], "ops");
+    let id = c["id"].as_i64().unwrap();
+    let (s, _) = call(Method::POST, format!("{base}/campaigns"), Some(json!({
+        "name": "x", "release_id": rel["id"], "mode": "auto", "scope": {"type": "devices", "value": ["nope"]}
+    }))).await;
+    assert_eq!(s, 404, "unknown device in scope");
+
+    let (s, b) = call(
+        Method::POST,
+        format!("{base}/campaigns/{id}/devices"),
+        Some(json!({"devices": ["gw-a", "gw-b"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["added"].as_i64()),
+        (200, Some(0)),
+        "already listed by scope"
+    );
+    let (s, b) = call(
+        Method::POST,
+        format!("{base}/campaigns/{id}/actions/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "a draft cannot be approved: {b}");
+    let (s, _) = call(
+        Method::POST,
+        format!("{base}/campaigns/{id}/actions/launch"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    for action in ["submit", "approve", "pause", "resume"] {
+        let (s, b) = call(
+            Method::POST,
+            format!("{base}/campaigns/{id}/actions/{action}"),
+            Some(json!({"note": action})),
+        )
+        .await;
+        assert_eq!(s, 200, "{action}: {b}");
+    }
+    let (_, shown) = call(Method::GET, format!("{base}/campaigns/{id}"), None).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["approver"].as_str()),
+        (Some("running"), Some("ops"))
+    );
+    assert_eq!(shown["stats"]["total"], 2);
+    assert_eq!(shown["stats"]["by_state"]["queued"], 2);
+    let (_, jobs) = call(
+        Method::GET,
+        format!("{base}/campaigns/{id}/jobs?page_size=1"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            jobs["total"].as_i64(),
+            jobs["items"].as_array().unwrap().len()
+        ),
+        (Some(2), 1)
+    );
+    let (s, b) = call(
+        Method::POST,
+        format!("{base}/campaigns/{id}/actions/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("cancelled")));
+    let (_, jobs) = call(Method::GET, format!("{base}/campaigns/{id}/jobs"), None).await;
+    assert!(
+        jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] == "cancelled")
+    );
+    let (_, log) = call(Method::GET, format!("{base}/campaigns/{id}/log"), None).await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "add-devices",
+            "submit",
+            "approve",
+            "pause",
+            "resume",
+            "cancel"
+        ]
+    );
+    let (_, list) = call(Method::GET, format!("{base}/campaigns"), None).await;
+    assert_eq!(list["total"], 1);
+    let (s, _) = call(
+        Method::GET,
+        format!("/admin/api/v1/tenants/globex/campaigns/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "another tenant's campaign");
+    t.stop().await;
+}

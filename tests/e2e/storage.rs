@@ -258,6 +258,9 @@ async fn storage_and_iotstack_on_postgres() {
     let (s, clock) = open(pg.create_database(), dir.path()).await;
     storage_suite(&s, &clock).await;
     s.db.close().await;
+    let (s, clock) = open(pg.create_database(), dir.path()).await;
+    campaign_suite(&s, &clock).await;
+    s.db.close().await;
 
     // The whole server on PostgreSQL: the IoTStack flow over HTTP.
     let t = TestServer::start(Options {
@@ -287,4 +290,371 @@ async fn storage_and_iotstack_on_postgres() {
     assert_eq!(t.server.scheduler_tick().await, 1);
     t.stop().await;
     drop(pg);
+}
+
+/// Campaigns and jobs against whichever backend `s` uses, driven by the manual clock.
+async fn campaign_suite(s: &Services, clock: &ManualClock) {
+    use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
+    use ota_host::rollout::campaigns::{
+        Action, CampaignStatus, DeviceFacts, Mode, NewCampaign, Scope, Target,
+    };
+    use ota_host::rollout::job::JobState;
+
+    let t = s.auth.ensure_tenant("fleet").await.unwrap();
+    let p = s
+        .catalog
+        .create_product(t.id, "WM-1", "Wi-Fi module")
+        .await
+        .unwrap();
+    let rel = s
+        .catalog
+        .create_release(
+            t.id,
+            NewRelease {
+                product_sn: "WM-1".into(),
+                module: Module::Mcu,
+                identify: 0,
+                name: "v2".into(),
+                version: "2.0".into(),
+                from_version: None,
+                payload: Payload::External {
+                    url: "https://cdn.example/fw.bin".into(),
+                    md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                    size: 10,
+                },
+                status: ReleaseStatus::Online,
+                description: String::new(),
+                customize: String::new(),
+                mac_range: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let target = Target {
+        release_id: rel.id,
+        product_id: p.id,
+        module: "mcu".into(),
+        identify: 0,
+        version: "2.0".into(),
+    };
+    let mut facts = Vec::new();
+    for sn in ["d1", "d2", "d3", "d4"] {
+        let d = s.catalog.register_device(t.id, "WM-1", sn).await.unwrap();
+        facts.push(DeviceFacts {
+            id: d.id,
+            product_id: p.id,
+            group: None,
+        });
+    }
+    let new = |scope: Scope, mode: Mode| NewCampaign {
+        name: "to 2.0".into(),
+        target: target.clone(),
+        from_version: None,
+        scope,
+        mode,
+        tag: "formal".into(),
+        retries: 1,
+        timeout_secs: 60,
+    };
+    let bad = NewCampaign {
+        retries: 4,
+        ..new(Scope::All, Mode::Auto)
+    };
+    assert!(matches!(
+        s.rollout.create_campaign(t.id, bad, "bob").await,
+        Err(RolloutError::Invalid(_))
+    ));
+
+    // Approval workflow with its refusals.
+    let c = s
+        .rollout
+        .create_campaign(t.id, new(Scope::All, Mode::Auto), "bob")
+        .await
+        .unwrap();
+    assert_eq!(c.status, CampaignStatus::Draft);
+    assert!(
+        s.rollout
+            .check_in(&facts[0], "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none(),
+        "draft offers nothing"
+    );
+    assert!(matches!(
+        s.rollout
+            .act(t.id, c.id, Action::Approve, "alice", "")
+            .await,
+        Err(RolloutError::Conflict(_))
+    ));
+    s.rollout
+        .act(t.id, c.id, Action::Submit, "bob", "please")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, c.id, Action::Reject, "alice", "not yet")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, c.id, Action::Submit, "bob", "again")
+        .await
+        .unwrap();
+    let c = s
+        .rollout
+        .act(t.id, c.id, Action::Approve, "alice", "ok")
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, c.approver.as_deref()),
+        (CampaignStatus::Running, Some("alice"))
+    );
+    s.rollout
+        .act(t.id, c.id, Action::Pause, "bob", "")
+        .await
+        .unwrap();
+    assert!(
+        s.rollout
+            .check_in(&facts[0], "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none(),
+        "paused offers nothing"
+    );
+    s.rollout
+        .act(t.id, c.id, Action::Resume, "bob", "")
+        .await
+        .unwrap();
+
+    // Check-in creates the job on first contact; current devices get nothing.
+    let offer = s
+        .rollout
+        .check_in(&facts[0], "mcu", 0, "1.0")
+        .await
+        .unwrap()
+        .expect("an offer");
+    assert_eq!(offer.campaign.id, c.id);
+    assert_eq!(offer.job.state, JobState::Notified);
+    assert_eq!(offer.job.version_before.as_deref(), Some("1.0"));
+    let again = s
+        .rollout
+        .check_in(&facts[0], "mcu", 0, "1.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.job.id, offer.job.id);
+    assert!(
+        s.rollout
+            .check_in(&facts[1], "mcu", 0, "2.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.rollout
+            .check_in(&facts[1], "wifi", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Reports move forward only.
+    let j = offer.job.id;
+    s.rollout
+        .report_job(j, JobState::Installing, None, "", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.rollout
+            .report_job(j, JobState::Downloading, None, "", None)
+            .await,
+        Err(RolloutError::Conflict(_))
+    ));
+    let done = s
+        .rollout
+        .report_job(j, JobState::Succeeded, Some(0), "ok", Some("2.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.state, done.version_after.as_deref()),
+        (JobState::Succeeded, Some("2.0"))
+    );
+    assert!(matches!(
+        s.rollout
+            .report_job(j, JobState::Failed, None, "", None)
+            .await,
+        Err(RolloutError::Conflict(_))
+    ));
+
+    // A silent device times out, is retried once, then stays timed out.
+    let slow = s
+        .rollout
+        .check_in(&facts[1], "mcu", 0, "1.5")
+        .await
+        .unwrap()
+        .unwrap()
+        .job
+        .id;
+    clock.advance_secs(61);
+    let tick = s.rollout.tick_jobs().await.unwrap();
+    assert_eq!((tick.timed_out, tick.retried), (1, 1));
+    assert_eq!(s.rollout.job(slow).await.unwrap().state, JobState::Queued);
+    s.rollout
+        .check_in(&facts[1], "mcu", 0, "1.5")
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance_secs(61);
+    let tick = s.rollout.tick_jobs().await.unwrap();
+    assert_eq!((tick.timed_out, tick.retried), (1, 0));
+    let slow_job = s.rollout.job(slow).await.unwrap();
+    assert_eq!(
+        (slow_job.state, slow_job.retry_count),
+        (JobState::TimedOut, 1)
+    );
+    let stats = s.rollout.stats(t.id, c.id).await.unwrap();
+    assert_eq!(stats.total, 2);
+    assert_eq!(stats.by_state.get("succeeded"), Some(&1));
+    assert_eq!(stats.by_state.get("timed-out"), Some(&1));
+    assert_eq!(stats.versions.get("2.0"), Some(&1));
+    assert_eq!(stats.versions.get("1.5"), Some(&1));
+    s.rollout
+        .act(t.id, c.id, Action::Stop, "bob", "")
+        .await
+        .unwrap();
+
+    // Manual campaign over an explicit list finishes when every job is final.
+    let m = s
+        .rollout
+        .create_campaign(
+            t.id,
+            new(Scope::Devices(vec![facts[2].id]), Mode::Manual),
+            "bob",
+        )
+        .await
+        .unwrap();
+    s.rollout
+        .add_devices(t.id, m.id, &[facts[2].id], "bob")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, m.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, m.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    assert!(
+        s.rollout
+            .check_in(&facts[3], "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none(),
+        "not on the list"
+    );
+    let o = s
+        .rollout
+        .check_in(&facts[2], "mcu", 0, "1.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.campaign.id, m.id);
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().finished_campaigns, 0);
+    s.rollout
+        .report_job(o.job.id, JobState::Succeeded, None, "", Some("2.0"))
+        .await
+        .unwrap();
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().finished_campaigns, 1);
+    assert_eq!(
+        s.rollout.campaign(t.id, m.id).await.unwrap().status,
+        CampaignStatus::Finished
+    );
+    let actions: Vec<String> = s
+        .rollout
+        .campaign_log(t.id, m.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "add-devices", "submit", "approve", "finish"]
+    );
+
+    // Cancelling withdraws open jobs; two racing scheduler passes time out each job once.
+    let x = s
+        .rollout
+        .create_campaign(t.id, new(Scope::All, Mode::Auto), "bob")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, x.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, x.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    let open = s
+        .rollout
+        .check_in(&facts[3], "mcu", 0, "1.0")
+        .await
+        .unwrap()
+        .unwrap()
+        .job
+        .id;
+    let race = s
+        .rollout
+        .create_campaign(
+            t.id,
+            NewCampaign {
+                retries: 0,
+                ..new(Scope::All, Mode::Auto)
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, x.id, Action::Cancel, "bob", "wrong build")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollout.job(open).await.unwrap().state,
+        JobState::Cancelled
+    );
+    s.rollout
+        .act(t.id, race.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, race.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    for f in &facts[..2] {
+        s.rollout
+            .check_in(f, "mcu", 0, "0.9")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    clock.advance_secs(61);
+    let (a, b) = tokio::join!(s.rollout.tick_jobs(), s.rollout.tick_jobs());
+    assert_eq!(
+        a.unwrap().timed_out + b.unwrap().timed_out,
+        2,
+        "each job times out once"
+    );
+    assert!(
+        s.rollout.campaign(t.id + 1000, c.id).await.is_err(),
+        "tenant-scoped"
+    );
+}
+
+#[tokio::test]
+async fn campaigns_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let (s, clock) = open(url, dir.path()).await;
+    campaign_suite(&s, &clock).await;
 }

@@ -10,6 +10,7 @@ use sqlx::Row;
 use crate::clock::SharedClock;
 use crate::storage::Db;
 
+pub mod campaigns;
 pub mod job;
 pub mod scheduler;
 
@@ -129,6 +130,7 @@ pub struct Rollout {
     db: Db,
     clock: SharedClock,
     deployment_timeout: Duration,
+    active: std::sync::Arc<campaigns::ActiveCache>,
 }
 
 const OPEN: &str = "('init', 'processing')";
@@ -139,6 +141,7 @@ impl Rollout {
             db,
             clock,
             deployment_timeout,
+            active: Default::default(),
         }
     }
 

@@ -10,17 +10,31 @@ use super::Rollout;
 
 /// Run one pass; returns how many objects moved.
 pub async fn tick(rollout: &Rollout) -> u64 {
-    match rollout.time_out_overdue().await {
-        Ok(0) => 0,
-        Ok(n) => {
-            tracing::info!(timed_out = n, "scheduler: deployments timed out");
-            n
-        }
+    let deployments = match rollout.time_out_overdue().await {
+        Ok(n) => n,
         Err(e) => {
-            tracing::warn!(error = %e, "scheduler pass failed; retrying next interval");
+            tracing::warn!(error = %e, "scheduler: deployment pass failed; retrying next interval");
             0
         }
+    };
+    let jobs = match rollout.tick_jobs().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "scheduler: job pass failed; retrying next interval");
+            Default::default()
+        }
+    };
+    let moved = deployments + jobs.timed_out + jobs.retried + jobs.finished_campaigns;
+    if moved > 0 {
+        tracing::info!(
+            deployments_timed_out = deployments,
+            jobs_timed_out = jobs.timed_out,
+            jobs_retried = jobs.retried,
+            campaigns_finished = jobs.finished_campaigns,
+            "scheduler pass"
+        );
     }
+    moved
 }
 
 /// Run passes every `interval` until `shutdown` fires.

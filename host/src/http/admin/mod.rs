@@ -3,6 +3,7 @@
 //! and the last load error of every refused file), and JSON resources under `/admin/api/v1`,
 //! one module each. Every error is the host's `{"error": {...}}` shape.
 
+mod campaigns;
 mod keys;
 mod releases;
 mod tenants;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(keys::router())
         .merge(releases::router())
+        .merge(campaigns::router())
 }
 
 /// A JSON request body, refused in the API's error shape (not axum's plain text).

@@ -1,0 +1,852 @@
+//! Campaigns and their jobs: a release rolled out to a product's devices, with an approval
+//! workflow (draft -> pending -> running, approve/reject by a named approver), pause/resume,
+//! stop and cancel, an op log of every change, device check-in ("is there an update for me?")
+//! that creates the job on first contact, result reports driven through [`JobState`], and the
+//! scheduler pass that times out, retries and finishes. Every transition is a conditional
+//! UPDATE, so concurrent requests and several scheduler replicas apply each one once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::job::{Event, JobState};
+use super::{Rollout, RolloutError};
+use crate::catalog::version;
+
+/// Where a campaign stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CampaignStatus {
+    Draft,
+    Pending,
+    Running,
+    Paused,
+    Stopped,
+    Finished,
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Draft => "draft",
+            CampaignStatus::Pending => "pending",
+            CampaignStatus::Running => "running",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Stopped => "stopped",
+            CampaignStatus::Finished => "finished",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "draft" => CampaignStatus::Draft,
+            "pending" => CampaignStatus::Pending,
+            "running" => CampaignStatus::Running,
+            "paused" => CampaignStatus::Paused,
+            "stopped" => CampaignStatus::Stopped,
+            "finished" => CampaignStatus::Finished,
+            _ => CampaignStatus::Cancelled,
+        }
+    }
+}
+
+/// What an operator does to a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// draft -> pending (asks for approval).
+    Submit,
+    /// pending -> running, by a named approver.
+    Approve,
+    /// pending -> draft, by a named approver.
+    Reject,
+    /// running -> paused: no new offers, reports still accepted.
+    Pause,
+    /// paused -> running.
+    Resume,
+    /// running | paused -> stopped (final; open jobs stay as they are).
+    Stop,
+    /// any unfinished status -> cancelled (final; open jobs are cancelled).
+    Cancel,
+}
+
+impl Action {
+    fn rule(self) -> (&'static [&'static str], CampaignStatus) {
+        match self {
+            Action::Submit => (&["draft"], CampaignStatus::Pending),
+            Action::Approve => (&["pending"], CampaignStatus::Running),
+            Action::Reject => (&["pending"], CampaignStatus::Draft),
+            Action::Pause => (&["running"], CampaignStatus::Paused),
+            Action::Resume => (&["paused"], CampaignStatus::Running),
+            Action::Stop => (&["running", "paused"], CampaignStatus::Stopped),
+            Action::Cancel => (
+                &["draft", "pending", "running", "paused"],
+                CampaignStatus::Cancelled,
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Stop => "stop",
+            Action::Cancel => "cancel",
+        }
+    }
+}
+
+/// Which devices a campaign reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type", content = "value")]
+pub enum Scope {
+    /// Every device of the product.
+    All,
+    /// Only these devices (ids).
+    Devices(Vec<i64>),
+    /// Devices of this group.
+    Group(String),
+}
+
+/// Device pull (`auto`) or operator-chosen devices (`manual`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Auto,
+    Manual,
+}
+
+/// The release a campaign rolls out, as the catalog knows it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub release_id: i64,
+    pub product_id: i64,
+    pub module: String,
+    pub identify: i64,
+    pub version: String,
+}
+
+/// What an operator asks for.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub name: String,
+    pub target: Target,
+    /// Only devices currently on this version (any when `None`).
+    pub from_version: Option<String>,
+    pub scope: Scope,
+    pub mode: Mode,
+    /// `test` or `formal`.
+    pub tag: String,
+    /// 0-3 further attempts after a failure or timeout.
+    pub retries: u8,
+    /// How long a notified device has to report a final result.
+    pub timeout_secs: u64,
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Campaign {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub product_id: i64,
+    pub release_id: i64,
+    pub name: String,
+    pub module: String,
+    pub identify: i64,
+    pub target_version: String,
+    pub from_version: Option<String>,
+    pub scope: String,
+    pub scope_group: Option<String>,
+    pub mode: String,
+    pub tag: String,
+    pub status: CampaignStatus,
+    pub approver: Option<String>,
+    pub retries: i64,
+    pub timeout_secs: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One device in one campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub device_id: i64,
+    pub state: JobState,
+    pub previous_state: JobState,
+    pub retry_count: i64,
+    pub result_code: Option<i64>,
+    pub result_text: String,
+    pub version_before: Option<String>,
+    pub version_after: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deadline_at: Option<i64>,
+}
+
+/// An entry of a campaign's op log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// What a checking-in device should install.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub campaign: Campaign,
+    pub job: Job,
+}
+
+/// The device facts check-in needs (from the catalog).
+#[derive(Debug, Clone)]
+pub struct DeviceFacts {
+    pub id: i64,
+    pub product_id: i64,
+    pub group: Option<String>,
+}
+
+/// Per-campaign counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub by_state: HashMap<String, i64>,
+    /// Current version of the campaign's devices (after, when known, else before).
+    pub versions: HashMap<String, i64>,
+    pub total: i64,
+}
+
+/// What the scheduler pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobTick {
+    pub timed_out: u64,
+    pub retried: u64,
+    pub finished_campaigns: u64,
+}
+
+/// Active campaigns per product, kept briefly so check-ins (the hot path) do not query
+/// campaigns on every poll. Local changes drop the entry at once; changes made by another
+/// replica are seen within [`ACTIVE_TTL`].
+#[derive(Default)]
+pub struct ActiveCache(Mutex<HashMap<i64, Cached>>);
+
+/// When a product's active campaigns were read, and what they were.
+type Cached = (Instant, Arc<Vec<Campaign>>);
+
+/// How stale another replica's campaign change may look to this one.
+pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
+
+const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
+    target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \
+    timeout_secs, created_by, created_at, updated_at FROM campaigns";
+
+const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, retry_count, \
+    result_code, result_text, version_before, version_after, created_at, updated_at, deadline_at \
+    FROM jobs";
+
+const OPEN_JOB: &str = "('queued', 'notified', 'downloading', 'installing')";
+
+fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
+    Campaign {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        product_id: r.get(2),
+        release_id: r.get(3),
+        name: r.get(4),
+        module: r.get(5),
+        identify: r.get(6),
+        target_version: r.get(7),
+        from_version: r.get(8),
+        scope: r.get(9),
+        scope_group: r.get(10),
+        mode: r.get(11),
+        tag: r.get(12),
+        status: CampaignStatus::parse(&r.get::<String, _>(13)),
+        approver: r.get(14),
+        retries: r.get(15),
+        timeout_secs: r.get(16),
+        created_by: r.get(17),
+        created_at: r.get(18),
+        updated_at: r.get(19),
+    }
+}
+
+fn job_from(r: &sqlx::any::AnyRow) -> Job {
+    let state = |i| JobState::parse(&r.get::<String, _>(i)).unwrap_or(JobState::Failed);
+    Job {
+        id: r.get(0),
+        campaign_id: r.get(1),
+        device_id: r.get(2),
+        state: state(3),
+        previous_state: state(4),
+        retry_count: r.get(5),
+        result_code: r.get(6),
+        result_text: r.get(7),
+        version_before: r.get(8),
+        version_after: r.get(9),
+        created_at: r.get(10),
+        updated_at: r.get(11),
+        deadline_at: r.get(12),
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+async fn log(
+    tx: &mut Tx<'_>,
+    campaign: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO campaign_log (campaign_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(campaign)
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Rollout {
+    fn invalidate(&self, product_id: i64) {
+        if let Ok(mut m) = self.active.0.lock() {
+            m.remove(&product_id);
+        }
+    }
+
+    /// Create a campaign in `draft`.
+    pub async fn create_campaign(
+        &self,
+        tenant_id: i64,
+        n: NewCampaign,
+        actor: &str,
+    ) -> Result<Campaign, RolloutError> {
+        if n.name.trim().is_empty() || n.name.len() > 128 {
+            return Err(RolloutError::Invalid(
+                "name must be 1-128 characters".into(),
+            ));
+        }
+        if n.retries > 3 {
+            return Err(RolloutError::Invalid("retries must be 0-3".into()));
+        }
+        if n.timeout_secs == 0 || n.timeout_secs > 30 * 86_400 {
+            return Err(RolloutError::Invalid(
+                "timeout must be 1 s to 30 days".into(),
+            ));
+        }
+        if !matches!(n.tag.as_str(), "test" | "formal") {
+            return Err(RolloutError::Invalid("tag must be test or formal".into()));
+        }
+        if let Some(from) = &n.from_version
+            && version::compare(from, &n.target.version) != std::cmp::Ordering::Less
+        {
+            return Err(RolloutError::Invalid(
+                "from_version must be older than the release".into(),
+            ));
+        }
+        let (scope, group, devices) = match &n.scope {
+            Scope::All => ("all", None, Vec::new()),
+            Scope::Group(g) if !g.trim().is_empty() => ("group", Some(g.clone()), Vec::new()),
+            Scope::Group(_) => return Err(RolloutError::Invalid("group must not be empty".into())),
+            Scope::Devices(d) => ("devices", None, d.clone()),
+        };
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO campaigns (tenant_id, product_id, release_id, name, module, identify, target_version, \
+               from_version, scope, scope_group, mode, tag, status, retries, timeout_secs, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(n.target.product_id)
+        .bind(n.target.release_id)
+        .bind(n.name.trim())
+        .bind(&n.target.module)
+        .bind(n.target.identify)
+        .bind(&n.target.version)
+        .bind(n.from_version.as_deref())
+        .bind(scope)
+        .bind(group)
+        .bind(if n.mode == Mode::Auto { "auto" } else { "manual" })
+        .bind(&n.tag)
+        .bind(n.retries as i64)
+        .bind(n.timeout_secs as i64)
+        .bind(actor)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for d in &devices {
+            sqlx::query("INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+        }
+        log(
+            &mut tx,
+            id,
+            now,
+            actor,
+            "create",
+            &format!(
+                "release {} ({} devices listed)",
+                n.target.release_id,
+                devices.len()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.campaign(tenant_id, id).await
+    }
+
+    /// A campaign of the tenant.
+    pub async fn campaign(&self, tenant_id: i64, id: i64) -> Result<Campaign, RolloutError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
+        Ok(campaign_from(&row))
+    }
+
+    /// The tenant's campaigns, newest first.
+    pub async fn list_campaigns(
+        &self,
+        tenant_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Campaign>, i64), RolloutError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(tenant_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok((rows.iter().map(campaign_from).collect(), total))
+    }
+
+    /// Apply an operator action; an action the current status does not allow is a conflict.
+    pub async fn act(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        action: Action,
+        actor: &str,
+        note: &str,
+    ) -> Result<Campaign, RolloutError> {
+        let current = self.campaign(tenant_id, id).await?;
+        let (from, to) = action.rule();
+        if matches!(action, Action::Approve | Action::Reject) && actor.trim().is_empty() {
+            return Err(RolloutError::Invalid(
+                "approval needs a named approver".into(),
+            ));
+        }
+        let now = self.clock.now_millis();
+        let allowed = from
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut tx = self.db.pool().begin().await?;
+        let approver = matches!(action, Action::Approve | Action::Reject).then_some(actor);
+        let changed = sqlx::query(&format!(
+            "UPDATE campaigns SET status = $1, updated_at = $2, approver = COALESCE($3, approver) \
+             WHERE id = $4 AND status IN ({allowed})"
+        ))
+        .bind(to.as_str())
+        .bind(now)
+        .bind(approver)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(RolloutError::Conflict(format!(
+                "cannot {} a {} campaign",
+                action.name(),
+                current.status.as_str()
+            )));
+        }
+        if action == Action::Cancel {
+            sqlx::query(&format!(
+                "UPDATE jobs SET previous_state = state, state = 'cancelled', updated_at = $1 \
+                 WHERE campaign_id = $2 AND state IN {OPEN_JOB}"
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        log(&mut tx, id, now, actor, action.name(), note).await?;
+        tx.commit().await?;
+        self.invalidate(current.product_id);
+        self.campaign(tenant_id, id).await
+    }
+
+    /// Add devices to a campaign (manual mode: they get a queued job at once).
+    pub async fn add_devices(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        devices: &[i64],
+        actor: &str,
+    ) -> Result<u64, RolloutError> {
+        let c = self.campaign(tenant_id, id).await?;
+        if matches!(
+            c.status,
+            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
+        ) {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {id} is {}",
+                c.status.as_str()
+            )));
+        }
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let mut added = 0;
+        for d in devices {
+            added += sqlx::query("INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if c.mode == "manual" {
+                sqlx::query(
+                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
+                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $3) ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(d)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        log(
+            &mut tx,
+            id,
+            now,
+            actor,
+            "add-devices",
+            &format!("{added} devices added"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn active_campaigns(&self, product_id: i64) -> Result<Arc<Vec<Campaign>>, RolloutError> {
+        if let Ok(m) = self.active.0.lock()
+            && let Some((at, list)) = m.get(&product_id)
+            && at.elapsed() < ACTIVE_TTL
+        {
+            return Ok(list.clone());
+        }
+        let rows = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' ORDER BY id DESC"))
+            .bind(product_id)
+            .fetch_all(self.db.pool())
+            .await?;
+        let list = Arc::new(rows.iter().map(campaign_from).collect::<Vec<_>>());
+        if let Ok(mut m) = self.active.0.lock() {
+            m.insert(product_id, (Instant::now(), list.clone()));
+        }
+        Ok(list)
+    }
+
+    async fn job_of(&self, campaign: i64, device: i64) -> Result<Option<Job>, RolloutError> {
+        Ok(sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 AND device_id = $2"
+        ))
+        .bind(campaign)
+        .bind(device)
+        .fetch_optional(self.db.pool())
+        .await?
+        .map(|r| job_from(&r)))
+    }
+
+    /// A device asks "is there an update for me?" for one module, running `current`. Answers
+    /// the newest applicable running campaign's offer, creating the job on first contact.
+    pub async fn check_in(
+        &self,
+        device: &DeviceFacts,
+        module: &str,
+        identify: i64,
+        current: &str,
+    ) -> Result<Option<Offer>, RolloutError> {
+        let campaigns = self.active_campaigns(device.product_id).await?;
+        for c in campaigns.iter() {
+            if c.module != module || c.identify != identify {
+                continue;
+            }
+            if version::compare(&c.target_version, current) != std::cmp::Ordering::Greater {
+                continue;
+            }
+            if c.from_version
+                .as_deref()
+                .is_some_and(|f| version::compare(f, current) != std::cmp::Ordering::Equal)
+            {
+                continue;
+            }
+            let in_scope = match c.scope.as_str() {
+                "group" => c.scope_group.is_some() && c.scope_group == device.group,
+                "devices" => sqlx::query(
+                    "SELECT 1 FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2",
+                )
+                .bind(c.id)
+                .bind(device.id)
+                .fetch_optional(self.db.pool())
+                .await?
+                .is_some(),
+                _ => true,
+            };
+            if !in_scope {
+                continue;
+            }
+            let now = self.clock.now_millis();
+            if c.mode == "auto" {
+                sqlx::query(
+                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, version_before, created_at, updated_at) \
+                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $4, $4) ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                )
+                .bind(c.id)
+                .bind(device.id)
+                .bind(current)
+                .bind(now)
+                .execute(self.db.pool())
+                .await?;
+            }
+            let Some(job) = self.job_of(c.id, device.id).await? else {
+                continue; // manual campaign without this device
+            };
+            let job = match job.state {
+                JobState::Queued => {
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'notified', previous_state = 'queued', updated_at = $1, deadline_at = $2, \
+                           version_before = COALESCE(version_before, $3) WHERE id = $4 AND state = 'queued'",
+                    )
+                    .bind(now)
+                    .bind(now + c.timeout_secs * 1000)
+                    .bind(current)
+                    .bind(job.id)
+                    .execute(self.db.pool())
+                    .await?;
+                    self.job(job.id).await?
+                }
+                s if !s.is_final() => job,
+                _ => continue,
+            };
+            return Ok(Some(Offer {
+                campaign: c.clone(),
+                job,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: i64) -> Result<Job, RolloutError> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| RolloutError::NotFound(format!("unknown job {id}")))?;
+        Ok(job_from(&row))
+    }
+
+    /// A device reports progress or its result. Illegal transitions are refused (conflict).
+    pub async fn report_job(
+        &self,
+        id: i64,
+        state: JobState,
+        code: Option<i64>,
+        text: &str,
+        version_now: Option<&str>,
+    ) -> Result<Job, RolloutError> {
+        let job = self.job(id).await?;
+        let next = job
+            .state
+            .apply(Event::Report(state))
+            .map_err(|e| RolloutError::Conflict(e.to_string()))?;
+        let after = (next == JobState::Succeeded)
+            .then(|| version_now.map(str::to_string))
+            .flatten();
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = $1, previous_state = $2, result_code = COALESCE($3, result_code), \
+               result_text = $4, version_after = COALESCE($5, version_after), updated_at = $6 \
+             WHERE id = $7 AND state = $2",
+        )
+        .bind(next.as_str())
+        .bind(job.state.as_str())
+        .bind(code)
+        .bind(super::truncate(text))
+        .bind(after)
+        .bind(self.clock.now_millis())
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(RolloutError::Conflict(format!(
+                "job {id} changed concurrently; report again"
+            )));
+        }
+        self.job(id).await
+    }
+
+    /// Time out overdue jobs, retry failed ones with attempts left, finish campaigns whose
+    /// every job is final. Each step is one statement per row set: replica-safe.
+    pub async fn tick_jobs(&self) -> Result<JobTick, RolloutError> {
+        let now = self.clock.now_millis();
+        let mut tick = JobTick::default();
+        let mut tx = self.db.pool().begin().await?;
+        tick.timed_out = sqlx::query(
+            "UPDATE jobs SET previous_state = state, state = 'timed-out', updated_at = $1 \
+             WHERE state IN ('notified', 'downloading', 'installing') AND deadline_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tick.retried = sqlx::query(
+            "UPDATE jobs SET previous_state = state, state = 'queued', retry_count = retry_count + 1, \
+               deadline_at = NULL, updated_at = $1 \
+             WHERE state IN ('failed', 'timed-out') AND retry_count < \
+               (SELECT c.retries FROM campaigns c WHERE c.id = jobs.campaign_id AND c.status = 'running')",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let done: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE campaigns SET status = 'finished', updated_at = $1 \
+             WHERE status = 'running' AND (scope = 'devices' OR mode = 'manual') \
+               AND EXISTS (SELECT 1 FROM jobs j WHERE j.campaign_id = campaigns.id) \
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.campaign_id = campaigns.id AND (j.state IN {OPEN_JOB} \
+                    OR (j.state IN ('failed', 'timed-out') AND j.retry_count < campaigns.retries))) \
+               AND NOT EXISTS (SELECT 1 FROM campaign_devices d WHERE d.campaign_id = campaigns.id AND NOT EXISTS \
+                    (SELECT 1 FROM jobs j WHERE j.campaign_id = d.campaign_id AND j.device_id = d.device_id)) \
+             RETURNING id"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &done {
+            log(
+                &mut tx,
+                *id,
+                now,
+                "scheduler",
+                "finish",
+                "every job is final",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        tick.finished_campaigns = done.len() as u64;
+        if !done.is_empty()
+            && let Ok(mut m) = self.active.0.lock()
+        {
+            m.clear();
+        }
+        Ok(tick)
+    }
+
+    /// Counts by job state and the version distribution of the campaign's devices.
+    pub async fn stats(&self, tenant_id: i64, id: i64) -> Result<Stats, RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        let by_state =
+            sqlx::query("SELECT state, COUNT(*) FROM jobs WHERE campaign_id = $1 GROUP BY state")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
+        let versions = sqlx::query(
+            "SELECT COALESCE(version_after, version_before, 'unknown'), COUNT(*) FROM jobs WHERE campaign_id = $1 \
+             GROUP BY COALESCE(version_after, version_before, 'unknown')",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let map = |rows: Vec<sqlx::any::AnyRow>| -> HashMap<String, i64> {
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        };
+        let by_state = map(by_state);
+        Ok(Stats {
+            total: by_state.values().sum(),
+            by_state,
+            versions: map(versions),
+        })
+    }
+
+    /// A campaign's jobs, oldest first.
+    pub async fn jobs(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Job>, i64), RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE campaign_id = $1")
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
+        ))
+        .bind(id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok((rows.iter().map(job_from).collect(), total))
+    }
+
+    /// A campaign's op log, oldest first.
+    pub async fn campaign_log(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Vec<LogEntry>, RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        let rows = sqlx::query(
+            "SELECT at, actor, action, detail FROM campaign_log WHERE campaign_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                detail: r.get(3),
+            })
+            .collect())
+    }
+}
