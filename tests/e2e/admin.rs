@@ -391,6 +391,26 @@ async fn admin_api_runs_a_campaign_through_approval() {
         "name": "x", "release_id": rel["id"], "mode": "auto", "scope": {"type": "devices", "value": ["nope"]}
     }))).await;
     assert_eq!(s, 404, "unknown device in scope");
+    // Waves by share of the product's devices: 50% of 2 is 1.
+    let (s, w) = call(Method::POST, format!("{base}/campaigns"), Some(json!({
+        "name": "staged", "release_id": rel["id"], "mode": "auto", "scope": {"type": "all"},
+        "waves": {"initial_percent": 50, "step": 10, "interval_secs": 3600, "max_failure_pct": 5}
+    }))).await;
+    assert_eq!(
+        (s, w["wave_cap"].as_i64(), w["max_failure_pct"].as_i64()),
+        (201, Some(1), Some(5)),
+        "{w}"
+    );
+    let (s, _) = call(
+        Method::POST,
+        format!("{base}/campaigns"),
+        Some(json!({
+            "name": "bad", "release_id": rel["id"], "mode": "auto", "scope": {"type": "all"},
+            "waves": {"initial": 1, "initial_percent": 50, "step": 1, "interval_secs": 1}
+        })),
+    )
+    .await;
+    assert_eq!(s, 400);
 
     let (s, b) = call(
         Method::POST,
@@ -481,7 +501,7 @@ async fn admin_api_runs_a_campaign_through_approval() {
         ]
     );
     let (_, list) = call(Method::GET, format!("{base}/campaigns"), None).await;
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["total"], 2);
     let (s, _) = call(
         Method::GET,
         format!("/admin/api/v1/tenants/globex/campaigns/{id}"),

@@ -355,6 +355,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         tag: "formal".into(),
         retries: 1,
         timeout_secs: 60,
+        waves: None,
     };
     let bad = NewCampaign {
         retries: 4,

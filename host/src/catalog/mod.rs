@@ -238,6 +238,16 @@ impl Catalog {
         Ok(device_from(&row))
     }
 
+    /// How many devices a product has.
+    pub async fn count_devices(&self, product_id: i64) -> Result<i64, CatalogError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
+                .bind(product_id)
+                .fetch_one(self.db.pool())
+                .await?,
+        )
+    }
+
     /// A product's devices, oldest first, paged.
     pub async fn list_devices(
         &self,

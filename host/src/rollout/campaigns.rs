@@ -134,6 +134,17 @@ pub struct Target {
     pub version: String,
 }
 
+/// Staged rollout: start with `initial` devices, admit `step` more every `interval_secs` while
+/// the share of failed and timed-out jobs among finished ones stays under `max_failure_pct`;
+/// reaching it pauses the campaign (an operator may resume it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waves {
+    pub initial: u64,
+    pub step: u64,
+    pub interval_secs: u64,
+    pub max_failure_pct: Option<u8>,
+}
+
 /// What an operator asks for.
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
@@ -149,6 +160,8 @@ pub struct NewCampaign {
     pub retries: u8,
     /// How long a notified device has to report a final result.
     pub timeout_secs: u64,
+    /// Staged rollout; `None` admits every device at once.
+    pub waves: Option<Waves>,
 }
 
 /// A stored campaign.
@@ -174,6 +187,12 @@ pub struct Campaign {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Devices admitted so far (`None`: no waves, everyone).
+    pub wave_cap: Option<i64>,
+    pub wave_step: Option<i64>,
+    pub wave_interval_secs: Option<i64>,
+    pub next_wave_at: Option<i64>,
+    pub max_failure_pct: Option<i64>,
 }
 
 /// One device in one campaign.
@@ -233,6 +252,10 @@ pub struct JobTick {
     pub timed_out: u64,
     pub retried: u64,
     pub finished_campaigns: u64,
+    /// Campaigns paused by their failure guard.
+    pub paused: u64,
+    /// Campaigns that admitted their next wave.
+    pub widened: u64,
 }
 
 /// Active campaigns per product, kept briefly so check-ins (the hot path) do not query
@@ -249,7 +272,8 @@ pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
 
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
     target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \
-    timeout_secs, created_by, created_at, updated_at FROM campaigns";
+    timeout_secs, created_by, created_at, updated_at, wave_cap, wave_step, wave_interval_secs, \
+    next_wave_at, max_failure_pct FROM campaigns";
 
 const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, retry_count, \
     result_code, result_text, version_before, version_after, created_at, updated_at, deadline_at \
@@ -279,6 +303,11 @@ fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
         created_by: r.get(17),
         created_at: r.get(18),
         updated_at: r.get(19),
+        wave_cap: r.get(20),
+        wave_step: r.get(21),
+        wave_interval_secs: r.get(22),
+        next_wave_at: r.get(23),
+        max_failure_pct: r.get(24),
     }
 }
 
@@ -349,6 +378,15 @@ impl Rollout {
                 "timeout must be 1 s to 30 days".into(),
             ));
         }
+        if let Some(w) = &n.waves
+            && (w.initial == 0
+                || w.interval_secs == 0
+                || w.max_failure_pct.is_some_and(|p| p == 0 || p > 100))
+        {
+            return Err(RolloutError::Invalid(
+                "waves need initial > 0, interval_secs > 0 and max_failure_pct 1-100".into(),
+            ));
+        }
         if !matches!(n.tag.as_str(), "test" | "formal") {
             return Err(RolloutError::Invalid("tag must be test or formal".into()));
         }
@@ -369,8 +407,9 @@ impl Rollout {
         let mut tx = self.db.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (tenant_id, product_id, release_id, name, module, identify, target_version, \
-               from_version, scope, scope_group, mode, tag, status, retries, timeout_secs, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16) RETURNING id",
+               from_version, scope, scope_group, mode, tag, status, retries, timeout_secs, created_by, created_at, updated_at, \
+               wave_cap, wave_step, wave_interval_secs, max_failure_pct) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16, $17, $18, $19, $20) RETURNING id",
         )
         .bind(tenant_id)
         .bind(n.target.product_id)
@@ -388,6 +427,10 @@ impl Rollout {
         .bind(n.timeout_secs as i64)
         .bind(actor)
         .bind(now)
+        .bind(n.waves.map(|w| w.initial as i64))
+        .bind(n.waves.map(|w| w.step as i64))
+        .bind(n.waves.map(|w| w.interval_secs as i64))
+        .bind(n.waves.and_then(|w| w.max_failure_pct.map(i64::from)))
         .fetch_one(&mut *tx)
         .await?;
         for d in &devices {
@@ -473,8 +516,11 @@ impl Rollout {
             .join(", ");
         let mut tx = self.db.pool().begin().await?;
         let approver = matches!(action, Action::Approve | Action::Reject).then_some(actor);
+        // Approval starts the wave clock.
         let changed = sqlx::query(&format!(
-            "UPDATE campaigns SET status = $1, updated_at = $2, approver = COALESCE($3, approver) \
+            "UPDATE campaigns SET status = $1, updated_at = $2, approver = COALESCE($3, approver), \
+               next_wave_at = CASE WHEN $1 = 'running' AND next_wave_at IS NULL \
+                 THEN $2 + wave_interval_secs * 1000 ELSE next_wave_at END \
              WHERE id = $4 AND status IN ({allowed})"
         ))
         .bind(to.as_str())
@@ -629,14 +675,18 @@ impl Rollout {
             }
             let now = self.clock.now_millis();
             if c.mode == "auto" {
+                // Admit a new device only while the current wave has room.
                 sqlx::query(
                     "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, version_before, created_at, updated_at) \
-                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $4, $4) ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                     SELECT $1, $2, 'queued', 'queued', 0, '', $3, $4, $4 \
+                     WHERE $5 IS NULL OR (SELECT COUNT(*) FROM jobs WHERE campaign_id = $1) < $5 \
+                     ON CONFLICT (campaign_id, device_id) DO NOTHING",
                 )
                 .bind(c.id)
                 .bind(device.id)
                 .bind(current)
                 .bind(now)
+                .bind(c.wave_cap)
                 .execute(self.db.pool())
                 .await?;
             }
@@ -742,6 +792,50 @@ impl Rollout {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Guard first: a running campaign whose failure share reached its threshold pauses.
+        let failing = "(SELECT COUNT(*) FROM jobs j WHERE j.campaign_id = campaigns.id AND j.state IN ('failed', 'timed-out'))";
+        let finished = "(SELECT COUNT(*) FROM jobs j WHERE j.campaign_id = campaigns.id \
+            AND j.state IN ('succeeded', 'failed', 'timed-out'))";
+        let paused: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE campaigns SET status = 'paused', updated_at = $1 \
+             WHERE status = 'running' AND max_failure_pct IS NOT NULL AND {finished} > 0 \
+               AND {failing} * 100 >= max_failure_pct * {finished} RETURNING id"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &paused {
+            log(
+                &mut tx,
+                *id,
+                now,
+                "scheduler",
+                "auto-pause",
+                "failure rate reached the threshold",
+            )
+            .await?;
+        }
+        tick.paused = paused.len() as u64;
+        let widened: Vec<i64> = sqlx::query_scalar(
+            "UPDATE campaigns SET wave_cap = wave_cap + wave_step, \
+               next_wave_at = $1 + wave_interval_secs * 1000, updated_at = $1 \
+             WHERE status = 'running' AND wave_cap IS NOT NULL AND next_wave_at <= $1 RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &widened {
+            log(
+                &mut tx,
+                *id,
+                now,
+                "scheduler",
+                "widen",
+                "next wave admitted",
+            )
+            .await?;
+        }
+        tick.widened = widened.len() as u64;
         let done: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE campaigns SET status = 'finished', updated_at = $1 \
              WHERE status = 'running' AND (scope = 'devices' OR mode = 'manual') \
@@ -768,7 +862,7 @@ impl Rollout {
         }
         tx.commit().await?;
         tick.finished_campaigns = done.len() as u64;
-        if !done.is_empty()
+        if !(done.is_empty() && paused.is_empty() && widened.is_empty())
             && let Ok(mut m) = self.active.0.lock()
         {
             m.clear();

@@ -24,13 +24,20 @@ pub async fn tick(rollout: &Rollout) -> u64 {
             Default::default()
         }
     };
-    let moved = deployments + jobs.timed_out + jobs.retried + jobs.finished_campaigns;
+    let moved = deployments
+        + jobs.timed_out
+        + jobs.retried
+        + jobs.finished_campaigns
+        + jobs.paused
+        + jobs.widened;
     if moved > 0 {
         tracing::info!(
             deployments_timed_out = deployments,
             jobs_timed_out = jobs.timed_out,
             jobs_retried = jobs.retried,
             campaigns_finished = jobs.finished_campaigns,
+            campaigns_paused = jobs.paused,
+            campaigns_widened = jobs.widened,
             "scheduler pass"
         );
     }

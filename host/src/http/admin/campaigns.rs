@@ -15,7 +15,7 @@ use crate::catalog::releases::PageReq;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::rollout::RolloutError;
-use crate::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
+use crate::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target, Waves};
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/api/v1/tenants/{tenant}/campaigns";
@@ -62,6 +62,18 @@ struct Create {
     retries: u8,
     #[serde(default = "one_day")]
     timeout_secs: u64,
+    waves: Option<WavesIn>,
+}
+
+/// Waves as operators write them: an initial count or a share of the product's devices.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WavesIn {
+    initial: Option<u64>,
+    initial_percent: Option<u8>,
+    step: u64,
+    interval_secs: u64,
+    max_failure_pct: Option<u8>,
 }
 
 fn formal() -> String {
@@ -110,6 +122,29 @@ async fn create(
         ScopeIn::Group(g) => Scope::Group(g),
         ScopeIn::Devices(sns) => Scope::Devices(device_ids(&st, t.id, &product.sn, &sns).await?),
     };
+    let waves = match c.waves {
+        None => None,
+        Some(w) => {
+            let initial = match (w.initial, w.initial_percent) {
+                (Some(n), None) => n,
+                (None, Some(p)) if (1..=100).contains(&p) => {
+                    let devices = st.services.catalog.count_devices(product.id).await?;
+                    (devices as u64 * p as u64).div_ceil(100).max(1)
+                }
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "waves need exactly one of initial or initial_percent (1-100)".into(),
+                    ));
+                }
+            };
+            Some(Waves {
+                initial,
+                step: w.step,
+                interval_secs: w.interval_secs,
+                max_failure_pct: w.max_failure_pct,
+            })
+        }
+    };
     let campaign = st
         .services
         .rollout
@@ -130,6 +165,7 @@ async fn create(
                 tag: c.tag,
                 retries: c.retries,
                 timeout_secs: c.timeout_secs,
+                waves,
             },
             &op.name,
         )
