@@ -269,12 +269,11 @@ impl Catalog {
         .bind(offset)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(releases::Page {
-            items: rows.iter().map(device_from).collect(),
-            page: page.page,
-            page_size: page.page_size,
+        Ok(releases::Page::of(
+            rows.iter().map(device_from).collect(),
+            page,
             total,
-        })
+        ))
     }
 
     /// Create or replace a device's install configuration.

@@ -165,6 +165,18 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+impl<T> Page<T> {
+    /// The page `req` asked for, holding `items` out of `total`.
+    pub fn of(items: Vec<T>, req: PageReq, total: i64) -> Self {
+        Page {
+            items,
+            page: req.page,
+            page_size: req.page_size,
+            total,
+        }
+    }
+}
+
 const COLUMNS: &str = "r.id, p.sn, r.module, r.identify, r.name, r.version, r.from_version, \
     r.blob_sha256, r.external_url, r.md5, r.size, r.status, r.description, r.customize, \
     r.mac_range, r.created_at, r.updated_at \
@@ -330,12 +342,11 @@ impl Catalog {
             q = q.bind(b);
         }
         let rows = q.bind(limit).bind(offset).fetch_all(self.db.pool()).await?;
-        Ok(Page {
-            items: rows.iter().map(release_from).collect(),
-            page: page.page,
-            page_size: page.page_size,
+        Ok(Page::of(
+            rows.iter().map(release_from).collect(),
+            page,
             total,
-        })
+        ))
     }
 
     /// Move a release to test / online / invalid.

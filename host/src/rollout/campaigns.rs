@@ -477,19 +477,38 @@ impl Rollout {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Campaign>, i64), RolloutError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1")
-            .bind(tenant_id)
+        self.paged(
+            "SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1",
+            &format!(
+                "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+            ),
+            tenant_id,
+            (limit, offset),
+            campaign_from,
+        )
+        .await
+    }
+
+    /// One page of `list_sql` (`$1` = key, `$2` = limit, `$3` = offset) and the count of all.
+    async fn paged<T>(
+        &self,
+        count_sql: &str,
+        list_sql: &str,
+        key: i64,
+        (limit, offset): (i64, i64),
+        map: fn(&sqlx::any::AnyRow) -> T,
+    ) -> Result<(Vec<T>, i64), RolloutError> {
+        let total: i64 = sqlx::query_scalar(count_sql)
+            .bind(key)
             .fetch_one(self.db.pool())
             .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(tenant_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok((rows.iter().map(campaign_from).collect(), total))
+        let rows = sqlx::query(list_sql)
+            .bind(key)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok((rows.iter().map(map).collect(), total))
     }
 
     /// Apply an operator action; an action the current status does not allow is a conflict.
@@ -905,19 +924,14 @@ impl Rollout {
         offset: i64,
     ) -> Result<(Vec<Job>, i64), RolloutError> {
         self.campaign(tenant_id, id).await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE campaign_id = $1")
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
-        ))
-        .bind(id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok((rows.iter().map(job_from).collect(), total))
+        self.paged(
+            "SELECT COUNT(*) FROM jobs WHERE campaign_id = $1",
+            &format!("SELECT {JOB_COLUMNS} WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"),
+            id,
+            (limit, offset),
+            job_from,
+        )
+        .await
     }
 
     /// A campaign's op log, oldest first.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Operator, body_json, query};
-use crate::catalog::releases::PageReq;
+use crate::catalog::releases::{Page, PageReq};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::rollout::RolloutError;
@@ -187,9 +187,7 @@ async fn list(
         .rollout
         .list_campaigns(t.id, limit, offset)
         .await?;
-    Ok(Json(
-        json!({ "items": items, "page": page.page, "page_size": page.page_size, "total": total }),
-    ))
+    Ok(Json(json!(Page::of(items, page, total))))
 }
 
 async fn show(
@@ -268,9 +266,7 @@ async fn jobs(
     let (limit, offset) = page.checked()?;
     let t = st.services.auth.tenant(&tenant).await?;
     let (items, total) = st.services.rollout.jobs(t.id, id, limit, offset).await?;
-    Ok(Json(
-        json!({ "items": items, "page": page.page, "page_size": page.page_size, "total": total }),
-    ))
+    Ok(Json(json!(Page::of(items, page, total))))
 }
 
 async fn log(
