@@ -470,8 +470,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         Err(RolloutError::Conflict(_))
     ));
     let done = s
-        .rollout
-        .report_job(j, JobState::Succeeded, Some(0), "ok", Some("2.0"))
+        .report_job(j, JobState::Succeeded, Some(0), "ok", None)
         .await
         .unwrap();
     assert_eq!(
@@ -484,6 +483,9 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
             .await,
         Err(RolloutError::Conflict(_))
     ));
+
+    let versions = s.catalog.module_versions(facts[0].id).await.unwrap();
+    assert_eq!(versions, vec![("mcu".to_string(), 0, "2.0".to_string())]);
 
     // A silent device times out, is retried once, then stays timed out.
     let slow = s

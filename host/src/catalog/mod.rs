@@ -238,6 +238,66 @@ impl Catalog {
         Ok(device_from(&row))
     }
 
+    /// Record the version a device runs for one module (and that it was just seen online).
+    pub async fn set_module_version(
+        &self,
+        device_id: i64,
+        module: &str,
+        identify: i64,
+        version: &str,
+    ) -> Result<(), CatalogError> {
+        if releases::Module::parse(module).is_none() {
+            return Err(CatalogError::Invalid(format!("unknown module {module:?}")));
+        }
+        let now = self.clock.now_millis();
+        sqlx::query(
+            "INSERT INTO device_modules (device_id, module, identify, version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, module, identify) \
+             DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+        )
+        .bind(device_id)
+        .bind(module)
+        .bind(identify)
+        .bind(version)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        sqlx::query("UPDATE devices SET online_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The versions a device runs, as (module, identify, version).
+    pub async fn module_versions(
+        &self,
+        device_id: i64,
+    ) -> Result<Vec<(String, i64, String)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT module, identify, version FROM device_modules WHERE device_id = $1 ORDER BY module, identify",
+        )
+        .bind(device_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// The group a device belongs to, if any.
+    pub async fn device_group(&self, device_id: i64) -> Result<Option<String>, CatalogError> {
+        Ok(
+            sqlx::query_scalar("SELECT group_name FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(self.db.pool())
+                .await?
+                .flatten(),
+        )
+    }
+
     /// How many devices a product has.
     pub async fn count_devices(&self, product_id: i64) -> Result<i64, CatalogError> {
         Ok(

@@ -470,6 +470,16 @@ impl Rollout {
         Ok(campaign_from(&row))
     }
 
+    /// A campaign by id alone (for flows that start from a job).
+    pub async fn campaign_by_id(&self, id: i64) -> Result<Campaign, RolloutError> {
+        let row = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
+        Ok(campaign_from(&row))
+    }
+
     /// The tenant's campaigns, newest first.
     pub async fn list_campaigns(
         &self,
@@ -761,19 +771,18 @@ impl Rollout {
             .state
             .apply(Event::Report(state))
             .map_err(|e| RolloutError::Conflict(e.to_string()))?;
-        let after = (next == JobState::Succeeded)
-            .then(|| version_now.map(str::to_string))
-            .flatten();
         let changed = sqlx::query(
             "UPDATE jobs SET state = $1, previous_state = $2, result_code = COALESCE($3, result_code), \
-               result_text = $4, version_after = COALESCE($5, version_after), updated_at = $6 \
+               result_text = $4, version_after = CASE WHEN $1 = 'succeeded' THEN COALESCE($5, \
+                 (SELECT c.target_version FROM campaigns c WHERE c.id = jobs.campaign_id)) \
+                 ELSE version_after END, updated_at = $6 \
              WHERE id = $7 AND state = $2",
         )
         .bind(next.as_str())
         .bind(job.state.as_str())
         .bind(code)
         .bind(super::truncate(text))
-        .bind(after)
+        .bind(version_now)
         .bind(self.clock.now_millis())
         .bind(id)
         .execute(self.db.pool())
