@@ -15,6 +15,12 @@ use ota_tests::{API_KEY, Options, T0_MILLIS, TestServer};
 use serde_json::json;
 
 async fn open(database: String, dir: &std::path::Path) -> (Services, Arc<ManualClock>) {
+    let clock = ManualClock::new(T0_MILLIS);
+    (open_with(database, dir, clock.clone()).await, clock)
+}
+
+/// Services on `database` reading `clock` (replicas of one deployment share the time).
+async fn open_with(database: String, dir: &std::path::Path, clock: Arc<ManualClock>) -> Services {
     let config = Config::from_parts(
         FileConfig::default(),
         Overrides {
@@ -24,8 +30,7 @@ async fn open(database: String, dir: &std::path::Path) -> (Services, Arc<ManualC
         },
     )
     .unwrap();
-    let clock = ManualClock::new(T0_MILLIS);
-    (Services::open(&config, clock.clone()).await.unwrap(), clock)
+    Services::open(&config, clock).await.unwrap()
 }
 
 /// Every storage behaviour the spine relies on, against whichever backend `s` uses.
@@ -261,6 +266,13 @@ async fn storage_and_iotstack_on_postgres() {
     let (s, clock) = open(pg.create_database(), dir.path()).await;
     campaign_suite(&s, &clock).await;
     s.db.close().await;
+
+    // Two replicas (two pools, as two host processes would have) race their schedulers over
+    // one database: every overdue job and deployment moves exactly once.
+    let url = pg.create_database();
+    let (a, clock) = open(url.clone(), dir.path()).await;
+    let b = open_with(url, dir.path(), clock.clone()).await;
+    replicas_race(&a, &b, &clock).await;
 
     // The whole server on PostgreSQL: the IoTStack flow over HTTP.
     let t = TestServer::start(Options {
@@ -652,6 +664,107 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         s.rollout.campaign(t.id + 1000, c.id).await.is_err(),
         "tenant-scoped"
     );
+}
+
+async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
+    use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
+    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope, Target};
+    let t = a.auth.ensure_tenant("race").await.unwrap();
+    let p = a.catalog.create_product(t.id, "R", "race").await.unwrap();
+    let rel = a
+        .catalog
+        .create_release(
+            t.id,
+            NewRelease {
+                product_sn: "R".into(),
+                module: Module::Mcu,
+                identify: 0,
+                name: "r".into(),
+                version: "9".into(),
+                from_version: None,
+                payload: Payload::External {
+                    url: "https://cdn.example/r.bin".into(),
+                    md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                    size: 1,
+                },
+                status: ReleaseStatus::Online,
+                description: String::new(),
+                customize: String::new(),
+                mac_range: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let c = a
+        .rollout
+        .create_campaign(
+            t.id,
+            NewCampaign {
+                name: "race".into(),
+                target: Target {
+                    release_id: rel.id,
+                    product_id: p.id,
+                    module: "mcu".into(),
+                    identify: 0,
+                    version: "9".into(),
+                },
+                from_version: None,
+                scope: Scope::All,
+                mode: Mode::Auto,
+                tag: "formal".into(),
+                retries: 0,
+                timeout_secs: 10,
+                waves: None,
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    a.rollout
+        .act(t.id, c.id, Action::Submit, "ops", "")
+        .await
+        .unwrap();
+    b.rollout
+        .act(t.id, c.id, Action::Approve, "lead", "")
+        .await
+        .unwrap();
+    let n = 40;
+    for i in 0..n {
+        let d = a
+            .catalog
+            .register_device(t.id, "R", &format!("r{i}"))
+            .await
+            .unwrap();
+        let facts = DeviceFacts {
+            id: d.id,
+            product_id: p.id,
+            group: None,
+        };
+        // Check-ins land on either replica.
+        let replica = if i % 2 == 0 { a } else { b };
+        replica
+            .rollout
+            .check_in(&facts, "mcu", 0, "1")
+            .await
+            .unwrap()
+            .unwrap();
+        replica
+            .rollout
+            .create_deployment(t.id, d.id, false)
+            .await
+            .unwrap();
+    }
+    clock.advance_secs(7_200);
+    let (ja, jb, da, db) = tokio::join!(
+        a.rollout.tick_jobs(),
+        b.rollout.tick_jobs(),
+        a.rollout.time_out_overdue(),
+        b.rollout.time_out_overdue()
+    );
+    assert_eq!(ja.unwrap().timed_out + jb.unwrap().timed_out, n, "jobs");
+    assert_eq!(da.unwrap() + db.unwrap(), n, "deployments");
+    let stats = b.rollout.stats(t.id, c.id).await.unwrap();
+    assert_eq!(stats.by_state.get("timed-out"), Some(&(n as i64)));
 }
 
 #[tokio::test]
