@@ -60,7 +60,6 @@ impl Services {
     pub async fn check_in(
         &self,
         device: &catalog::Device,
-        product_id: i64,
         module: &str,
         identify: i64,
         current: &str,
@@ -68,9 +67,13 @@ impl Services {
         self.catalog
             .set_module_version(device.id, module, identify, current)
             .await?;
+        let product = self
+            .catalog
+            .product(device.tenant_id, &device.product_sn)
+            .await?;
         let facts = rollout::campaigns::DeviceFacts {
             id: device.id,
-            product_id,
+            product_id: product.id,
             group: self.catalog.device_group(device.id).await?,
         };
         Ok(self
@@ -84,6 +87,7 @@ impl Services {
     pub async fn report_job(
         &self,
         job_id: i64,
+        device_id: i64,
         state: rollout::job::JobState,
         code: Option<i64>,
         text: &str,
@@ -91,7 +95,7 @@ impl Services {
     ) -> Result<rollout::campaigns::Job, FlowError> {
         let job = self
             .rollout
-            .report_job(job_id, state, code, text, version_now)
+            .report_job(job_id, device_id, state, code, text, version_now)
             .await?;
         if job.state == rollout::job::JobState::Succeeded
             && let Some(version) = &job.version_after

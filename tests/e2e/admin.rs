@@ -379,6 +379,19 @@ async fn admin_api_runs_a_campaign_through_approval() {
     )
     .await;
     assert_eq!(s, 201, "{rel}");
+    // A test release only goes to test campaigns until it is put online.
+    let formal =
+        json!({"name": "early", "release_id": rel["id"], "mode": "auto", "scope": {"type": "all"}});
+    let (s, _) = call(Method::POST, format!("{base}/campaigns"), Some(formal)).await;
+    assert_eq!(s, 409);
+    let online = json!({"status": "online"});
+    let (s, _) = call(
+        Method::PATCH,
+        format!("{base}/releases/{}", rel["id"]),
+        Some(online),
+    )
+    .await;
+    assert_eq!(s, 200);
     let (s, c) = call(Method::POST, format!("{base}/campaigns"), Some(json!({
         "name": "fleet to 5.0", "release_id": rel["id"], "mode": "manual",
         "scope": {"type": "devices", "value": ["gw-a", "gw-b"]}, "retries": 2, "timeout_secs": 600

@@ -472,17 +472,17 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
     // Reports move forward only.
     let j = offer.job.id;
     s.rollout
-        .report_job(j, JobState::Installing, None, "", None)
+        .report_job(j, facts[0].id, JobState::Installing, None, "", None)
         .await
         .unwrap();
     assert!(matches!(
         s.rollout
-            .report_job(j, JobState::Downloading, None, "", None)
+            .report_job(j, facts[0].id, JobState::Downloading, None, "", None)
             .await,
         Err(RolloutError::Conflict(_))
     ));
     let done = s
-        .report_job(j, JobState::Succeeded, Some(0), "ok", None)
+        .report_job(j, facts[0].id, JobState::Succeeded, Some(0), "ok", None)
         .await
         .unwrap();
     assert_eq!(
@@ -491,7 +491,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
     );
     assert!(matches!(
         s.rollout
-            .report_job(j, JobState::Failed, None, "", None)
+            .report_job(j, facts[0].id, JobState::Failed, None, "", None)
             .await,
         Err(RolloutError::Conflict(_))
     ));
@@ -575,7 +575,14 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
     assert_eq!(o.campaign.id, m.id);
     assert_eq!(s.rollout.tick_jobs().await.unwrap().finished_campaigns, 0);
     s.rollout
-        .report_job(o.job.id, JobState::Succeeded, None, "", Some("2.0"))
+        .report_job(
+            o.job.id,
+            facts[2].id,
+            JobState::Succeeded,
+            None,
+            "",
+            Some("2.0"),
+        )
         .await
         .unwrap();
     assert_eq!(s.rollout.tick_jobs().await.unwrap().finished_campaigns, 1);
@@ -663,6 +670,228 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
     assert!(
         s.rollout.campaign(t.id + 1000, c.id).await.is_err(),
         "tenant-scoped"
+    );
+    s.rollout
+        .act(t.id, race.id, Action::Stop, "bob", "")
+        .await
+        .unwrap();
+
+    // Waves: one device at a time, widened every minute while failures stay under 50%.
+    use ota_host::rollout::campaigns::Waves;
+    let staged = |max_failure_pct| NewCampaign {
+        retries: 0,
+        waves: Some(Waves {
+            initial: 1,
+            step: 1,
+            interval_secs: 60,
+            max_failure_pct,
+        }),
+        ..new(Scope::All, Mode::Auto)
+    };
+    let huge = NewCampaign {
+        waves: Some(Waves {
+            initial: 1,
+            step: u64::MAX / 2,
+            interval_secs: 60,
+            max_failure_pct: None,
+        }),
+        ..new(Scope::All, Mode::Auto)
+    };
+    assert!(matches!(
+        s.rollout.create_campaign(t.id, huge, "bob").await,
+        Err(RolloutError::Invalid(_))
+    ));
+    let w = s
+        .rollout
+        .create_campaign(t.id, staged(Some(50)), "bob")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, w.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, w.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    let first = s
+        .rollout
+        .check_in(&facts[0], "mcu", 0, "0.5")
+        .await
+        .unwrap()
+        .unwrap()
+        .job
+        .id;
+    assert!(
+        s.rollout
+            .check_in(&facts[1], "mcu", 0, "0.5")
+            .await
+            .unwrap()
+            .is_none(),
+        "wave is full"
+    );
+    clock.advance_secs(30);
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().widened, 0, "not yet");
+    // Coming back on the target version finishes the open job (no explicit report).
+    assert!(
+        s.rollout
+            .check_in(&facts[0], "mcu", 0, "2.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let j1 = s.rollout.job(first).await.unwrap();
+    assert_eq!(
+        (j1.state, j1.version_after.as_deref()),
+        (JobState::Succeeded, Some("2.0"))
+    );
+    clock.advance_secs(30);
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().widened, 1);
+    let second = s
+        .rollout
+        .check_in(&facts[1], "mcu", 0, "0.5")
+        .await
+        .unwrap()
+        .expect("next wave")
+        .job
+        .id;
+    // Another device cannot report on this job; a retransmitted result is accepted once.
+    assert!(matches!(
+        s.rollout
+            .report_job(second, facts[0].id, JobState::Failed, None, "", None)
+            .await,
+        Err(RolloutError::NotFound(_))
+    ));
+    s.report_job(
+        second,
+        facts[1].id,
+        JobState::Failed,
+        Some(17),
+        "flash error",
+        None,
+    )
+    .await
+    .unwrap();
+    let again = s
+        .report_job(
+            second,
+            facts[1].id,
+            JobState::Failed,
+            Some(17),
+            "flash error",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.previous_state,
+        JobState::Notified,
+        "a retransmit changes nothing"
+    );
+    let tick = s.rollout.tick_jobs().await.unwrap();
+    assert_eq!(tick.paused, 1, "1 of 2 failed: the 50% guard trips");
+    assert_eq!(
+        s.rollout.campaign(t.id, w.id).await.unwrap().status,
+        CampaignStatus::Paused
+    );
+    assert!(
+        s.rollout
+            .check_in(&facts[2], "mcu", 0, "0.5")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Resuming restarts the guard's count: the old failure does not pause it again.
+    clock.advance_secs(1);
+    s.rollout
+        .act(t.id, w.id, Action::Resume, "bob", "fixed the flasher")
+        .await
+        .unwrap();
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().paused, 0);
+    assert_eq!(
+        s.rollout.campaign(t.id, w.id).await.unwrap().status,
+        CampaignStatus::Running
+    );
+    let actions: Vec<String> = s
+        .rollout
+        .campaign_log(t.id, w.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "submit",
+            "approve",
+            "widen",
+            "auto-pause",
+            "resume"
+        ]
+    );
+    s.rollout
+        .act(t.id, w.id, Action::Stop, "bob", "")
+        .await
+        .unwrap();
+
+    // A manual campaign over a device list has its jobs from the start.
+    let listed = s
+        .rollout
+        .create_campaign(
+            t.id,
+            new(Scope::Devices(vec![facts[3].id]), Mode::Manual),
+            "bob",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollout
+            .stats(t.id, listed.id)
+            .await
+            .unwrap()
+            .by_state
+            .get("queued"),
+        Some(&1)
+    );
+    // A job that skipped `notified` still gets a deadline, so it can time out.
+    s.rollout
+        .act(t.id, listed.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, listed.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    let (jobs, _) = s.rollout.jobs(t.id, listed.id, 10, 0).await.unwrap();
+    let pushed = s
+        .rollout
+        .report_job(
+            jobs[0].id,
+            facts[3].id,
+            JobState::Downloading,
+            None,
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(pushed.deadline_at.is_some());
+
+    // The combined flow records what a device runs even when nothing is offered.
+    let d5 = s.catalog.register_device(t.id, "WM-1", "d5").await.unwrap();
+    assert!(
+        s.check_in(&d5, "mcu", 0, "1.0").await.unwrap().is_none(),
+        "d5 is on no list"
+    );
+    assert_eq!(
+        s.catalog.module_versions(d5.id).await.unwrap(),
+        vec![("mcu".to_string(), 0, "1.0".to_string())]
+    );
+    assert!(
+        s.check_in(&d5, "gpu", 0, "1.0").await.is_err(),
+        "unknown module"
     );
 }
 

@@ -5,3 +5,4 @@ ALTER TABLE campaigns ADD COLUMN wave_step BIGINT;
 ALTER TABLE campaigns ADD COLUMN wave_interval_secs BIGINT;
 ALTER TABLE campaigns ADD COLUMN next_wave_at BIGINT;
 ALTER TABLE campaigns ADD COLUMN max_failure_pct BIGINT;
+ALTER TABLE campaigns ADD COLUMN guard_since BIGINT;

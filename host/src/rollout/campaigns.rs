@@ -379,12 +379,16 @@ impl Rollout {
             ));
         }
         if let Some(w) = &n.waves
-            && (w.initial == 0
-                || w.interval_secs == 0
+            && (!(1..=10_000_000).contains(&w.initial)
+                || w.step > 10_000_000
+                || !(1..=366 * 86_400).contains(&w.interval_secs)
                 || w.max_failure_pct.is_some_and(|p| p == 0 || p > 100))
         {
+            // Bounded so that wave arithmetic in SQL can never overflow a BIGINT.
             return Err(RolloutError::Invalid(
-                "waves need initial > 0, interval_secs > 0 and max_failure_pct 1-100".into(),
+                "waves need initial 1-10000000, step up to 10000000, interval_secs 1 s to a year \
+                 and max_failure_pct 1-100"
+                    .into(),
             ));
         }
         if !matches!(n.tag.as_str(), "test" | "formal") {
@@ -439,6 +443,18 @@ impl Rollout {
                 .bind(d)
                 .execute(&mut *tx)
                 .await?;
+            if n.mode == Mode::Manual {
+                // The operator chose these devices: their jobs exist from the start.
+                sqlx::query(
+                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
+                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $3) ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(d)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         log(
             &mut tx,
@@ -545,17 +561,32 @@ impl Rollout {
             .join(", ");
         let mut tx = self.db.pool().begin().await?;
         let approver = matches!(action, Action::Approve | Action::Reject).then_some(actor);
-        // Approval starts the wave clock.
+        if action == Action::Cancel {
+            // Jobs before the campaign row, the same lock order as the scheduler's pass, so
+            // the two never deadlock on PostgreSQL.
+            sqlx::query(&format!(
+                "UPDATE jobs SET previous_state = state, state = 'cancelled', updated_at = $1 \
+                 WHERE campaign_id = $2 AND state IN {OPEN_JOB} \
+                   AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.status IN ({allowed}))"
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Approval starts the wave clock; resuming restarts the failure guard's count.
         let changed = sqlx::query(&format!(
             "UPDATE campaigns SET status = $1, updated_at = $2, approver = COALESCE($3, approver), \
                next_wave_at = CASE WHEN $1 = 'running' AND next_wave_at IS NULL \
-                 THEN $2 + wave_interval_secs * 1000 ELSE next_wave_at END \
+                 THEN $2 + wave_interval_secs * 1000 ELSE next_wave_at END, \
+               guard_since = CASE WHEN $5 = 'resume' THEN $2 ELSE guard_since END \
              WHERE id = $4 AND status IN ({allowed})"
         ))
         .bind(to.as_str())
         .bind(now)
         .bind(approver)
         .bind(id)
+        .bind(action.name())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -565,16 +596,6 @@ impl Rollout {
                 action.name(),
                 current.status.as_str()
             )));
-        }
-        if action == Action::Cancel {
-            sqlx::query(&format!(
-                "UPDATE jobs SET previous_state = state, state = 'cancelled', updated_at = $1 \
-                 WHERE campaign_id = $2 AND state IN {OPEN_JOB}"
-            ))
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         }
         log(&mut tx, id, now, actor, action.name(), note).await?;
         tx.commit().await?;
@@ -679,6 +700,26 @@ impl Rollout {
                 continue;
             }
             if version::compare(&c.target_version, current) != std::cmp::Ordering::Greater {
+                // Many devices only "report" success by coming back on the new version: an
+                // open job of theirs is finished here rather than left to time out.
+                if let Some(job) = self.job_of(c.id, device.id).await?
+                    && !job.state.is_final()
+                {
+                    let done = self
+                        .report_job(
+                            job.id,
+                            device.id,
+                            JobState::Succeeded,
+                            None,
+                            "checked in on the target version",
+                            Some(current),
+                        )
+                        .await;
+                    match done {
+                        Ok(_) | Err(RolloutError::Conflict(_)) => {} // a concurrent report won
+                        Err(e) => return Err(e),
+                    }
+                }
                 continue;
             }
             if c.from_version
@@ -761,22 +802,33 @@ impl Rollout {
     pub async fn report_job(
         &self,
         id: i64,
+        device_id: i64,
         state: JobState,
         code: Option<i64>,
         text: &str,
         version_now: Option<&str>,
     ) -> Result<Job, RolloutError> {
         let job = self.job(id).await?;
+        if job.device_id != device_id {
+            // Another device's job is reported as unknown: ids reveal nothing.
+            return Err(RolloutError::NotFound(format!("unknown job {id}")));
+        }
         let next = job
             .state
             .apply(Event::Report(state))
             .map_err(|e| RolloutError::Conflict(e.to_string()))?;
+        if next == job.state && next.is_final() {
+            return Ok(job); // a retransmitted result
+        }
+        // A job that skipped `notified` (pushed, or retried) gets its deadline here.
         let changed = sqlx::query(
             "UPDATE jobs SET state = $1, previous_state = $2, result_code = COALESCE($3, result_code), \
                result_text = $4, version_after = CASE WHEN $1 = 'succeeded' THEN COALESCE($5, \
                  (SELECT c.target_version FROM campaigns c WHERE c.id = jobs.campaign_id)) \
-                 ELSE version_after END, updated_at = $6 \
-             WHERE id = $7 AND state = $2",
+                 ELSE version_after END, updated_at = $6, \
+               deadline_at = COALESCE(deadline_at, \
+                 $6 + (SELECT c.timeout_secs * 1000 FROM campaigns c WHERE c.id = jobs.campaign_id)) \
+             WHERE id = $7 AND device_id = $8 AND state = $2",
         )
         .bind(next.as_str())
         .bind(job.state.as_str())
@@ -785,6 +837,7 @@ impl Rollout {
         .bind(version_now)
         .bind(self.clock.now_millis())
         .bind(id)
+        .bind(device_id)
         .execute(self.db.pool())
         .await?
         .rows_affected();
@@ -821,9 +874,10 @@ impl Rollout {
         .await?
         .rows_affected();
         // Guard first: a running campaign whose failure share reached its threshold pauses.
-        let failing = "(SELECT COUNT(*) FROM jobs j WHERE j.campaign_id = campaigns.id AND j.state IN ('failed', 'timed-out'))";
+        let failing = "(SELECT COUNT(*) FROM jobs j WHERE j.campaign_id = campaigns.id AND j.state IN ('failed', 'timed-out') \
+            AND j.updated_at > COALESCE(campaigns.guard_since, -1))";
         let finished = "(SELECT COUNT(*) FROM jobs j WHERE j.campaign_id = campaigns.id \
-            AND j.state IN ('succeeded', 'failed', 'timed-out'))";
+            AND j.state IN ('succeeded', 'failed', 'timed-out') AND j.updated_at > COALESCE(campaigns.guard_since, -1))";
         let paused: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE campaigns SET status = 'paused', updated_at = $1 \
              WHERE status = 'running' AND max_failure_pct IS NOT NULL AND {finished} > 0 \

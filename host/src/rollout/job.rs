@@ -122,7 +122,15 @@ impl JobState {
             }
         };
         let Some(from) = self.progress() else {
-            return Err(refuse(to));
+            // Devices retransmit their result; saying it again changes nothing.
+            return match event {
+                Event::Report(s)
+                    if s == self && matches!(s, JobState::Succeeded | JobState::Failed) =>
+                {
+                    Ok(s)
+                }
+                _ => Err(refuse(to)),
+            };
         };
         match (event, to.progress()) {
             // A device never reports "queued", "cancelled" or "timed-out": those are ours.
@@ -212,6 +220,7 @@ mod tests {
         for from in JobState::ALL {
             for to in JobState::ALL {
                 let allowed = match (from, to) {
+                    (Succeeded, Succeeded) | (Failed, Failed) => true, // idempotent retransmit
                     (f, _) if f.is_final() => false,
                     (_, Queued | Cancelled | TimedOut) => false,
                     (_, Succeeded | Failed) => true,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Operator, body_json, query};
-use crate::catalog::releases::{Page, PageReq};
+use crate::catalog::releases::{Page, PageReq, ReleaseStatus};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::rollout::RolloutError;
@@ -117,6 +117,32 @@ async fn create(
         .catalog
         .product(t.id, &release.product_sn)
         .await?;
+    match (release.status, c.tag.as_str()) {
+        (ReleaseStatus::Invalid, _) => {
+            return Err(ApiError::Conflict(format!(
+                "release {} is invalid",
+                release.id
+            )));
+        }
+        (ReleaseStatus::Test, "formal") => {
+            return Err(ApiError::Conflict(format!(
+                "release {} is a test release; use tag \"test\" or put it online first",
+                release.id
+            )));
+        }
+        _ => {}
+    }
+    // A delta applies only to the version it was built from.
+    let from_version = match (&release.from_version, c.from_version) {
+        (Some(base), None) => Some(base.clone()),
+        (Some(base), Some(asked)) if *base != asked => {
+            return Err(ApiError::BadRequest(format!(
+                "release {} is a delta from {base}, not from {asked}",
+                release.id
+            )));
+        }
+        (_, asked) => asked,
+    };
     let scope = match c.scope {
         ScopeIn::All => Scope::All,
         ScopeIn::Group(g) => Scope::Group(g),
@@ -159,7 +185,7 @@ async fn create(
                     identify: release.identify,
                     version: release.version,
                 },
-                from_version: c.from_version,
+                from_version,
                 scope,
                 mode: c.mode,
                 tag: c.tag,
