@@ -1,11 +1,12 @@
-//! The catalog: products (created by operators) and devices (registered on first contact),
-//! plus what a gateway installs (IoTStack's reinstall configuration). Every lookup is scoped
-//! to a tenant, so one tenant can never name another's product or device.
-
-use sqlx::Row;
+//! The catalog: products (created by operators), devices (registered on first contact, with
+//! the version each module runs), firmware releases, and what a gateway installs (IoTStack's
+//! reinstall configuration). Every lookup is scoped to a tenant, so one tenant can never name
+//! another's product, device or release.
 
 pub mod releases;
 pub mod version;
+
+use sqlx::Row;
 
 use crate::clock::SharedClock;
 use crate::storage::Db;

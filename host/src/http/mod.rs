@@ -1,6 +1,6 @@
 //! The HTTP edge: one axum router per listener. Host-owned routes (`/admin/*`, `/install/*`,
-//! `/blobs/*`, `/healthz`, see `runtime::registry::RESERVED_SEGMENTS`) are matched first; everything else is dispatched to the plugin whose mount and
-//! routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
+//! `/blobs/*`, `/healthz`; see `runtime::registry::RESERVED_SEGMENTS`) are matched first;
+//! everything else is dispatched to the plugin whose mount and routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
 //! responses here, once.
 
 pub mod admin;

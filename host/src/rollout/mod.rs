@@ -1,7 +1,7 @@
-//! Rollouts. In this version: IoTStack-style deployments of the edge services onto a gateway,
-//! each with a status history that doubles as its log, and the scheduler pass that times out
-//! deployments left unfinished past their deadline. Every transition is one conditional
-//! UPDATE, so concurrent reporters and several scheduler replicas can never apply it twice.
+//! Rollouts: campaigns and per-device jobs (`campaigns`, `job`), IoTStack-style deployments
+//! of the edge services onto a gateway (each with a status history that doubles as its log),
+//! and the scheduler pass that applies every time-driven transition. Every transition is one
+//! conditional UPDATE, so concurrent reporters and scheduler replicas never apply it twice.
 
 use std::time::Duration;
 
