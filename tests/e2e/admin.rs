@@ -515,6 +515,22 @@ async fn admin_api_runs_a_campaign_through_approval() {
     );
     let (_, list) = call(Method::GET, format!("{base}/campaigns"), None).await;
     assert_eq!(list["total"], 2);
+    // Invalidating the release withdraws it: the staged campaign (still a draft) is cancelled.
+    let staged = w["id"].as_i64().unwrap();
+    let invalid = json!({"status": "invalid"});
+    let (s, r) = call(
+        Method::PATCH,
+        format!("{base}/releases/{}", rel["id"]),
+        Some(invalid),
+    )
+    .await;
+    assert_eq!(
+        (s, &r["cancelled_campaigns"]),
+        (200, &json!([staged])),
+        "{r}"
+    );
+    let (_, shown) = call(Method::GET, format!("{base}/campaigns/{staged}"), None).await;
+    assert_eq!(shown["status"], "cancelled");
     let (s, _) = call(
         Method::GET,
         format!("/admin/api/v1/tenants/globex/campaigns/{id}"),

@@ -603,6 +603,35 @@ impl Rollout {
         self.campaign(tenant_id, id).await
     }
 
+    /// Cancel every unfinished campaign of a release (it was invalidated or deleted: it must
+    /// not reach another device). Returns the cancelled campaigns' ids.
+    pub async fn cancel_for_release(
+        &self,
+        tenant_id: i64,
+        release_id: i64,
+        actor: &str,
+        why: &str,
+    ) -> Result<Vec<i64>, RolloutError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM campaigns WHERE tenant_id = $1 AND release_id = $2 \
+             AND status IN ('draft', 'pending', 'running', 'paused') ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(release_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut cancelled = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.act(tenant_id, id, Action::Cancel, actor, why).await {
+                Ok(_) => cancelled.push(id),
+                // Finished or stopped meanwhile: nothing left to withdraw.
+                Err(RolloutError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// Add devices to a campaign (manual mode: they get a queued job at once).
     pub async fn add_devices(
         &self,

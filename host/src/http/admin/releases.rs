@@ -1,6 +1,6 @@
 //! `/admin/api/v1/tenants/{tenant}/releases`: firmware releases, from a blob uploaded to
 //! `/admin/api/v1/blobs` (facts taken from the store) or an external URL registered with its
-//! md5 and size.
+//! md5 and size. Invalidating or deleting a release cancels its unfinished campaigns.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -194,7 +194,7 @@ struct Update {
 }
 
 async fn update(
-    _: Operator,
+    Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
@@ -206,15 +206,30 @@ async fn update(
         .catalog
         .set_release_status(t.id, id, u.status)
         .await?;
-    Ok(Json(view(r)))
+    let mut v = view(r);
+    if u.status == ReleaseStatus::Invalid {
+        let why = format!("release {id} was invalidated");
+        let cancelled = st
+            .services
+            .rollout
+            .cancel_for_release(t.id, id, &op.name, &why)
+            .await?;
+        v["cancelled_campaigns"] = json!(cancelled);
+    }
+    Ok(Json(v))
 }
 
 async fn remove(
-    _: Operator,
+    Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
 ) -> Result<StatusCode, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     st.services.catalog.delete_release(t.id, id).await?;
+    let why = format!("release {id} was deleted");
+    st.services
+        .rollout
+        .cancel_for_release(t.id, id, &op.name, &why)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
