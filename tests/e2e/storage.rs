@@ -879,6 +879,42 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         .unwrap();
     assert!(pushed.deadline_at.is_some());
 
+    // A listed device that is already current counts as done, so the list can finish.
+    let current = s
+        .rollout
+        .create_campaign(
+            t.id,
+            new(Scope::Devices(vec![facts[2].id]), Mode::Auto),
+            "bob",
+        )
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, current.id, Action::Submit, "bob", "")
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, current.id, Action::Approve, "alice", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollout.tick_jobs().await.unwrap().finished_campaigns,
+        0,
+        "nobody checked in yet"
+    );
+    assert!(
+        s.rollout
+            .check_in(&facts[2], "mcu", 0, "2.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.rollout.tick_jobs().await.unwrap().finished_campaigns, 1);
+    assert_eq!(
+        s.rollout.campaign(t.id, current.id).await.unwrap().status,
+        CampaignStatus::Finished
+    );
+
     // The combined flow records what a device runs even when nothing is offered.
     let d5 = s.catalog.register_device(t.id, "WM-1", "d5").await.unwrap();
     assert!(

@@ -703,6 +703,18 @@ impl Rollout {
         Ok(list)
     }
 
+    /// Whether a device is on a campaign's explicit list.
+    async fn listed(&self, campaign: i64, device: i64) -> Result<bool, RolloutError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2")
+                .bind(campaign)
+                .bind(device)
+                .fetch_optional(self.db.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
     async fn job_of(&self, campaign: i64, device: i64) -> Result<Option<Job>, RolloutError> {
         Ok(sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 AND device_id = $2"
@@ -730,8 +742,24 @@ impl Rollout {
             }
             if version::compare(&c.target_version, current) != std::cmp::Ordering::Greater {
                 // Many devices only "report" success by coming back on the new version: an
-                // open job of theirs is finished here rather than left to time out.
-                if let Some(job) = self.job_of(c.id, device.id).await?
+                // open job of theirs is finished here rather than left to time out. A listed
+                // device that is already current counts as done, so the list can finish.
+                let job = self.job_of(c.id, device.id).await?;
+                if job.is_none() && c.scope == "devices" && self.listed(c.id, device.id).await? {
+                    sqlx::query(
+                        "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, \
+                           version_before, version_after, created_at, updated_at) \
+                         VALUES ($1, $2, 'succeeded', 'queued', 0, 'already on the target version', $3, $3, $4, $4) \
+                         ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                    )
+                    .bind(c.id)
+                    .bind(device.id)
+                    .bind(current)
+                    .bind(self.clock.now_millis())
+                    .execute(self.db.pool())
+                    .await?;
+                }
+                if let Some(job) = job
                     && !job.state.is_final()
                 {
                     let done = self
@@ -759,14 +787,7 @@ impl Rollout {
             }
             let in_scope = match c.scope.as_str() {
                 "group" => c.scope_group.is_some() && c.scope_group == device.group,
-                "devices" => sqlx::query(
-                    "SELECT 1 FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2",
-                )
-                .bind(c.id)
-                .bind(device.id)
-                .fetch_optional(self.db.pool())
-                .await?
-                .is_some(),
+                "devices" => self.listed(c.id, device.id).await?,
                 _ => true,
             };
             if !in_scope {
