@@ -304,30 +304,24 @@ async fn storage_and_iotstack_on_postgres() {
     drop(pg);
 }
 
-/// Campaigns and jobs against whichever backend `s` uses, driven by the manual clock.
-async fn campaign_suite(s: &Services, clock: &ManualClock) {
+/// An online MCU release of `version` (an external file) as a campaign target.
+async fn online_mcu_release(
+    s: &Services,
+    tenant_id: i64,
+    product: &ota_host::catalog::Product,
+    version: &str,
+) -> ota_host::rollout::campaigns::Target {
     use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
-    use ota_host::rollout::campaigns::{
-        Action, CampaignStatus, DeviceFacts, Mode, NewCampaign, Scope, Target,
-    };
-    use ota_host::rollout::job::JobState;
-
-    let t = s.auth.ensure_tenant("fleet").await.unwrap();
-    let p = s
-        .catalog
-        .create_product(t.id, "WM-1", "Wi-Fi module")
-        .await
-        .unwrap();
     let rel = s
         .catalog
         .create_release(
-            t.id,
+            tenant_id,
             NewRelease {
-                product_sn: "WM-1".into(),
+                product_sn: product.sn.clone(),
                 module: Module::Mcu,
                 identify: 0,
-                name: "v2".into(),
-                version: "2.0".into(),
+                name: format!("v{version}"),
+                version: version.into(),
                 from_version: None,
                 payload: Payload::External {
                     url: "https://cdn.example/fw.bin".into(),
@@ -342,13 +336,29 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         )
         .await
         .unwrap();
-    let target = Target {
+    ota_host::rollout::campaigns::Target {
         release_id: rel.id,
-        product_id: p.id,
+        product_id: product.id,
         module: "mcu".into(),
         identify: 0,
-        version: "2.0".into(),
+        version: version.into(),
+    }
+}
+
+/// Campaigns and jobs against whichever backend `s` uses, driven by the manual clock.
+async fn campaign_suite(s: &Services, clock: &ManualClock) {
+    use ota_host::rollout::campaigns::{
+        Action, CampaignStatus, DeviceFacts, Mode, NewCampaign, Scope,
     };
+    use ota_host::rollout::job::JobState;
+
+    let t = s.auth.ensure_tenant("fleet").await.unwrap();
+    let p = s
+        .catalog
+        .create_product(t.id, "WM-1", "Wi-Fi module")
+        .await
+        .unwrap();
+    let target = online_mcu_release(s, t.id, &p, "2.0").await;
     let mut facts = Vec::new();
     for sn in ["d1", "d2", "d3", "d4"] {
         let d = s.catalog.register_device(t.id, "WM-1", sn).await.unwrap();
@@ -932,47 +942,17 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
 }
 
 async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
-    use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
-    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope, Target};
+    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope};
     let t = a.auth.ensure_tenant("race").await.unwrap();
     let p = a.catalog.create_product(t.id, "R", "race").await.unwrap();
-    let rel = a
-        .catalog
-        .create_release(
-            t.id,
-            NewRelease {
-                product_sn: "R".into(),
-                module: Module::Mcu,
-                identify: 0,
-                name: "r".into(),
-                version: "9".into(),
-                from_version: None,
-                payload: Payload::External {
-                    url: "https://cdn.example/r.bin".into(),
-                    md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                    size: 1,
-                },
-                status: ReleaseStatus::Online,
-                description: String::new(),
-                customize: String::new(),
-                mac_range: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    let target = online_mcu_release(a, t.id, &p, "9").await;
     let c = a
         .rollout
         .create_campaign(
             t.id,
             NewCampaign {
                 name: "race".into(),
-                target: Target {
-                    release_id: rel.id,
-                    product_id: p.id,
-                    module: "mcu".into(),
-                    identify: 0,
-                    version: "9".into(),
-                },
+                target,
                 from_version: None,
                 scope: Scope::All,
                 mode: Mode::Auto,

@@ -351,6 +351,37 @@ async fn log(
     Ok(())
 }
 
+/// Put a device on a campaign's list; in manual mode the operator's choice also queues its
+/// job at once. Returns whether the device was newly listed.
+async fn list_device(
+    tx: &mut Tx<'_>,
+    campaign: i64,
+    device: i64,
+    manual: bool,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let added = sqlx::query(
+        "INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(campaign)
+    .bind(device)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if manual {
+        sqlx::query(
+            "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
+             VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $3) ON CONFLICT (campaign_id, device_id) DO NOTHING",
+        )
+        .bind(campaign)
+        .bind(device)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(added)
+}
+
 impl Rollout {
     fn invalidate(&self, product_id: i64) {
         if let Ok(mut m) = self.active.0.lock() {
@@ -438,23 +469,7 @@ impl Rollout {
         .fetch_one(&mut *tx)
         .await?;
         for d in &devices {
-            sqlx::query("INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?;
-            if n.mode == Mode::Manual {
-                // The operator chose these devices: their jobs exist from the start.
-                sqlx::query(
-                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
-                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $3) ON CONFLICT (campaign_id, device_id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(d)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            list_device(&mut tx, id, *d, n.mode == Mode::Manual, now).await?;
         }
         log(
             &mut tx,
@@ -654,23 +669,7 @@ impl Rollout {
         let mut tx = self.db.pool().begin().await?;
         let mut added = 0;
         for d in devices {
-            added += sqlx::query("INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if c.mode == "manual" {
-                sqlx::query(
-                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
-                     VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $3) ON CONFLICT (campaign_id, device_id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(d)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            added += list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
         }
         log(
             &mut tx,
