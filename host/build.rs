@@ -13,6 +13,8 @@ const PLUGINS: &[(&str, &str, bool)] = &[
     ("ota-plugin-misbehave", "misbehave.wasm", false),
     ("ota-plugin-misbehave-v2", "misbehave-v2.wasm", false),
     ("ota-plugin-bad-manifest", "bad-manifest.wasm", false),
+    ("ota-plugin-legacy-v01", "legacy-v01.wasm", false),
+    ("ota-plugin-probe", "probe.wasm", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

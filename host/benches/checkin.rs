@@ -123,6 +123,7 @@ fn main() {
                 .create_campaign(
                     t.id,
                     NewCampaign {
+                        description: String::new(),
                         name: format!("c{identify}"),
                         target: Target { release_id: r.id, product_id: p.id, module: "sub".into(), identify, version: "2.0".into() },
                         from_version: None,

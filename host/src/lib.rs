@@ -9,6 +9,7 @@ pub mod bundled;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod flows;
 pub mod http;
 pub mod provision;
 pub mod rollout;
@@ -44,70 +45,9 @@ pub struct Services {
     pub db: Db,
 }
 
-/// Why a cross-module update flow failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FlowError {
-    #[error(transparent)]
-    Catalog(#[from] catalog::CatalogError),
-    #[error(transparent)]
-    Rollout(#[from] rollout::RolloutError),
-}
+pub use flows::FlowError;
 
 impl Services {
-    /// A device asks for an update of one module while running `current`: its version is
-    /// recorded in the catalog, then the rollout engine answers (creating the job on first
-    /// contact). This is the one call a dialect's check endpoint needs.
-    pub async fn check_in(
-        &self,
-        device: &catalog::Device,
-        module: &str,
-        identify: i64,
-        current: &str,
-    ) -> Result<Option<rollout::campaigns::Offer>, FlowError> {
-        self.catalog
-            .set_module_version(device.id, module, identify, current)
-            .await?;
-        let product = self
-            .catalog
-            .product(device.tenant_id, &device.product_sn)
-            .await?;
-        let facts = rollout::campaigns::DeviceFacts {
-            id: device.id,
-            product_id: product.id,
-            group: self.catalog.device_group(device.id).await?,
-        };
-        Ok(self
-            .rollout
-            .check_in(&facts, module, identify, current)
-            .await?)
-    }
-
-    /// A device reports on its job; success also moves the device's recorded module version
-    /// to the one it reports running, or else the campaign's target.
-    pub async fn report_job(
-        &self,
-        job_id: i64,
-        device_id: i64,
-        state: rollout::job::JobState,
-        code: Option<i64>,
-        text: &str,
-        version_now: Option<&str>,
-    ) -> Result<rollout::campaigns::Job, FlowError> {
-        let job = self
-            .rollout
-            .report_job(job_id, device_id, state, code, text, version_now)
-            .await?;
-        if job.state == rollout::job::JobState::Succeeded
-            && let Some(version) = &job.version_after
-        {
-            let c = self.rollout.campaign_by_id(job.campaign_id).await?;
-            self.catalog
-                .set_module_version(job.device_id, &c.module, c.identify, version)
-                .await?;
-        }
-        Ok(job)
-    }
-
     /// Connect to the configured database (migrating it) and build the services.
     pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, OpenError> {
         if config
@@ -120,7 +60,11 @@ impl Services {
         let db = Db::connect(&config.database).await?;
         let blobs =
             blobs::BlobStore::open(config.data_dir.join("blobs"), db.clone(), clock.clone())
-                .await?;
+                .await?
+                .with_url_policy(blobs::UrlPolicy {
+                    require_signed: config.blobs.require_signed_urls,
+                    ttl_secs: config.blobs.url_ttl_secs,
+                });
         Ok(Services {
             blobs,
             auth: auth::Auth::new(db.clone(), clock.clone()),

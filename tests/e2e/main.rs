@@ -2,6 +2,7 @@
 
 mod admin;
 mod blobs;
+mod contract;
 mod hot_reload;
 mod iotstack;
 mod sandbox;

@@ -96,16 +96,81 @@ async fn every_request_gets_a_fresh_instance() {
 }
 
 #[tokio::test]
-async fn declared_but_unimplemented_calls_say_unsupported() {
+async fn data_calls_before_auth_are_refused() {
     let t = TestServer::start(options()).await;
     let (status, body) = get(&t, "/misbehave/contract").await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 4, "{body}");
+    for line in &lines {
+        assert!(line.starts_with("unauthenticated: "), "{body}");
+    }
+    t.stop().await;
+}
+
+/// A plugin built against the frozen 0.1 contract keeps loading next to 0.2 plugins, its
+/// calls reach the same domain through the 0.1 adapters, and what 0.1 declared without
+/// implementing still answers `unsupported`.
+#[tokio::test]
+async fn a_plugin_built_against_0_1_keeps_working() {
+    let t = TestServer::start(Options {
+        plugins: vec![
+            ("iotstack.wasm", "iotstack"),
+            ("legacy-v01.wasm", "legacy-v01"),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = t.admin_get("/admin/plugins").await;
+    assert_eq!(status, 200);
+    let contracts: Vec<(String, String)> = body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["contract"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        contracts.contains(&("legacy-v01".into(), "ota:dialect@0.1.0".into())),
+        "{contracts:?}"
+    );
+    assert!(
+        contracts.contains(&("iotstack".into(), "ota:dialect@0.2.0".into())),
+        "{contracts:?}"
+    );
+
+    let r = t
+        .http
+        .get(t.url(&format!("/legacy/product?sn={}", ota_tests::PRODUCT)))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let line = r.text().await.unwrap();
+    // tenant, product name (may hold spaces), device, created-at.
+    let parts: Vec<&str> = line.split(' ').collect();
+    let n = parts.len();
+    assert_eq!(parts[0], ota_tests::TENANT, "{line}");
+    assert_eq!(parts[n - 2], "legacy-device", "{line}");
+    // 0.1 counted device creation in seconds; 0.2 in milliseconds.
+    assert_eq!(
+        parts[n - 1].parse::<i64>().unwrap(),
+        ota_tests::T0_MILLIS / 1000,
+        "{line}"
+    );
+
+    let (status, body) = get(&t, "/legacy/contract").await;
     assert_eq!(status, 200, "{body}");
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 5, "{body}");
     for line in &lines[..4] {
         assert!(line.starts_with("unsupported: "), "{body}");
     }
-    // Data calls before any auth call are refused, not answered.
     assert!(lines[4].starts_with("unauthenticated: "), "{body}");
     t.stop().await;
 }

@@ -369,6 +369,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         });
     }
     let new = |scope: Scope, mode: Mode| NewCampaign {
+        description: String::new(),
         name: "to 2.0".into(),
         target: target.clone(),
         from_version: None,
@@ -874,7 +875,11 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         .act(t.id, listed.id, Action::Approve, "alice", "")
         .await
         .unwrap();
-    let (jobs, _) = s.rollout.jobs(t.id, listed.id, 10, 0).await.unwrap();
+    let (jobs, _) = s
+        .rollout
+        .jobs(t.id, listed.id, &Default::default(), 10, 0)
+        .await
+        .unwrap();
     let pushed = s
         .rollout
         .report_job(
@@ -951,6 +956,7 @@ async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
         .create_campaign(
             t.id,
             NewCampaign {
+                description: String::new(),
                 name: "race".into(),
                 target,
                 from_version: None,

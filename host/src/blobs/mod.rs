@@ -64,6 +64,24 @@ pub struct BlobStore {
     db: Db,
     clock: SharedClock,
     signing_key: std::sync::Arc<[u8; 32]>,
+    url_policy: UrlPolicy,
+}
+
+/// How download links are handed out: whether the operator requires signed links, and
+/// their default lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlPolicy {
+    pub require_signed: bool,
+    pub ttl_secs: u64,
+}
+
+impl Default for UrlPolicy {
+    fn default() -> Self {
+        UrlPolicy {
+            require_signed: false,
+            ttl_secs: 86_400,
+        }
+    }
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -102,6 +120,7 @@ impl BlobStore {
             db,
             clock,
             signing_key: std::sync::Arc::new(key),
+            url_policy: UrlPolicy::default(),
         })
     }
 
@@ -233,6 +252,24 @@ impl BlobStore {
     pub fn sign(&self, sha256: &str, expires: i64) -> String {
         let sig = hex::encode(self.mac(sha256, expires).finalize().into_bytes());
         format!("exp={expires}&sig={sig}")
+    }
+
+    /// Hand out links under this policy.
+    pub fn with_url_policy(mut self, policy: UrlPolicy) -> Self {
+        self.url_policy = policy;
+        self
+    }
+
+    /// The download URL devices get: signed for `ttl_secs` when given, else signed with the
+    /// policy's lifetime when signed links are required, else plain.
+    pub fn download_url(&self, host_url: &str, sha256: &str, ttl_secs: Option<u64>) -> String {
+        match ttl_secs {
+            Some(ttl) => self.signed_url(host_url, sha256, ttl),
+            None if self.url_policy.require_signed => {
+                self.signed_url(host_url, sha256, self.url_policy.ttl_secs)
+            }
+            None => format!("{host_url}/blobs/{sha256}"),
+        }
     }
 
     /// A signed download URL under `host_url`, valid for `ttl_secs`.

@@ -42,6 +42,32 @@ pub struct Device {
     pub product_sn: String,
     pub sn: String,
     pub created_at: i64,
+    pub name: Option<String>,
+    pub imei: Option<String>,
+    pub mac: Option<String>,
+    pub group: Option<String>,
+    pub online_at: Option<i64>,
+    pub offline_at: Option<i64>,
+}
+
+/// Facts to set on a device: `None` keeps a field, `Some("")` clears it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    pub name: Option<String>,
+    pub imei: Option<String>,
+    pub mac: Option<String>,
+    pub group: Option<String>,
+}
+
+/// Which devices to list: every given field must match exactly.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct DeviceFilter {
+    pub sn: Option<String>,
+    pub name: Option<String>,
+    pub imei: Option<String>,
+    pub mac: Option<String>,
+    pub group: Option<String>,
 }
 
 /// How a gateway installs the edge software.
@@ -78,7 +104,8 @@ fn check_sn(what: &str, sn: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
-const DEVICE_COLUMNS: &str = "d.id, p.tenant_id, p.sn, d.sn, d.created_at FROM devices d JOIN products p ON p.id = d.product_id";
+const DEVICE_COLUMNS: &str = "d.id, p.tenant_id, p.sn, d.sn, d.created_at, d.name, d.imei, \
+    d.mac, d.group_name, d.online_at, d.offline_at FROM devices d JOIN products p ON p.id = d.product_id";
 
 fn device_from(r: &sqlx::any::AnyRow) -> Device {
     Device {
@@ -87,6 +114,25 @@ fn device_from(r: &sqlx::any::AnyRow) -> Device {
         product_sn: r.get(2),
         sn: r.get(3),
         created_at: r.get(4),
+        name: r.get(5),
+        imei: r.get(6),
+        mac: r.get(7),
+        group: r.get(8),
+        online_at: r.get(9),
+        offline_at: r.get(10),
+    }
+}
+
+/// A patch value as stored: `None` keeps the column (NULL bind + COALESCE), `Some("")`
+/// clears it, anything else is trimmed and kept.
+fn patch_value(v: &Option<String>, what: &str) -> Result<(bool, Option<String>), CatalogError> {
+    match v {
+        None => Ok((false, None)),
+        Some(s) if s.trim().is_empty() => Ok((true, None)),
+        Some(s) if s.len() > 128 || s.chars().any(char::is_control) => Err(CatalogError::Invalid(
+            format!("{what} must be at most 128 printable characters"),
+        )),
+        Some(s) => Ok((true, Some(s.trim().to_string()))),
     }
 }
 
@@ -156,6 +202,23 @@ impl Catalog {
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
+        Ok(Product {
+            id: row.get(0),
+            tenant_id: row.get(1),
+            sn: row.get(2),
+            name: row.get(3),
+            created_at: row.get(4),
+        })
+    }
+
+    /// A product by its id (for flows that start from a campaign or a job).
+    pub async fn product_by_id(&self, id: i64) -> Result<Product, CatalogError> {
+        let row =
+            sqlx::query("SELECT id, tenant_id, sn, name, created_at FROM products WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?
+                .ok_or_else(|| CatalogError::NotFound(format!("unknown product {id}")))?;
         Ok(Product {
             id: row.get(0),
             tenant_id: row.get(1),
@@ -309,27 +372,87 @@ impl Catalog {
         )
     }
 
-    /// A product's devices, oldest first, paged.
+    /// Set a device's name, IMEI, MAC or group, registering it on first contact.
+    pub async fn update_device(
+        &self,
+        tenant_id: i64,
+        product_sn: &str,
+        device_sn: &str,
+        patch: &DevicePatch,
+    ) -> Result<Device, CatalogError> {
+        let device = self
+            .register_device(tenant_id, product_sn, device_sn)
+            .await?;
+        let mut sets = Vec::new();
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("name", &patch.name),
+            ("imei", &patch.imei),
+            ("mac", &patch.mac),
+            ("group_name", &patch.group),
+        ] {
+            let (set, v) = patch_value(value, column)?;
+            if set {
+                binds.push(v);
+                sets.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        if !sets.is_empty() {
+            let sql = format!(
+                "UPDATE devices SET {} WHERE id = ${}",
+                sets.join(", "),
+                binds.len() + 1
+            );
+            let mut q = sqlx::query(&sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            q.bind(device.id).execute(self.db.pool()).await?;
+        }
+        self.device(device.id).await
+    }
+
+    /// A product's devices, oldest first, filtered (exact matches) and paged.
     pub async fn list_devices(
         &self,
         tenant_id: i64,
         product_sn: &str,
+        filter: &DeviceFilter,
         page: releases::PageReq,
     ) -> Result<releases::Page<Device>, CatalogError> {
         let product = self.product(tenant_id, product_sn).await?;
         let (limit, offset) = page.checked()?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE product_id = $1")
-            .bind(product.id)
-            .fetch_one(self.db.pool())
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {DEVICE_COLUMNS} WHERE d.product_id = $1 ORDER BY d.id LIMIT $2 OFFSET $3"
-        ))
-        .bind(product.id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
+        let mut cond = String::from("d.product_id = $1");
+        let mut binds: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("d.sn", &filter.sn),
+            ("d.name", &filter.name),
+            ("d.imei", &filter.imei),
+            ("d.mac", &filter.mac),
+            ("d.group_name", &filter.group),
+        ] {
+            if let Some(v) = value {
+                binds.push(v);
+                cond.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
+            }
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM devices d WHERE {cond}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(product.id);
+        for b in &binds {
+            count = count.bind(*b);
+        }
+        let total = count.fetch_one(self.db.pool()).await?;
+        let n = binds.len();
+        let list_sql = format!(
+            "SELECT {DEVICE_COLUMNS} WHERE {cond} ORDER BY d.id LIMIT ${} OFFSET ${}",
+            n + 2,
+            n + 3
+        );
+        let mut q = sqlx::query(&list_sql).bind(product.id);
+        for b in &binds {
+            q = q.bind(*b);
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(self.db.pool()).await?;
         Ok(releases::Page::of(
             rows.iter().map(device_from).collect(),
             page,

@@ -117,6 +117,17 @@ pub struct Release {
     pub updated_at: i64,
 }
 
+/// Changes to a release: `None` keeps a field. A new payload replaces the file facts.
+#[derive(Debug, Clone, Default)]
+pub struct ReleasePatch {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub payload: Option<Payload>,
+    pub description: Option<String>,
+    pub customize: Option<String>,
+    pub mac_range: Option<Vec<String>>,
+}
+
 /// Which releases to list.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ReleaseFilter {
@@ -125,12 +136,15 @@ pub struct ReleaseFilter {
     pub status: Option<ReleaseStatus>,
 }
 
-/// A page request: 1-based `page`, `page_size` from 1 to 200 (default 20).
+/// A page request: 1-based `page`, `page_size` from 1 to 200 (default 20). Dialects that
+/// page by offset (XLINK) set `offset`, which then replaces the page arithmetic.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default)]
 pub struct PageReq {
     pub page: u32,
     pub page_size: u32,
+    #[serde(skip)]
+    pub offset: Option<u64>,
 }
 
 impl Default for PageReq {
@@ -138,21 +152,35 @@ impl Default for PageReq {
         PageReq {
             page: 1,
             page_size: 20,
+            offset: None,
         }
     }
 }
 
 impl PageReq {
+    /// Skip `offset` items, take at most `limit`.
+    pub fn window(offset: u64, limit: u32) -> Self {
+        PageReq {
+            page: (offset / u64::from(limit.max(1))).min(u32::MAX as u64 - 1) as u32 + 1,
+            page_size: limit,
+            offset: Some(offset),
+        }
+    }
+
+    /// `(limit, offset)` for SQL, refusing sizes outside 1-200.
     pub(crate) fn checked(self) -> Result<(i64, i64), CatalogError> {
         if self.page == 0 || self.page_size == 0 || self.page_size > 200 {
             return Err(CatalogError::Invalid(
                 "page starts at 1; page_size must be 1-200".into(),
             ));
         }
-        Ok((
-            self.page_size as i64,
-            (self.page as i64 - 1) * self.page_size as i64,
-        ))
+        let offset = match self.offset {
+            Some(o) => {
+                i64::try_from(o).map_err(|_| CatalogError::Invalid("offset out of range".into()))?
+            }
+            None => (self.page as i64 - 1) * self.page_size as i64,
+        };
+        Ok((self.page_size as i64, offset))
     }
 }
 
@@ -347,6 +375,87 @@ impl Catalog {
             page,
             total,
         ))
+    }
+
+    /// Change a live release under the same rules as creation (a version clash is a
+    /// conflict).
+    pub async fn update_release(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        patch: ReleasePatch,
+    ) -> Result<Release, CatalogError> {
+        let current = self.release(tenant_id, id).await?;
+        let (sha, url) = (current.blob_sha256.clone(), current.external_url.clone());
+        let payload = match (patch.payload, sha, url) {
+            (Some(p), _, _) => p,
+            (None, Some(sha256), _) => Payload::Blob {
+                sha256,
+                md5: current.md5.clone(),
+                size: current.size,
+            },
+            (None, None, url) => Payload::External {
+                url: url.unwrap_or_default(),
+                md5: current.md5.clone(),
+                size: current.size,
+            },
+        };
+        let next = NewRelease {
+            product_sn: current.product_sn.clone(),
+            module: current.module,
+            identify: current.identify,
+            name: patch.name.unwrap_or(current.name),
+            version: patch.version.unwrap_or(current.version),
+            from_version: current.from_version,
+            payload,
+            status: current.status,
+            description: patch.description.unwrap_or(current.description),
+            customize: patch.customize.unwrap_or(current.customize),
+            mac_range: patch.mac_range.unwrap_or(current.mac_range),
+        };
+        validate(&next)?;
+        let (sha, url, md5, size) = match &next.payload {
+            Payload::Blob { sha256, md5, size } => (Some(sha256.clone()), None, md5, *size),
+            Payload::External { url, md5, size } => (None, Some(url.clone()), md5, *size),
+        };
+        // Guarded by updated_at so two concurrent edits cannot silently overwrite each other.
+        let changed = sqlx::query(
+            "UPDATE releases SET name = $1, version = $2, blob_sha256 = $3, external_url = $4, \
+               md5 = $5, size = $6, description = $7, customize = $8, mac_range = $9, updated_at = $10 \
+             WHERE tenant_id = $11 AND id = $12 AND deleted_at IS NULL AND updated_at = $13",
+        )
+        .bind(&next.name)
+        .bind(next.version.trim())
+        .bind(sha)
+        .bind(url)
+        .bind(md5.to_ascii_lowercase())
+        .bind(size as i64)
+        .bind(&next.description)
+        .bind(&next.customize)
+        .bind(serde_json::to_string(&next.mac_range).unwrap_or_else(|_| "[]".into()))
+        .bind(self.clock.now_millis().max(current.updated_at + 1))
+        .bind(tenant_id)
+        .bind(id)
+        .bind(current.updated_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| {
+            if Db::is_unique_violation(&e) {
+                CatalogError::Conflict(format!(
+                    "version {} of this module already exists",
+                    next.version
+                ))
+            } else {
+                e.into()
+            }
+        })?
+        .rows_affected();
+        if changed == 0 {
+            return Err(CatalogError::Conflict(format!(
+                "release {id} changed concurrently; try again"
+            )));
+        }
+        self.release(tenant_id, id).await
     }
 
     /// Move a release to test / online / invalid.

@@ -78,3 +78,16 @@ impl From<CatalogError> for ApiError {
         }
     }
 }
+
+impl From<crate::flows::FlowError> for ApiError {
+    fn from(e: crate::flows::FlowError) -> Self {
+        use crate::flows::FlowError;
+        match e {
+            FlowError::Catalog(e) => e.into(),
+            FlowError::Rollout(e) => e.into(),
+            FlowError::Blob(e) => e.into(),
+            FlowError::ReleaseState(m) => ApiError::Conflict(m),
+            FlowError::Invalid(m) => ApiError::BadRequest(m),
+        }
+    }
+}

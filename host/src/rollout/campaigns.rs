@@ -65,6 +65,8 @@ pub enum Action {
     Approve,
     /// pending -> draft, by a named approver.
     Reject,
+    /// draft | paused -> running without approval (for dialects with no approval step).
+    Start,
     /// running -> paused: no new offers, reports still accepted.
     Pause,
     /// paused -> running.
@@ -81,6 +83,7 @@ impl Action {
             Action::Submit => (&["draft"], CampaignStatus::Pending),
             Action::Approve => (&["pending"], CampaignStatus::Running),
             Action::Reject => (&["pending"], CampaignStatus::Draft),
+            Action::Start => (&["draft", "paused"], CampaignStatus::Running),
             Action::Pause => (&["running"], CampaignStatus::Paused),
             Action::Resume => (&["paused"], CampaignStatus::Running),
             Action::Stop => (&["running", "paused"], CampaignStatus::Stopped),
@@ -96,6 +99,7 @@ impl Action {
             Action::Submit => "submit",
             Action::Approve => "approve",
             Action::Reject => "reject",
+            Action::Start => "start",
             Action::Pause => "pause",
             Action::Resume => "resume",
             Action::Stop => "stop",
@@ -149,6 +153,7 @@ pub struct Waves {
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
     pub name: String,
+    pub description: String,
     pub target: Target,
     /// Only devices currently on this version (any when `None`).
     pub from_version: Option<String>,
@@ -172,6 +177,7 @@ pub struct Campaign {
     pub product_id: i64,
     pub release_id: i64,
     pub name: String,
+    pub description: String,
     pub module: String,
     pub identify: i64,
     pub target_version: String,
@@ -211,6 +217,37 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub deadline_at: Option<i64>,
+}
+
+/// Changes to an unfinished campaign: `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub retries: Option<u8>,
+    pub timeout_secs: Option<u64>,
+    pub tag: Option<String>,
+    /// Replaces the scope; a device list replaces the listed devices as a whole.
+    pub scope: Option<Scope>,
+}
+
+/// Which campaigns to list: every given field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CampaignFilter {
+    pub product_id: Option<i64>,
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+    pub module: Option<String>,
+    pub identify: Option<i64>,
+    pub tag: Option<String>,
+    pub status: Option<CampaignStatus>,
+}
+
+/// Which jobs of a campaign to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub device_id: Option<i64>,
 }
 
 /// An entry of a campaign's op log.
@@ -273,7 +310,7 @@ pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
     target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \
     timeout_secs, created_by, created_at, updated_at, wave_cap, wave_step, wave_interval_secs, \
-    next_wave_at, max_failure_pct FROM campaigns";
+    next_wave_at, max_failure_pct, description FROM campaigns";
 
 const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, retry_count, \
     result_code, result_text, version_before, version_after, created_at, updated_at, deadline_at \
@@ -308,6 +345,7 @@ fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
         wave_interval_secs: r.get(22),
         next_wave_at: r.get(23),
         max_failure_pct: r.get(24),
+        description: r.get(25),
     }
 }
 
@@ -382,6 +420,83 @@ async fn list_device(
     Ok(added)
 }
 
+fn check_name(name: &str) -> Result<(), RolloutError> {
+    if name.trim().is_empty() || name.len() > 128 {
+        return Err(RolloutError::Invalid(
+            "name must be 1-128 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_retries_timeout(retries: u8, timeout_secs: u64) -> Result<(), RolloutError> {
+    if retries > 3 {
+        return Err(RolloutError::Invalid("retries must be 0-3".into()));
+    }
+    if timeout_secs == 0 || timeout_secs > 30 * 86_400 {
+        return Err(RolloutError::Invalid(
+            "timeout must be 1 s to 30 days".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tag(tag: &str) -> Result<(), RolloutError> {
+    if !matches!(tag, "test" | "formal") {
+        return Err(RolloutError::Invalid("tag must be test or formal".into()));
+    }
+    Ok(())
+}
+
+fn check_description(d: &str) -> Result<(), RolloutError> {
+    if d.len() > 1024 {
+        return Err(RolloutError::Invalid(
+            "description must be at most 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A scope as stored: its kind, its group and its device list.
+fn scope_parts(scope: &Scope) -> Result<(&'static str, Option<String>, Vec<i64>), RolloutError> {
+    Ok(match scope {
+        Scope::All => ("all", None, Vec::new()),
+        Scope::Group(g) if !g.trim().is_empty() => ("group", Some(g.clone()), Vec::new()),
+        Scope::Group(_) => return Err(RolloutError::Invalid("group must not be empty".into())),
+        Scope::Devices(d) => ("devices", None, d.clone()),
+    })
+}
+
+/// Take devices off a campaign's list and cancel their open jobs. Returns how many were
+/// listed.
+async fn unlist(
+    tx: &mut Tx<'_>,
+    campaign: i64,
+    devices: &[i64],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    for d in devices {
+        removed +=
+            sqlx::query("DELETE FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2")
+                .bind(campaign)
+                .bind(d)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        sqlx::query(&format!(
+            "UPDATE jobs SET previous_state = state, state = 'cancelled', updated_at = $1 \
+             WHERE campaign_id = $2 AND device_id = $3 AND state IN {OPEN_JOB}"
+        ))
+        .bind(now)
+        .bind(campaign)
+        .bind(d)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(removed)
+}
+
 impl Rollout {
     fn invalidate(&self, product_id: i64) {
         if let Ok(mut m) = self.active.0.lock() {
@@ -396,19 +511,9 @@ impl Rollout {
         n: NewCampaign,
         actor: &str,
     ) -> Result<Campaign, RolloutError> {
-        if n.name.trim().is_empty() || n.name.len() > 128 {
-            return Err(RolloutError::Invalid(
-                "name must be 1-128 characters".into(),
-            ));
-        }
-        if n.retries > 3 {
-            return Err(RolloutError::Invalid("retries must be 0-3".into()));
-        }
-        if n.timeout_secs == 0 || n.timeout_secs > 30 * 86_400 {
-            return Err(RolloutError::Invalid(
-                "timeout must be 1 s to 30 days".into(),
-            ));
-        }
+        check_name(&n.name)?;
+        check_description(&n.description)?;
+        check_retries_timeout(n.retries, n.timeout_secs)?;
         if let Some(w) = &n.waves
             && (!(1..=10_000_000).contains(&w.initial)
                 || w.step > 10_000_000
@@ -422,9 +527,7 @@ impl Rollout {
                     .into(),
             ));
         }
-        if !matches!(n.tag.as_str(), "test" | "formal") {
-            return Err(RolloutError::Invalid("tag must be test or formal".into()));
-        }
+        check_tag(&n.tag)?;
         if let Some(from) = &n.from_version
             && version::compare(from, &n.target.version) != std::cmp::Ordering::Less
         {
@@ -432,19 +535,14 @@ impl Rollout {
                 "from_version must be older than the release".into(),
             ));
         }
-        let (scope, group, devices) = match &n.scope {
-            Scope::All => ("all", None, Vec::new()),
-            Scope::Group(g) if !g.trim().is_empty() => ("group", Some(g.clone()), Vec::new()),
-            Scope::Group(_) => return Err(RolloutError::Invalid("group must not be empty".into())),
-            Scope::Devices(d) => ("devices", None, d.clone()),
-        };
+        let (scope, group, devices) = scope_parts(&n.scope)?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (tenant_id, product_id, release_id, name, module, identify, target_version, \
                from_version, scope, scope_group, mode, tag, status, retries, timeout_secs, created_by, created_at, updated_at, \
-               wave_cap, wave_step, wave_interval_secs, max_failure_pct) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16, $17, $18, $19, $20) RETURNING id",
+               wave_cap, wave_step, wave_interval_secs, max_failure_pct, description) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16, $17, $18, $19, $20, $21) RETURNING id",
         )
         .bind(tenant_id)
         .bind(n.target.product_id)
@@ -466,6 +564,7 @@ impl Rollout {
         .bind(n.waves.map(|w| w.step as i64))
         .bind(n.waves.map(|w| w.interval_secs as i64))
         .bind(n.waves.and_then(|w| w.max_failure_pct.map(i64::from)))
+        .bind(&n.description)
         .fetch_one(&mut *tx)
         .await?;
         for d in &devices {
@@ -491,7 +590,7 @@ impl Rollout {
     /// A campaign of the tenant.
     pub async fn campaign(&self, tenant_id: i64, id: i64) -> Result<Campaign, RolloutError> {
         let row = sqlx::query(&format!(
-            "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 AND id = $2"
+            "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
         ))
         .bind(tenant_id)
         .bind(id)
@@ -511,45 +610,261 @@ impl Rollout {
         Ok(campaign_from(&row))
     }
 
-    /// The tenant's campaigns, newest first.
+    /// The tenant's live campaigns, newest first, filtered.
     pub async fn list_campaigns(
         &self,
         tenant_id: i64,
+        f: &CampaignFilter,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Campaign>, i64), RolloutError> {
-        self.paged(
-            "SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1",
-            &format!(
-                "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-            ),
-            tenant_id,
-            (limit, offset),
-            campaign_from,
-        )
-        .await
+        enum Bind {
+            I(i64),
+            S(String),
+        }
+        let mut cond = String::from("tenant_id = $1 AND deleted_at IS NULL");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut add = |sql: &str, b: Bind| {
+            binds.push(b);
+            cond.push_str(&sql.replace('?', &format!("${}", binds.len() + 1)));
+        };
+        if let Some(p) = f.product_id {
+            add(" AND product_id = ?", Bind::I(p));
+        }
+        if let Some(n) = &f.name_contains {
+            // LIKE wildcards in the needle are matched literally.
+            let escaped = n
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            add(
+                " AND LOWER(name) LIKE ? ESCAPE '\\'",
+                Bind::S(format!("%{escaped}%")),
+            );
+        }
+        if let Some(m) = &f.module {
+            add(" AND module = ?", Bind::S(m.clone()));
+        }
+        if let Some(i) = f.identify {
+            add(" AND identify = ?", Bind::I(i));
+        }
+        if let Some(t) = &f.tag {
+            add(" AND tag = ?", Bind::S(t.clone()));
+        }
+        if let Some(s) = f.status {
+            add(" AND status = ?", Bind::S(s.as_str().to_string()));
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM campaigns WHERE {cond}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(tenant_id);
+        for b in &binds {
+            count = match b {
+                Bind::I(i) => count.bind(*i),
+                Bind::S(s) => count.bind(s.clone()),
+            };
+        }
+        let total = count.fetch_one(self.db.pool()).await?;
+        let n = binds.len();
+        let list_sql = format!(
+            "SELECT {CAMPAIGN_COLUMNS} WHERE {cond} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+            n + 2,
+            n + 3
+        );
+        let mut q = sqlx::query(&list_sql).bind(tenant_id);
+        for b in &binds {
+            q = match b {
+                Bind::I(i) => q.bind(*i),
+                Bind::S(s) => q.bind(s.clone()),
+            };
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(self.db.pool()).await?;
+        Ok((rows.iter().map(campaign_from).collect(), total))
     }
 
-    /// One page of `list_sql` (`$1` = key, `$2` = limit, `$3` = offset) and the count of all.
-    async fn paged<T>(
+    /// The serial numbers of a campaign's listed devices, in listing order.
+    pub async fn listed_devices(&self, id: i64) -> Result<Vec<String>, RolloutError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.sn FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id \
+             WHERE cd.campaign_id = $1 ORDER BY d.id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+
+    /// Change an unfinished campaign; every change is logged.
+    pub async fn update_campaign(
         &self,
-        count_sql: &str,
-        list_sql: &str,
-        key: i64,
-        (limit, offset): (i64, i64),
-        map: fn(&sqlx::any::AnyRow) -> T,
-    ) -> Result<(Vec<T>, i64), RolloutError> {
-        let total: i64 = sqlx::query_scalar(count_sql)
-            .bind(key)
-            .fetch_one(self.db.pool())
-            .await?;
-        let rows = sqlx::query(list_sql)
-            .bind(key)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(self.db.pool())
-            .await?;
-        Ok((rows.iter().map(map).collect(), total))
+        tenant_id: i64,
+        id: i64,
+        patch: CampaignPatch,
+        actor: &str,
+    ) -> Result<Campaign, RolloutError> {
+        let c = self.campaign(tenant_id, id).await?;
+        if matches!(
+            c.status,
+            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
+        ) {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {id} is {}",
+                c.status.as_str()
+            )));
+        }
+        let name = patch.name.unwrap_or(c.name.clone());
+        let description = patch.description.unwrap_or(c.description.clone());
+        let retries = patch.retries.unwrap_or(c.retries as u8);
+        let timeout = patch.timeout_secs.unwrap_or(c.timeout_secs as u64);
+        let tag = patch.tag.unwrap_or(c.tag.clone());
+        check_name(&name)?;
+        check_description(&description)?;
+        check_retries_timeout(retries, timeout)?;
+        check_tag(&tag)?;
+        let scope = patch.scope.as_ref().map(scope_parts).transpose()?;
+        let now = self.clock.now_millis().max(c.updated_at + 1);
+        let mut tx = self.db.pool().begin().await?;
+        let (scope_kind, group) = match &scope {
+            Some((k, g, _)) => (k.to_string(), g.clone()),
+            None => (c.scope.clone(), c.scope_group.clone()),
+        };
+        // Guarded by updated_at: a concurrent change (an action, another edit) wins and this
+        // one is refused rather than silently merged.
+        let changed = sqlx::query(
+            "UPDATE campaigns SET name = $1, description = $2, retries = $3, timeout_secs = $4, tag = $5, \
+               scope = $6, scope_group = $7, updated_at = $8 \
+             WHERE id = $9 AND updated_at = $10 AND status NOT IN ('stopped', 'finished', 'cancelled')",
+        )
+        .bind(name.trim())
+        .bind(&description)
+        .bind(retries as i64)
+        .bind(timeout as i64)
+        .bind(&tag)
+        .bind(&scope_kind)
+        .bind(group)
+        .bind(now)
+        .bind(id)
+        .bind(c.updated_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {id} changed concurrently; try again"
+            )));
+        }
+        if let Some((_, _, devices)) = &scope {
+            let keep: std::collections::HashSet<i64> = devices.iter().copied().collect();
+            let listed: Vec<i64> =
+                sqlx::query_scalar("SELECT device_id FROM campaign_devices WHERE campaign_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let gone: Vec<i64> = listed.into_iter().filter(|d| !keep.contains(d)).collect();
+            unlist(&mut tx, id, &gone, now).await?;
+            for d in devices {
+                list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
+            }
+        }
+        log(
+            &mut tx,
+            id,
+            now,
+            actor,
+            "update",
+            &format!(
+                "name {:?}, tag {tag}, retries {retries}, timeout {timeout} s, scope {scope_kind}",
+                name.trim()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.invalidate(c.product_id);
+        self.campaign(tenant_id, id).await
+    }
+
+    /// Delete a campaign: an unfinished one is cancelled first, then it leaves every
+    /// listing; its jobs and log stay for the record.
+    pub async fn delete_campaign(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        actor: &str,
+    ) -> Result<(), RolloutError> {
+        let c = self.campaign(tenant_id, id).await?;
+        match self
+            .act(tenant_id, id, Action::Cancel, actor, "deleted")
+            .await
+        {
+            Ok(_) | Err(RolloutError::Conflict(_)) => {} // already final
+            Err(e) => return Err(e),
+        }
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE campaigns SET deleted_at = $1, updated_at = $1 WHERE id = $2 AND deleted_at IS NULL \
+             AND status IN ('stopped', 'finished', 'cancelled')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {id} changed concurrently; try again"
+            )));
+        }
+        log(&mut tx, id, now, actor, "delete", "").await?;
+        tx.commit().await?;
+        self.invalidate(c.product_id);
+        Ok(())
+    }
+
+    /// Take devices off a campaign's list; their open jobs are cancelled. Returns how many
+    /// were listed.
+    pub async fn remove_devices(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        devices: &[i64],
+        actor: &str,
+    ) -> Result<u64, RolloutError> {
+        let c = self.campaign(tenant_id, id).await?;
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let removed = unlist(&mut tx, id, devices, now).await?;
+        log(
+            &mut tx,
+            id,
+            now,
+            actor,
+            "remove-devices",
+            &format!("{removed} devices removed"),
+        )
+        .await?;
+        tx.commit().await?;
+        self.invalidate(c.product_id);
+        Ok(removed)
+    }
+
+    /// A release's version changed: unfinished campaigns of it now target the new version.
+    pub async fn retarget_release(
+        &self,
+        release_id: i64,
+        version: &str,
+    ) -> Result<u64, RolloutError> {
+        let rows = sqlx::query(
+            "UPDATE campaigns SET target_version = $1, updated_at = $2 \
+             WHERE release_id = $3 AND status IN ('draft', 'pending', 'running', 'paused') RETURNING product_id",
+        )
+        .bind(version)
+        .bind(self.clock.now_millis())
+        .bind(release_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        for r in &rows {
+            self.invalidate(r.get(0));
+        }
+        Ok(rows.len() as u64)
     }
 
     /// Apply an operator action; an action the current status does not allow is a conflict.
@@ -561,12 +876,50 @@ impl Rollout {
         actor: &str,
         note: &str,
     ) -> Result<Campaign, RolloutError> {
+        self.act_as(tenant_id, id, action, actor, note, None).await
+    }
+
+    /// Submit a campaign for approval by `approver` (only they may then approve or reject
+    /// it), or by anyone when none is named.
+    pub async fn submit(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        actor: &str,
+        approver: Option<&str>,
+    ) -> Result<Campaign, RolloutError> {
+        let approver = approver.map(str::trim).filter(|a| !a.is_empty());
+        let note = approver
+            .map(|a| format!("approver {a}"))
+            .unwrap_or_default();
+        self.act_as(tenant_id, id, Action::Submit, actor, &note, approver)
+            .await
+    }
+
+    async fn act_as(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        action: Action,
+        actor: &str,
+        note: &str,
+        named_approver: Option<&str>,
+    ) -> Result<Campaign, RolloutError> {
         let current = self.campaign(tenant_id, id).await?;
         let (from, to) = action.rule();
         if matches!(action, Action::Approve | Action::Reject) && actor.trim().is_empty() {
             return Err(RolloutError::Invalid(
                 "approval needs a named approver".into(),
             ));
+        }
+        if matches!(action, Action::Approve | Action::Reject)
+            && current.status == CampaignStatus::Pending
+            && let Some(named) = &current.approver
+            && named != actor
+        {
+            return Err(RolloutError::Forbidden(format!(
+                "campaign {id} waits for approval by {named}, not {actor}"
+            )));
         }
         let now = self.clock.now_millis();
         let allowed = from
@@ -575,7 +928,12 @@ impl Rollout {
             .collect::<Vec<_>>()
             .join(", ");
         let mut tx = self.db.pool().begin().await?;
-        let approver = matches!(action, Action::Approve | Action::Reject).then_some(actor);
+        // Submitting names the approver (or nobody); approving or rejecting records who did.
+        let approver = match action {
+            Action::Submit => named_approver,
+            Action::Approve | Action::Reject => Some(actor),
+            _ => None,
+        };
         if action == Action::Cancel {
             // Jobs before the campaign row, the same lock order as the scheduler's pass, so
             // the two never deadlock on PostgreSQL.
@@ -591,11 +949,13 @@ impl Rollout {
         }
         // Approval starts the wave clock; resuming restarts the failure guard's count.
         let changed = sqlx::query(&format!(
-            "UPDATE campaigns SET status = $1, updated_at = $2, approver = COALESCE($3, approver), \
+            "UPDATE campaigns SET status = $1, updated_at = $2, \
+               approver = CASE WHEN $5 = 'submit' THEN $3 ELSE COALESCE($3, approver) END, \
                next_wave_at = CASE WHEN $1 = 'running' AND next_wave_at IS NULL \
                  THEN $2 + wave_interval_secs * 1000 ELSE next_wave_at END, \
-               guard_since = CASE WHEN $5 = 'resume' THEN $2 ELSE guard_since END \
-             WHERE id = $4 AND status IN ({allowed})"
+               guard_since = CASE WHEN $5 IN ('resume', 'start') THEN $2 ELSE guard_since END \
+             WHERE id = $4 AND status IN ({allowed}) \
+               AND ($5 NOT IN ('approve', 'reject') OR approver IS NULL OR approver = $3)"
         ))
         .bind(to.as_str())
         .bind(now)
@@ -1027,23 +1387,36 @@ impl Rollout {
         })
     }
 
-    /// A campaign's jobs, oldest first.
+    /// A campaign's jobs, oldest first, optionally only those in one state or of one device.
     pub async fn jobs(
         &self,
         tenant_id: i64,
         id: i64,
+        filter: &JobFilter,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Job>, i64), RolloutError> {
         self.campaign(tenant_id, id).await?;
-        self.paged(
-            "SELECT COUNT(*) FROM jobs WHERE campaign_id = $1",
-            &format!("SELECT {JOB_COLUMNS} WHERE campaign_id = $1 ORDER BY id LIMIT $2 OFFSET $3"),
-            id,
-            (limit, offset),
-            job_from,
-        )
-        .await
+        // NULL parameters match everything, so one statement serves every filter.
+        let cond =
+            "campaign_id = $1 AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR device_id = $3)";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE {cond}"))
+            .bind(id)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.device_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE {cond} ORDER BY id LIMIT $4 OFFSET $5"
+        ))
+        .bind(id)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.device_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok((rows.iter().map(job_from).collect(), total))
     }
 
     /// A campaign's op log, oldest first.

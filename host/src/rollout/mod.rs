@@ -23,6 +23,9 @@ pub enum RolloutError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The actor may not do this (e.g. approve a campaign submitted to someone else).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }

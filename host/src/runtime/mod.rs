@@ -23,7 +23,7 @@ use wasmtime::{
 use crate::Services;
 use crate::config::Limits;
 pub use host::{PluginIdentity, RequestState};
-pub use plugin::{LoadError, LoadedPlugin};
+pub use plugin::{Instance, LoadError, LoadedPlugin, Pre};
 pub use registry::Registry;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -112,7 +112,10 @@ impl Runtime {
             .map_err(wasmtime::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Dialect::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // Both contract versions live in one linker under their versioned names; a 0.2.0
+        // plugin also links against any later 0.2.x here (the linker is semver-aware).
+        bindings::v0_1::Dialect::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::v0_2::Dialect::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(wasmtime::Error::from)?;
         }
@@ -192,7 +195,7 @@ impl Runtime {
         plugin: &LoadedPlugin,
         request_id: &str,
         host_url: &str,
-        call: impl AsyncFnOnce(&bindings::Dialect, &mut Store<RequestState>) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(Instance, &mut Store<RequestState>) -> wasmtime::Result<R>,
     ) -> Result<R, InvokeError> {
         let mut store = self.store(
             plugin.identity.clone(),
@@ -200,8 +203,8 @@ impl Runtime {
             host_url.to_string(),
         );
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            call(&instance, &mut store).await
+            let instance = plugin.pre.instantiate(&mut store).await?;
+            call(instance, &mut store).await
         };
         // The epoch deadline bounds guest code; this bounds host calls (a stuck database)
         // too, with a margin so the guest's own deadline fires first when it is the cause.
@@ -219,8 +222,11 @@ impl Runtime {
         req: &bindings::Request,
         host_url: &str,
     ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(plugin, &req.request_id, host_url, async |i, s| {
-            i.call_handle(s, req).await
+        self.with_instance(plugin, &req.request_id, host_url, async |i, s| match i {
+            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                i.call_handle(s, &bindings::to_v0_1::request(req)).await?,
+            )),
+            Instance::V0_2(i) => i.call_handle(s, req).await,
         })
         .await
     }
@@ -233,8 +239,16 @@ impl Runtime {
         reason: bindings::Refusal,
         host_url: &str,
     ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(plugin, &req.request_id, host_url, async |i, s| {
-            i.call_refuse(s, req, reason).await
+        self.with_instance(plugin, &req.request_id, host_url, async |i, s| match i {
+            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                i.call_refuse(
+                    s,
+                    &bindings::to_v0_1::request(req),
+                    bindings::to_v0_1::refusal(reason),
+                )
+                .await?,
+            )),
+            Instance::V0_2(i) => i.call_refuse(s, req, reason).await,
         })
         .await
     }

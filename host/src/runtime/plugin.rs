@@ -12,12 +12,37 @@ use ota_route_pattern::Pattern;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{self, DialectPre};
+use super::bindings;
 use super::{InvokeError, PluginIdentity, RequestState, Runtime};
 use crate::config::MountConfig;
 
 /// The `ota:dialect` contract versions this host serves (major.minor; patch is ignored).
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1"];
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1", "0.2"];
+
+/// A compiled, linked plugin of one contract version, ready to instantiate per call.
+pub enum Pre {
+    V0_1(bindings::v0_1::DialectPre<RequestState>),
+    V0_2(bindings::v0_2::DialectPre<RequestState>),
+}
+
+/// One instance of a plugin, for one call.
+pub enum Instance {
+    V0_1(bindings::v0_1::Dialect),
+    V0_2(bindings::v0_2::Dialect),
+}
+
+impl Pre {
+    /// A fresh instance in `store`.
+    pub async fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<RequestState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_1(p) => Instance::V0_1(p.instantiate_async(store).await?),
+            Pre::V0_2(p) => Instance::V0_2(p.instantiate_async(store).await?),
+        })
+    }
+}
 
 const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "*",
@@ -69,7 +94,7 @@ pub struct LoadedPlugin {
     pub mount: MountConfig,
     pub routes: Vec<MountedRoute>,
     pub identity: Arc<PluginIdentity>,
-    pub pre: DialectPre<RequestState>,
+    pub pre: Pre,
 }
 
 impl LoadedPlugin {
@@ -201,8 +226,12 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            DialectPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld(format!("{e:#}"));
+        let pre = if contract.starts_with("0.1.") {
+            Pre::V0_1(bindings::v0_1::DialectPre::new(instance_pre).map_err(wrong)?)
+        } else {
+            Pre::V0_2(bindings::v0_2::DialectPre::new(instance_pre).map_err(wrong)?)
+        };
 
         let probe = Arc::new(PluginIdentity {
             name: file.display().to_string(),
@@ -267,13 +296,17 @@ impl Runtime {
 
     async fn manifest(
         &self,
-        pre: &DialectPre<RequestState>,
+        pre: &Pre,
         identity: Arc<PluginIdentity>,
     ) -> Result<bindings::Manifest, InvokeError> {
         let mut store = self.store(identity, "load".into(), String::new());
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_manifest(&mut store).await
+            match pre.instantiate(&mut store).await? {
+                Instance::V0_1(i) => Ok(bindings::to_v0_1::manifest(
+                    i.call_manifest(&mut store).await?,
+                )),
+                Instance::V0_2(i) => i.call_manifest(&mut store).await,
+            }
         };
         run.await.map_err(|e| self.classify(e))
     }

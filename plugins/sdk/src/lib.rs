@@ -9,11 +9,14 @@
 pub mod bindings {
     //! Raw wit-bindgen output for the `dialect` world. Prefer the re-exports at the crate root.
     wit_bindgen::generate!({
-        path: "../../wit/v0.1",
+        path: "../../wit/v0.2",
         world: "dialect",
         pub_export_macro: true,
         export_macro_name: "export_dialect_world",
         default_bindings_module: "ota_plugin_sdk::bindings",
+        // Every WIT record, variant and enum can be (de)serialized, so a dialect may map
+        // vendor JSON onto host types with serde directly where the shapes agree.
+        additional_derives: [serde::Serialize, serde::Deserialize],
         generate_all,
     });
 }
@@ -23,7 +26,7 @@ mod response;
 mod router;
 
 pub use bindings::ota::dialect::types::{
-    CredentialScheme, DeviceRef, HostError, Manifest, Principal, Refusal, Route,
+    CredentialScheme, DeviceRef, HostError, Manifest, Module, Principal, Refusal, Route, Window,
 };
 pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollout};
 pub use request::Request;

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use super::{Operator, body_json, query};
 use crate::catalog::releases::{
-    Module, NewRelease, PageReq, Payload, Release, ReleaseFilter, ReleaseStatus,
+    Module, NewRelease, PageReq, Release, ReleaseFilter, ReleasePatch, ReleaseStatus,
 };
+use crate::flows::PayloadRequest;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
@@ -68,6 +69,26 @@ fn view(r: Release) -> Value {
     v
 }
 
+/// Exactly one of a stored blob or an external URL (which needs its md5 and size).
+fn payload_of(
+    blob: Option<String>,
+    url: Option<String>,
+    md5: Option<String>,
+    size: Option<u64>,
+) -> Result<PayloadRequest, ApiError> {
+    match (blob, url) {
+        (Some(sha256), None) => Ok(PayloadRequest::Blob { sha256, md5, size }),
+        (None, Some(url)) => Ok(PayloadRequest::External {
+            url,
+            md5: md5.ok_or_else(|| ApiError::BadRequest("an external url needs md5".into()))?,
+            size: size.ok_or_else(|| ApiError::BadRequest("an external url needs size".into()))?,
+        }),
+        _ => Err(ApiError::BadRequest(
+            "give exactly one of blob_sha256 or url".into(),
+        )),
+    }
+}
+
 async fn create(
     _: Operator,
     State(st): State<AppState>,
@@ -76,46 +97,10 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let c: Create = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
-    let payload = match (c.blob_sha256, c.url) {
-        (Some(sha), None) => {
-            let info = st.services.blobs.stat(&sha).await?;
-            if let Some(md5) = &c.md5
-                && !md5.eq_ignore_ascii_case(&info.md5)
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "declared md5 {md5} does not match the stored blob's {}",
-                    info.md5
-                )));
-            }
-            if let Some(size) = c.size
-                && size != info.size
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "declared size {size} does not match the stored blob's {}",
-                    info.size
-                )));
-            }
-            Payload::Blob {
-                sha256: info.sha256,
-                md5: info.md5,
-                size: info.size,
-            }
-        }
-        (None, Some(url)) => Payload::External {
-            url,
-            md5: c
-                .md5
-                .ok_or_else(|| ApiError::BadRequest("an external url needs md5".into()))?,
-            size: c
-                .size
-                .ok_or_else(|| ApiError::BadRequest("an external url needs size".into()))?,
-        },
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of blob_sha256 or url".into(),
-            ));
-        }
-    };
+    let payload = st
+        .services
+        .payload(payload_of(c.blob_sha256, c.url, c.md5, c.size)?)
+        .await?;
     let release = st
         .services
         .catalog
@@ -167,6 +152,7 @@ async fn list(
     let page = PageReq {
         page: q.page.unwrap_or(defaults.page),
         page_size: q.page_size.unwrap_or(defaults.page_size),
+        offset: None,
     };
     let found = st
         .services
@@ -190,9 +176,20 @@ async fn show(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Update {
-    status: ReleaseStatus,
+    status: Option<ReleaseStatus>,
+    name: Option<String>,
+    version: Option<String>,
+    blob_sha256: Option<String>,
+    url: Option<String>,
+    md5: Option<String>,
+    size: Option<u64>,
+    description: Option<String>,
+    customize: Option<String>,
+    mac_range: Option<Vec<String>>,
 }
 
+/// Change a release's facts (a new file replaces md5 and size too) and/or its status;
+/// invalidating it cancels its unfinished campaigns.
 async fn update(
     Operator(op): Operator,
     State(st): State<AppState>,
@@ -201,19 +198,47 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let u: Update = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
-    let r = st
-        .services
-        .catalog
-        .set_release_status(t.id, id, u.status)
-        .await?;
-    let mut v = view(r);
-    if u.status == ReleaseStatus::Invalid {
-        let why = format!("release {id} was invalidated");
-        let cancelled = st
+    let payload = match (&u.blob_sha256, &u.url) {
+        (None, None) if u.md5.is_some() || u.size.is_some() => {
+            return Err(ApiError::BadRequest(
+                "md5 and size come with a new blob_sha256 or url".into(),
+            ));
+        }
+        (None, None) => None,
+        _ => Some(
+            st.services
+                .payload(payload_of(u.blob_sha256, u.url, u.md5, u.size)?)
+                .await?,
+        ),
+    };
+    let patch = ReleasePatch {
+        name: u.name,
+        version: u.version,
+        payload,
+        description: u.description,
+        customize: u.customize,
+        mac_range: u.mac_range,
+    };
+    let has_changes = patch.name.is_some()
+        || patch.version.is_some()
+        || patch.payload.is_some()
+        || patch.description.is_some()
+        || patch.customize.is_some()
+        || patch.mac_range.is_some();
+    let mut r = if has_changes {
+        st.services.update_release(t.id, id, patch).await?
+    } else {
+        st.services.catalog.release(t.id, id).await?
+    };
+    let mut cancelled = Vec::new();
+    if let Some(status) = u.status {
+        (r, cancelled) = st
             .services
-            .rollout
-            .cancel_for_release(t.id, id, &op.name, &why)
+            .set_release_status(t.id, id, status, &op.name)
             .await?;
+    }
+    let mut v = view(r);
+    if u.status == Some(ReleaseStatus::Invalid) {
         v["cancelled_campaigns"] = json!(cancelled);
     }
     Ok(Json(v))
@@ -225,11 +250,6 @@ async fn remove(
     Path((tenant, id)): Path<(String, i64)>,
 ) -> Result<StatusCode, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
-    st.services.catalog.delete_release(t.id, id).await?;
-    let why = format!("release {id} was deleted");
-    st.services
-        .rollout
-        .cancel_for_release(t.id, id, &op.name, &why)
-        .await?;
+    st.services.delete_release(t.id, id, &op.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Operator, body_json, query};
 use crate::catalog::releases::PageReq;
+use crate::catalog::{DeviceFilter, DevicePatch};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
@@ -27,6 +28,51 @@ pub fn router() -> Router<AppState> {
             "/admin/api/v1/tenants/{tenant}/products/{sn}/devices",
             get(list_devices),
         )
+        .route(
+            "/admin/api/v1/tenants/{tenant}/products/{sn}/devices/{device}",
+            get(get_device).put(put_device),
+        )
+}
+
+async fn get_device(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn, device)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    let d = st.services.catalog.find_device(t.id, &sn, &device).await?;
+    let modules = st.services.catalog.module_versions(d.id).await?;
+    let mut v = json!(d);
+    v["modules"] = json!(
+        modules
+            .into_iter()
+            .map(|(module, identify, version)| json!({
+                "module": module, "identify": identify, "version": version
+            }))
+            .collect::<Vec<_>>()
+    );
+    Ok(Json(v))
+}
+
+/// Register a device (or update an existing one) with its name, IMEI, MAC and group.
+async fn put_device(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn, device)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch: DevicePatch = if body.is_empty() {
+        DevicePatch::default()
+    } else {
+        body_json(&body)?
+    };
+    let t = st.services.auth.tenant(&tenant).await?;
+    let d = st
+        .services
+        .catalog
+        .update_device(t.id, &sn, &device, &patch)
+        .await?;
+    Ok(Json(json!(d)))
 }
 
 async fn list(_: Operator, State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -98,9 +144,15 @@ async fn list_devices(
     State(st): State<AppState>,
     Path((tenant, sn)): Path<(String, String)>,
     q: Result<Query<PageReq>, axum::extract::rejection::QueryRejection>,
+    f: Result<Query<DeviceFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let page = query(q)?;
+    let filter = query(f)?;
     let t = st.services.auth.tenant(&tenant).await?;
-    let devices = st.services.catalog.list_devices(t.id, &sn, page).await?;
+    let devices = st
+        .services
+        .catalog
+        .list_devices(t.id, &sn, &filter, page)
+        .await?;
     Ok(Json(json!(devices)))
 }

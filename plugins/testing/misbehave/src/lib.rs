@@ -1,9 +1,7 @@
 //! A test-only dialect that misbehaves on purpose, to prove the host's sandbox: each route
 //! costs only its own request a 5xx, and the server and other plugins keep serving.
 
-use ota_plugin_sdk::{
-    Dialect, HostError, Refusal, Request, Response, Router, auth, blobs, dialect,
-};
+use ota_plugin_sdk::{Dialect, HostError, Refusal, Request, Response, Router, blobs, dialect};
 
 struct Misbehave;
 
@@ -34,8 +32,8 @@ fn count(_: &Request) -> Response {
     Response::text(200, n.to_string())
 }
 
-/// Calls what this host version declares but does not implement, and what needs a
-/// principal before having one; answers each error's case, one per line.
+/// Calls data functions of every host interface before any credentials were verified;
+/// answers each error's case, one per line (all must be `unauthenticated`).
 fn contract(_: &Request) -> Response {
     let case = |e: HostError| match e {
         HostError::Unsupported(m) => format!("unsupported: {m}"),
@@ -43,17 +41,14 @@ fn contract(_: &Request) -> Response {
         other => format!("other: {other:?}"),
     };
     let lines = [
-        auth::verify_hmac_sha1("app", "string", "sig", 0)
-            .map(|_| "ok".to_string())
-            .unwrap_or_else(case),
-        auth::verify_token("t")
-            .map(|_| "ok".to_string())
-            .unwrap_or_else(case),
         blobs::stat("x")
             .map(|_| "ok".to_string())
             .unwrap_or_else(case),
         blobs::download_url("x", None).unwrap_or_else(case),
         ota_plugin_sdk::catalog::get_product("P")
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(case),
+        ota_plugin_sdk::rollout::get_campaign(1)
             .map(|_| "ok".to_string())
             .unwrap_or_else(case),
     ];

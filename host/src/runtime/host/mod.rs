@@ -1,0 +1,256 @@
+//! The host side of the contract: one [`RequestState`] per plugin call (inside its `Store`),
+//! and thin adapters from each imported interface to the domain services — `v0_2` for the
+//! current contract, `v0_1` for the frozen one (it delegates to `v0_2`). The adapters hold
+//! the authorization rules of the contract: nothing but `auth` works before a principal
+//! exists, data is always the principal's tenant's, and a device principal reaches only its
+//! own device.
+
+mod v0_1;
+mod v0_2;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::v0_2::ota::dialect::rollout;
+use super::bindings::{CredentialScheme, DeviceRef, HostError, Principal};
+use crate::Services;
+use crate::auth::AuthError;
+use crate::blobs::BlobError;
+use crate::catalog::{CatalogError, Device};
+use crate::config::AuthMode;
+use crate::flows::FlowError;
+use crate::rollout::{Deployment, DeploymentStatus, RolloutError};
+
+/// What the host knows about the plugin serving a request (fixed per loaded version).
+#[derive(Debug, Clone)]
+pub struct PluginIdentity {
+    pub name: String,
+    pub version: String,
+    pub auth: AuthMode,
+    /// Tenant that anonymous requests act for.
+    pub tenant: Option<String>,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// The principal as the host keeps it (with ids the WIT never shows).
+#[derive(Debug, Clone)]
+struct Acting {
+    tenant_id: i64,
+    tenant: String,
+    subject: String,
+    scheme: CredentialScheme,
+    device: Option<Device>,
+}
+
+/// Everything one plugin call may touch.
+pub struct RequestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    services: Services,
+    plugin: Arc<PluginIdentity>,
+    request_id: String,
+    host_url: String,
+    acting: Option<Acting>,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl RequestState {
+    pub fn new(
+        services: Services,
+        plugin: Arc<PluginIdentity>,
+        request_id: String,
+        host_url: String,
+        memory_bytes: usize,
+    ) -> Self {
+        // WASI is satisfied with an empty sandbox: no args, env, preopened dirs or sockets,
+        // stdin closed, stdout/stderr discarded. Plugins log through the `log` import.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        RequestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            services,
+            plugin,
+            request_id,
+            host_url,
+            acting: None,
+        }
+    }
+
+    fn acting(&self) -> Result<&Acting, HostError> {
+        self.acting.as_ref().ok_or_else(|| {
+            HostError::Unauthenticated("no credentials were verified for this request".into())
+        })
+    }
+
+    /// The acting principal, refused when it is confined to a single device.
+    fn acting_tenant(&self) -> Result<&Acting, HostError> {
+        let a = self.acting()?;
+        if a.device.is_some() {
+            return Err(HostError::Forbidden(
+                "device credentials may not do this; use a tenant API key".into(),
+            ));
+        }
+        Ok(a)
+    }
+
+    fn internal(&self, what: &str, e: impl std::fmt::Display) -> HostError {
+        tracing::error!(plugin = %self.plugin.name, request_id = %self.request_id, error = %e, "{what}");
+        HostError::Internal(format!("internal error (request {})", self.request_id))
+    }
+
+    fn auth_err(&self, e: AuthError) -> HostError {
+        match e {
+            AuthError::Unauthenticated(m) => HostError::Unauthenticated(m),
+            AuthError::NotFound(m) => HostError::NotFound(m),
+            AuthError::Conflict(m) => HostError::Conflict(m),
+            AuthError::Invalid(m) => HostError::Invalid(m),
+            AuthError::Storage(e) => self.internal("auth storage", e),
+        }
+    }
+
+    fn catalog_err(&self, e: CatalogError) -> HostError {
+        match e {
+            CatalogError::NotFound(m) => HostError::NotFound(m),
+            CatalogError::Conflict(m) => HostError::Conflict(m),
+            CatalogError::Invalid(m) => HostError::Invalid(m),
+            CatalogError::Storage(e) => self.internal("catalog storage", e),
+        }
+    }
+
+    fn rollout_err(&self, e: RolloutError) -> HostError {
+        match e {
+            RolloutError::NotFound(m) => HostError::NotFound(m),
+            RolloutError::Conflict(m) => HostError::Conflict(m),
+            RolloutError::Invalid(m) => HostError::Invalid(m),
+            RolloutError::Forbidden(m) => HostError::Forbidden(m),
+            RolloutError::Storage(e) => self.internal("rollout storage", e),
+        }
+    }
+
+    fn blob_err(&self, e: BlobError) -> HostError {
+        match e {
+            BlobError::NotFound(id) => HostError::NotFound(format!("no stored file {id}")),
+            BlobError::Invalid(m) | BlobError::Mismatch(m) => HostError::Invalid(m),
+            e @ (BlobError::TooLarge(_) | BlobError::BadSignature | BlobError::Expired) => {
+                HostError::Invalid(e.to_string())
+            }
+            e => self.internal("blob storage", e),
+        }
+    }
+
+    fn flow_err(&self, e: FlowError) -> HostError {
+        match e {
+            FlowError::Catalog(e) => self.catalog_err(e),
+            FlowError::Rollout(e) => self.rollout_err(e),
+            FlowError::Blob(e) => self.blob_err(e),
+            FlowError::ReleaseState(m) => HostError::Conflict(m),
+            FlowError::Invalid(m) => HostError::Invalid(m),
+        }
+    }
+
+    fn establish(&mut self, acting: Acting) -> Principal {
+        let principal = to_wit_principal(&acting);
+        self.acting = Some(acting);
+        principal
+    }
+
+    /// A device the principal may act on: its own, or any of its tenant's.
+    async fn device_in_scope(
+        &mut self,
+        product_sn: &str,
+        device_sn: &str,
+    ) -> Result<Device, HostError> {
+        let a = self.acting()?;
+        if let Some(own) = &a.device {
+            if own.product_sn == product_sn && own.sn == device_sn {
+                return Ok(own.clone());
+            }
+            return Err(HostError::Forbidden(
+                "device credentials reach only their own device".into(),
+            ));
+        }
+        let tenant_id = a.tenant_id;
+        self.services
+            .catalog
+            .find_device(tenant_id, product_sn, device_sn)
+            .await
+            .map_err(|e| self.catalog_err(e))
+    }
+
+    /// A deployment of the principal's tenant (and device, for device principals).
+    async fn deployment_in_scope(&mut self, id: u64) -> Result<Deployment, HostError> {
+        let a = self.acting()?;
+        let not_found = || HostError::NotFound(format!("unknown deployment {id}"));
+        let id = i64::try_from(id).map_err(|_| not_found())?;
+        let d = match self.services.rollout.deployment(id).await {
+            Err(RolloutError::NotFound(_)) => return Err(not_found()),
+            other => other.map_err(|e| self.rollout_err(e))?,
+        };
+        // Another tenant's (or device's) deployment is reported as unknown, not forbidden,
+        // so ids reveal nothing across tenants.
+        let visible =
+            d.tenant_id == a.tenant_id && a.device.as_ref().is_none_or(|own| own.id == d.device_id);
+        if !visible {
+            return Err(not_found());
+        }
+        Ok(d)
+    }
+
+    async fn wit_deployment(&mut self, d: Deployment) -> Result<rollout::Deployment, HostError> {
+        let device = self
+            .services
+            .catalog
+            .device(d.device_id)
+            .await
+            .map_err(|e| self.catalog_err(e))?;
+        Ok(rollout::Deployment {
+            id: d.id as u64,
+            product_sn: device.product_sn,
+            device_sn: device.sn,
+            keep_local: d.keep_local,
+            status: match d.status {
+                DeploymentStatus::Init => rollout::DeploymentStatus::Init,
+                DeploymentStatus::Processing => rollout::DeploymentStatus::Processing,
+                DeploymentStatus::Success => rollout::DeploymentStatus::Success,
+                DeploymentStatus::Failed => rollout::DeploymentStatus::Failed,
+                DeploymentStatus::Timeout => rollout::DeploymentStatus::Timeout,
+            },
+            created_at: (d.created_at / 1000) as u64,
+            updated_at: (d.updated_at / 1000) as u64,
+            log: d.log(),
+        })
+    }
+}
+
+fn to_wit_principal(a: &Acting) -> Principal {
+    Principal {
+        tenant: a.tenant.clone(),
+        subject: a.subject.clone(),
+        scheme: a.scheme,
+        device: a.device.as_ref().map(|d| DeviceRef {
+            product_sn: d.product_sn.clone(),
+            device_sn: d.sn.clone(),
+        }),
+    }
+}
