@@ -266,6 +266,9 @@ async fn storage_and_iotstack_on_postgres() {
     let (s, clock) = open(pg.create_database(), dir.path()).await;
     campaign_suite(&s, &clock).await;
     s.db.close().await;
+    let (s, clock) = open(pg.create_database(), dir.path()).await;
+    model_suite(&s, &clock).await;
+    s.db.close().await;
 
     // Two replicas (two pools, as two host processes would have) race their schedulers over
     // one database: every overdue job and deployment moves exactly once.
@@ -1024,4 +1027,253 @@ async fn campaigns_on_sqlite() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
     let (s, clock) = open(url, dir.path()).await;
     campaign_suite(&s, &clock).await;
+}
+
+/// What 0.2 added to the model (device facts and filters, release edits that retarget their
+/// campaigns, campaign filters, edits, approvers, start, device removal and deletion) against
+/// whichever backend `s` uses.
+async fn model_suite(s: &Services, clock: &ManualClock) {
+    use ota_host::catalog::releases::{PageReq, ReleasePatch};
+    use ota_host::catalog::{DeviceFilter, DevicePatch};
+    use ota_host::rollout::RolloutError;
+    use ota_host::rollout::campaigns::{
+        Action, CampaignFilter, CampaignPatch, CampaignStatus, DeviceFacts, JobFilter, Mode,
+        NewCampaign, Scope,
+    };
+    use ota_host::rollout::job::JobState;
+
+    let t = s.auth.ensure_tenant("model").await.unwrap();
+    let p = s
+        .catalog
+        .create_product(t.id, "M-1", "Model product")
+        .await
+        .unwrap();
+    let mut devices = Vec::new();
+    for (sn, group) in [("m1", Some("north")), ("m2", Some("north")), ("m3", None)] {
+        let patch = DevicePatch {
+            group: group.map(String::from),
+            mac: Some(format!("AA:BB:CC:00:00:0{}", devices.len())),
+            ..Default::default()
+        };
+        devices.push(
+            s.catalog
+                .update_device(t.id, &p.sn, sn, &patch)
+                .await
+                .unwrap(),
+        );
+    }
+    let north = DeviceFilter {
+        group: Some("north".into()),
+        ..Default::default()
+    };
+    let page = s
+        .catalog
+        .list_devices(t.id, &p.sn, &north, PageReq::window(1, 1))
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (2, 1));
+    assert_eq!(page.items[0].sn, "m2", "offset 1 skips m1");
+    let by_mac = DeviceFilter {
+        mac: Some("AA:BB:CC:00:00:02".into()),
+        ..Default::default()
+    };
+    let page = s
+        .catalog
+        .list_devices(t.id, &p.sn, &by_mac, PageReq::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].sn, "m3");
+
+    let target = online_mcu_release(s, t.id, &p, "2.0").await;
+    let new = |name: &str, tag: &str| NewCampaign {
+        name: name.into(),
+        description: "why".into(),
+        target: target.clone(),
+        from_version: None,
+        scope: Scope::Devices(vec![devices[0].id, devices[1].id]),
+        mode: Mode::Auto,
+        tag: tag.into(),
+        retries: 0,
+        timeout_secs: 600,
+        waves: None,
+    };
+    let c = s
+        .rollout
+        .create_campaign(t.id, new("100% north_wave", "formal"), "alice")
+        .await
+        .unwrap();
+    let other = s
+        .rollout
+        .create_campaign(t.id, new("south", "test"), "alice")
+        .await
+        .unwrap();
+
+    // Name search matches LIKE wildcards literally and ignores case.
+    let named = |needle: &str| CampaignFilter {
+        name_contains: Some(needle.into()),
+        ..Default::default()
+    };
+    for (needle, hits) in [("100%", 1), ("_WAVE", 1), ("%", 1), ("th", 2), ("x", 0)] {
+        let (_, total) = s
+            .rollout
+            .list_campaigns(t.id, &named(needle), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(total, hits, "needle {needle:?}");
+    }
+    let tagged = CampaignFilter {
+        tag: Some("test".into()),
+        status: Some(CampaignStatus::Draft),
+        product_id: Some(p.id),
+        ..Default::default()
+    };
+    let (items, _) = s
+        .rollout
+        .list_campaigns(t.id, &tagged, 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(items.iter().map(|c| c.id).collect::<Vec<_>>(), [other.id]);
+
+    // Only the named approver decides.
+    s.rollout
+        .submit(t.id, c.id, "alice", Some("bob"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.rollout
+            .act(t.id, c.id, Action::Approve, "carol", "")
+            .await,
+        Err(RolloutError::Forbidden(_))
+    ));
+    let running = s
+        .rollout
+        .act(t.id, c.id, Action::Approve, "bob", "")
+        .await
+        .unwrap();
+    assert_eq!(running.status, CampaignStatus::Running);
+
+    // Both listed devices get jobs; removing one cancels its open job.
+    let facts = |d: &ota_host::catalog::Device| DeviceFacts {
+        id: d.id,
+        product_id: p.id,
+        group: d.group.clone(),
+    };
+    for d in &devices[..2] {
+        assert!(
+            s.rollout
+                .check_in(&facts(d), "mcu", 0, "1.0")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert_eq!(
+        s.rollout
+            .remove_devices(t.id, c.id, &[devices[1].id], "ops")
+            .await
+            .unwrap(),
+        1
+    );
+    let cancelled = JobFilter {
+        state: Some(JobState::Cancelled),
+        device_id: None,
+    };
+    let (jobs, total) = s.rollout.jobs(t.id, c.id, &cancelled, 10, 0).await.unwrap();
+    assert_eq!((total, jobs[0].device_id), (1, devices[1].id));
+    let of_m1 = JobFilter {
+        state: None,
+        device_id: Some(devices[0].id),
+    };
+    let (jobs, _) = s.rollout.jobs(t.id, c.id, &of_m1, 10, 0).await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Notified);
+
+    // Edits: a new scope replaces the list; bad values are refused and nothing changes.
+    let edited = s
+        .rollout
+        .update_campaign(
+            t.id,
+            c.id,
+            CampaignPatch {
+                description: Some("widened".into()),
+                scope: Some(Scope::Devices(vec![devices[0].id, devices[2].id])),
+                ..Default::default()
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.description, "widened");
+    assert_eq!(s.rollout.listed_devices(c.id).await.unwrap(), ["m1", "m3"]);
+    assert!(matches!(
+        s.rollout
+            .update_campaign(
+                t.id,
+                c.id,
+                CampaignPatch {
+                    timeout_secs: Some(0),
+                    ..Default::default()
+                },
+                "ops"
+            )
+            .await,
+        Err(RolloutError::Invalid(_))
+    ));
+    assert_eq!(
+        s.rollout.campaign(t.id, c.id).await.unwrap().timeout_secs,
+        600
+    );
+
+    // A release's new version is what its unfinished campaigns now target.
+    let renamed = s
+        .update_release(
+            t.id,
+            target.release_id,
+            ReleasePatch {
+                version: Some("2.1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.version, "2.1");
+    assert_eq!(
+        s.rollout.campaign(t.id, c.id).await.unwrap().target_version,
+        "2.1"
+    );
+    clock.advance_secs(1);
+
+    // Start skips approval; deletion cancels and hides.
+    let started = s
+        .rollout
+        .act(t.id, other.id, Action::Start, "alice", "")
+        .await
+        .unwrap();
+    assert_eq!(started.status, CampaignStatus::Running);
+    s.rollout
+        .delete_campaign(t.id, other.id, "alice")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.rollout.campaign(t.id, other.id).await,
+        Err(RolloutError::NotFound(_))
+    ));
+    let (_, total) = s
+        .rollout
+        .list_campaigns(t.id, &CampaignFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(
+        s.rollout.campaign_by_id(other.id).await.unwrap().status,
+        CampaignStatus::Cancelled,
+        "kept for the record"
+    );
+}
+
+#[tokio::test]
+async fn model_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let (s, clock) = open(url, dir.path()).await;
+    model_suite(&s, &clock).await;
 }
