@@ -26,14 +26,14 @@ pub enum AuthError {
 }
 
 /// A tenant: the unit every fact and credential belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: i64,
     pub name: String,
 }
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The native admin API.
@@ -43,7 +43,7 @@ pub enum Role {
 }
 
 /// An API key as listed to operators (never the secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: i64,
     pub role: Role,

@@ -41,7 +41,7 @@ pub enum BlobError {
 }
 
 /// Facts about a stored file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BlobInfo {
     pub sha256: String,
     pub md5: String,
@@ -50,7 +50,8 @@ pub struct BlobInfo {
 }
 
 /// What an uploader says about the file; every given field must match.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Expect {
     pub md5: Option<String>,
     pub sha256: Option<String>,

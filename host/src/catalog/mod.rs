@@ -25,7 +25,7 @@ pub enum CatalogError {
 }
 
 /// A product of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub tenant_id: i64,
@@ -35,7 +35,7 @@ pub struct Product {
 }
 
 /// A device with the identifiers dialects name it by.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Device {
     pub id: i64,
     pub tenant_id: i64,
@@ -51,7 +51,7 @@ pub struct Device {
 }
 
 /// Facts to set on a device: `None` keeps a field, `Some("")` clears it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     pub name: Option<String>,
@@ -61,7 +61,8 @@ pub struct DevicePatch {
 }
 
 /// Which devices to list: every given field must match exactly.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceFilter {
     pub sn: Option<String>,
     pub name: Option<String>,

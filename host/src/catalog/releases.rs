@@ -10,7 +10,7 @@ use super::{Catalog, CatalogError};
 use crate::storage::Db;
 
 /// Which updatable part of a device a release is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Module {
     Wifi,
@@ -39,7 +39,7 @@ impl Module {
 }
 
 /// Who may receive a release: testers only, everyone, or nobody any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReleaseStatus {
     Test,
@@ -96,7 +96,7 @@ pub struct NewRelease {
 }
 
 /// A stored release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Release {
     pub id: i64,
     pub product_sn: String,
@@ -138,12 +138,14 @@ pub struct ReleaseFilter {
 
 /// A page request: 1-based `page`, `page_size` from 1 to 200 (default 20). Dialects that
 /// page by offset (XLINK) set `offset`, which then replaces the page arithmetic.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct PageReq {
     pub page: u32,
     pub page_size: u32,
     #[serde(skip)]
+    #[param(ignore)]
     pub offset: Option<u64>,
 }
 
@@ -185,7 +187,7 @@ impl PageReq {
 }
 
 /// One page of results with the total count.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: u32,

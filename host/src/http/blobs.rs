@@ -10,15 +10,15 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::admin::Operator;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{AppState, Listener};
 use crate::blobs::{BlobError, Expect, valid_sha256};
 
@@ -26,7 +26,24 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/blobs/{sha256}", get(download))
         .route("/blobs/{sha256}/{name}", get(download_named))
-        .route("/admin/api/v1/blobs", post(upload))
+}
+
+/// The operator's upload, part of the admin API (and its OpenAPI document).
+pub fn admin_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(upload))
+}
+
+/// What an upload answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Uploaded {
+    sha256: String,
+    md5: String,
+    size: u64,
+    created_at: i64,
+    /// Plain download URL on this host.
+    url: String,
+    /// Signed download URL, valid for the configured lifetime.
+    signed_url: String,
 }
 
 impl From<BlobError> for ApiError {
@@ -185,6 +202,22 @@ async fn download(
     }
 }
 
+/// Stream a file into the content-addressed store (never whole in memory); md5 and sha256
+/// are computed on the way in, and a declared `md5`, `sha256` or `size` that does not match
+/// keeps nothing.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/blobs",
+    tag = "blobs",
+    params(Expect),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, body = Uploaded),
+        (status = 400, description = "declared facts do not match", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+    )
+)]
 async fn upload(
     _op: Operator,
     State(state): State<AppState>,
@@ -207,14 +240,17 @@ async fn upload(
     let ttl = state.config.blobs.url_ttl_secs;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "sha256": info.sha256,
-            "md5": info.md5,
-            "size": info.size,
-            "created_at": info.created_at,
-            "url": format!("{host_url}/blobs/{}", info.sha256),
-            "signed_url": state.services.blobs.signed_url(&host_url, &info.sha256, ttl),
-        })),
+        Json(Uploaded {
+            url: format!("{host_url}/blobs/{}", info.sha256),
+            signed_url: state
+                .services
+                .blobs
+                .signed_url(&host_url, &info.sha256, ttl),
+            sha256: info.sha256,
+            md5: info.md5,
+            size: info.size,
+            created_at: info.created_at,
+        }),
     ))
 }
 

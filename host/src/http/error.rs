@@ -10,6 +10,20 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
 
+/// The body of every error answer, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable `code` (`unauthorized`, `forbidden`, `not_found`, `conflict`,
+/// `bad_request`, `too_large`, `internal`) and a message for people.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

@@ -17,7 +17,7 @@ use super::{Rollout, RolloutError};
 use crate::catalog::version;
 
 /// Where a campaign stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CampaignStatus {
     Draft,
@@ -56,7 +56,7 @@ impl CampaignStatus {
 }
 
 /// What an operator does to a campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// draft -> pending (asks for approval).
@@ -121,7 +121,7 @@ pub enum Scope {
 }
 
 /// Device pull (`auto`) or operator-chosen devices (`manual`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Auto,
@@ -170,7 +170,7 @@ pub struct NewCampaign {
 }
 
 /// A stored campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: i64,
     pub tenant_id: i64,
@@ -202,7 +202,7 @@ pub struct Campaign {
 }
 
 /// One device in one campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: i64,
     pub campaign_id: i64,
@@ -251,7 +251,7 @@ pub struct JobFilter {
 }
 
 /// An entry of a campaign's op log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogEntry {
     pub at: i64,
     pub actor: String,
@@ -275,7 +275,7 @@ pub struct DeviceFacts {
 }
 
 /// Per-campaign counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub by_state: HashMap<String, i64>,
     /// Current version of the campaign's devices (after, when known, else before).

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where one device stands in one campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
     /// Planned; the device has not been told yet.

@@ -2,40 +2,58 @@
 //! through approval and their lifecycle (the operator key's name is the actor and the named
 //! approver), add devices, and read jobs, statistics and the op log.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{Operator, body_json, query};
+use super::{Items, Operator, body_json, query};
 use crate::catalog::releases::{Page, PageReq};
 use crate::flows::{CampaignRequest, ScopeRequest, WaveStart, WavesRequest};
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::rollout::RolloutError;
 use crate::rollout::campaigns::{
     Action, CampaignFilter, CampaignPatch, CampaignStatus, JobFilter, Mode,
 };
+use crate::rollout::campaigns::{Campaign, Job, LogEntry, Stats};
 use crate::rollout::job::JobState;
 
-pub fn router() -> Router<AppState> {
-    let base = "/admin/api/v1/tenants/{tenant}/campaigns";
-    Router::new()
-        .route(base, get(list).post(create))
-        .route(
-            &format!("{base}/{{id}}"),
-            get(show).patch(update).delete(remove),
-        )
-        .route(&format!("{base}/{{id}}/actions/{{action}}"), post(act))
-        .route(
-            &format!("{base}/{{id}}/devices"),
-            get(listed).post(add_devices).delete(remove_devices),
-        )
-        .route(&format!("{base}/{{id}}/jobs"), get(jobs))
-        .route(&format!("{base}/{{id}}/log"), get(log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(act))
+        .routes(routes!(listed, add_devices, remove_devices))
+        .routes(routes!(jobs))
+        .routes(routes!(log))
+}
+
+/// A campaign with its per-state counts and version distribution.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct CampaignDetail {
+    #[serde(flatten)]
+    campaign: Campaign,
+    stats: Stats,
+}
+
+/// The serial numbers on a campaign's device list.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Listed {
+    devices: Vec<String>,
+}
+
+/// How many devices a list change touched.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Changed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
 }
 
 impl From<RolloutError> for ApiError {
@@ -51,7 +69,7 @@ impl From<RolloutError> for ApiError {
 }
 
 /// Scope as operators write it: device serial numbers rather than ids.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "type", content = "value")]
 enum ScopeIn {
     All,
@@ -69,7 +87,8 @@ impl From<ScopeIn> for ScopeRequest {
     }
 }
 
-#[derive(Deserialize)]
+/// A new campaign, made from a release; it starts as a draft.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Create {
     name: String,
@@ -89,7 +108,7 @@ struct Create {
 }
 
 /// Waves as operators write them: an initial count or a share of the product's devices.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WavesIn {
     initial: Option<u64>,
@@ -107,12 +126,19 @@ fn one_day() -> u64 {
     86_400
 }
 
+/// Create a campaign from a release (a test release only for `tag: test`; a delta pins the
+/// from-version; a wave share becomes a device count now).
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns", tag = "campaigns",
+    params(("tenant" = String, Path)), request_body = Create,
+    responses((status = 201, body = Campaign), (status = 400, body = ErrorBody),
+        (status = 404, description = "unknown tenant, release or device", body = ErrorBody),
+        (status = 409, description = "the release cannot be used so", body = ErrorBody)))]
 async fn create(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Campaign>), ApiError> {
     let c: Create = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let waves = match c.waves {
@@ -151,12 +177,14 @@ async fn create(
             &op.name,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(campaign))))
+    Ok((StatusCode::CREATED, Json(campaign)))
 }
 
 /// Campaign list filters as operators write them in the query string.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListFilter {
+    /// Product serial number.
     product: Option<String>,
     name: Option<String>,
     module: Option<String>,
@@ -164,13 +192,17 @@ struct ListFilter {
     status: Option<CampaignStatus>,
 }
 
+/// The tenant's campaigns, newest first (`name` matches a case-insensitive substring).
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns", tag = "campaigns",
+    params(("tenant" = String, Path), PageReq, ListFilter),
+    responses((status = 200, body = Page<Campaign>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     q: Result<Query<PageReq>, QueryRejection>,
     f: Result<Query<ListFilter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Campaign>>, ApiError> {
     let page = query(q)?;
     let f = query(f)?;
     let (limit, offset) = page.checked()?;
@@ -192,23 +224,25 @@ async fn list(
         .rollout
         .list_campaigns(t.id, &filter, limit, offset)
         .await?;
-    Ok(Json(json!(Page::of(items, page, total))))
+    Ok(Json(Page::of(items, page, total)))
 }
 
+/// One campaign with its statistics.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = CampaignDetail), (status = 404, body = ErrorBody)))]
 async fn show(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignDetail>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
     let stats = st.services.rollout.stats(t.id, id).await?;
-    let mut v = json!(c);
-    v["stats"] = json!(stats);
-    Ok(Json(v))
+    Ok(Json(CampaignDetail { campaign: c, stats }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Note {
     #[serde(default)]
@@ -217,12 +251,20 @@ struct Note {
     approver: Option<String>,
 }
 
+/// Move a campaign through its lifecycle: `submit` (optionally naming the only `approver`),
+/// `approve`/`reject` (by the approver), `start` (without approval), `pause`, `resume`,
+/// `stop`, `cancel`. An action the current status does not allow is a conflict.
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/actions/{action}", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path), ("action" = Action, Path)),
+    request_body(content = Option<Note>, description = "optional"),
+    responses((status = 200, body = Campaign), (status = 403, description = "not the named approver", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn act(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id, action)): Path<(String, i64, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Campaign>, ApiError> {
     let action: Action = serde_json::from_value(json!(action))
         .map_err(|_| ApiError::NotFound(format!("no action {action:?}")))?;
     let note: Note = if body.is_empty() {
@@ -248,10 +290,12 @@ async fn act(
                 .await?
         }
     };
-    Ok(Json(json!(c)))
+    Ok(Json(c))
 }
 
-#[derive(Deserialize)]
+/// Changes to an unfinished campaign; omitted fields keep their value; a device list scope
+/// replaces the list.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Patch {
     name: Option<String>,
@@ -262,12 +306,16 @@ struct Patch {
     scope: Option<ScopeIn>,
 }
 
+#[utoipa::path(patch, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = Patch,
+    responses((status = 200, body = Campaign), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn update(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Campaign>, ApiError> {
     let p: Patch = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
@@ -291,9 +339,13 @@ async fn update(
         .rollout
         .update_campaign(t.id, id, patch, &op.name)
         .await?;
-    Ok(Json(json!(c)))
+    Ok(Json(c))
 }
 
+/// Delete a campaign: an unfinished one is cancelled first; its jobs stay for the record.
+#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 async fn remove(
     Operator(op): Operator,
     State(st): State<AppState>,
@@ -307,30 +359,39 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The campaign's device list.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = Listed), (status = 404, body = ErrorBody)))]
 async fn listed(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Listed>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     st.services.rollout.campaign(t.id, id).await?;
-    Ok(Json(
-        json!({ "devices": st.services.rollout.listed_devices(id).await? }),
-    ))
+    Ok(Json(Listed {
+        devices: st.services.rollout.listed_devices(id).await?,
+    }))
 }
 
-#[derive(Deserialize)]
+/// Device serial numbers of the campaign's product.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddDevices {
     devices: Vec<String>,
 }
 
+/// Put devices on the list (manual campaigns queue them at once).
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = AddDevices,
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn add_devices(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let a: AddDevices = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
@@ -341,15 +402,22 @@ async fn add_devices(
         .rollout
         .add_devices(t.id, id, &ids, &op.name)
         .await?;
-    Ok(Json(json!({ "added": added })))
+    Ok(Json(Changed {
+        added: Some(added),
+        removed: None,
+    }))
 }
 
+/// Take devices off the list; their open jobs are cancelled.
+#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = AddDevices,
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
 async fn remove_devices(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let a: AddDevices = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
@@ -360,23 +428,32 @@ async fn remove_devices(
         .rollout
         .remove_devices(t.id, id, &ids, &op.name)
         .await?;
-    Ok(Json(json!({ "removed": removed })))
+    Ok(Json(Changed {
+        added: None,
+        removed: Some(removed),
+    }))
 }
 
 /// Job list filters as operators write them in the query string.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JobQuery {
+    /// A job state (`queued` ... `timed-out`).
     state: Option<String>,
     device: Option<String>,
 }
 
+/// The campaign's jobs, oldest first.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/jobs", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path), PageReq, JobQuery),
+    responses((status = 200, body = Page<Job>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn jobs(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     q: Result<Query<PageReq>, QueryRejection>,
     f: Result<Query<JobQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Job>>, ApiError> {
     let page = query(q)?;
     let f = query(f)?;
     let (limit, offset) = page.checked()?;
@@ -408,16 +485,20 @@ async fn jobs(
         .rollout
         .jobs(t.id, id, &filter, limit, offset)
         .await?;
-    Ok(Json(json!(Page::of(items, page, total))))
+    Ok(Json(Page::of(items, page, total)))
 }
 
+/// The campaign's op log: every change, who made it and when.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/log", tag = "campaigns",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = Items<LogEntry>), (status = 404, body = ErrorBody)))]
 async fn log(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<LogEntry>>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
-    Ok(Json(
-        json!({ "items": st.services.rollout.campaign_log(t.id, id).await? }),
-    ))
+    Ok(Json(Items {
+        items: st.services.rollout.campaign_log(t.id, id).await?,
+    }))
 }

@@ -1,7 +1,10 @@
 //! The native admin API, for operators (operator API keys only): the plugin inventory at
 //! `GET /admin/plugins` (what is loaded, from which file and hash, mounted where, since when,
 //! and the last load error of every refused file), and JSON resources under `/admin/api/v1`,
-//! one module each. Every error is the host's `{"error": {...}}` shape.
+//! one module each. Every error is the host's `{"error": {...}}` shape. Each handler carries
+//! its OpenAPI description and is registered through `utoipa_axum`'s `routes!`, so the
+//! document served at `/admin/api/openapi.json` is generated from the routes themselves and
+//! cannot list a route that does not exist or miss one that does.
 
 mod campaigns;
 mod keys;
@@ -13,18 +16,79 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::auth::{KeyIdentity, Role};
 
+/// The admin routes and, beside them, `GET /admin/api/openapi.json` describing them.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/plugins", get(list_plugins))
+    let (router, doc) = api().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    router.route(
+        "/admin/api/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+}
+
+/// The OpenAPI document of the admin API, as served.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_plugins))
         .merge(tenants::router())
         .merge(keys::router())
         .merge(releases::router())
         .merge(campaigns::router())
+        .merge(super::blobs::admin_router())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ota-host admin API",
+        description = "The native API for operators: tenants, API keys, products, devices, \
+            firmware blobs and releases, campaigns with their actions, jobs, statistics and op \
+            log. Every call needs an operator API key (`Authorization: Bearer <key>` or \
+            `X-API-Key: <key>`); errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("api_key" = [])),
+    components(schemas(ErrorBody, crate::rollout::campaigns::Action))
+)]
+struct ApiDoc;
+
+/// The two ways an operator key may be sent.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// A list answered whole.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Items<T> {
+    pub items: Vec<T>,
 }
 
 /// A JSON request body, refused in the API's error shape (not axum's plain text).
@@ -66,6 +130,17 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// What is loaded, from which file and hash, mounted where, since when, and the last load
+/// error of every refused file.
+#[utoipa::path(
+    get,
+    path = "/admin/plugins",
+    tag = "plugins",
+    responses(
+        (status = 200, description = "`{plugins: [...], failures: [...]}`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
 async fn list_plugins(_op: Operator, State(state): State<AppState>) -> Json<Value> {
     let snap = state.registry.snapshot();
     let plugins: Vec<Value> = snap

@@ -2,35 +2,31 @@
 //! `/admin/api/v1/blobs` (facts taken from the store) or an external URL registered with its
 //! md5 and size. Invalidating or deleting a release cancels its unfinished campaigns.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Operator, body_json, query};
 use crate::catalog::releases::{
-    Module, NewRelease, PageReq, Release, ReleaseFilter, ReleasePatch, ReleaseStatus,
+    Module, NewRelease, Page, PageReq, Release, ReleaseFilter, ReleasePatch, ReleaseStatus,
 };
 use crate::flows::PayloadRequest;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/admin/api/v1/tenants/{tenant}/releases",
-            get(list).post(create),
-        )
-        .route(
-            "/admin/api/v1/tenants/{tenant}/releases/{id}",
-            get(show).patch(update).delete(remove),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
-#[derive(Deserialize)]
+/// A new release: exactly one of `blob_sha256` (an uploaded file; declared md5/size are
+/// checked against it) or `url` (an external file, with its md5 and size).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Create {
     product: String,
@@ -58,15 +54,29 @@ fn test_status() -> ReleaseStatus {
     ReleaseStatus::Test
 }
 
-fn view(r: Release) -> Value {
-    let mut v = json!(r);
+/// A release as operators see it: where its file is downloaded from, and (after an
+/// invalidation) which campaigns that cancelled.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ReleaseView {
+    #[serde(flatten)]
+    release: Release,
+    /// `/blobs/<sha256>` on this host, or the external URL.
+    download_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_campaigns: Option<Vec<i64>>,
+}
+
+fn view(r: Release) -> ReleaseView {
     let url = match (&r.blob_sha256, &r.external_url) {
         (Some(sha), _) => Some(format!("/blobs/{sha}")),
         (None, Some(url)) => Some(url.clone()),
         _ => None,
     };
-    v["download_path"] = json!(url);
-    v
+    ReleaseView {
+        release: r,
+        download_path: url,
+        cancelled_campaigns: None,
+    }
 }
 
 /// Exactly one of a stored blob or an external URL (which needs its md5 and size).
@@ -89,12 +99,18 @@ fn payload_of(
     }
 }
 
+/// Create a release of a product's module.
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/releases", tag = "releases",
+    params(("tenant" = String, Path)), request_body = Create,
+    responses((status = 201, body = ReleaseView), (status = 400, body = ErrorBody),
+        (status = 404, description = "unknown tenant, product or blob", body = ErrorBody),
+        (status = 409, description = "that version exists", body = ErrorBody)))]
 async fn create(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let c: Create = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let payload = st
@@ -126,7 +142,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(release))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     product: Option<String>,
     module: Option<Module>,
@@ -135,12 +152,16 @@ struct ListQuery {
     page_size: Option<u32>,
 }
 
+/// Live releases, newest first.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/releases", tag = "releases",
+    params(("tenant" = String, Path), ListQuery),
+    responses((status = 200, body = Page<ReleaseView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<ReleaseView>>, ApiError> {
     let q = query(q)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let filter = ReleaseFilter {
@@ -159,21 +180,30 @@ async fn list(
         .catalog
         .list_releases(t.id, &filter, page)
         .await?;
-    let mut v = json!(found);
-    v["items"] = found.items.into_iter().map(view).collect();
-    Ok(Json(v))
+    Ok(Json(Page {
+        items: found.items.into_iter().map(view).collect(),
+        page: found.page,
+        page_size: found.page_size,
+        total: found.total,
+    }))
 }
 
+/// One live release.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = ReleaseView), (status = 404, body = ErrorBody)))]
 async fn show(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReleaseView>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     Ok(Json(view(st.services.catalog.release(t.id, id).await?)))
 }
 
-#[derive(Deserialize)]
+/// Changes to a release; omitted fields keep their value. `md5` and `size` come with a new
+/// `blob_sha256` or `url`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Update {
     status: Option<ReleaseStatus>,
@@ -190,12 +220,16 @@ struct Update {
 
 /// Change a release's facts (a new file replaces md5 and size too) and/or its status;
 /// invalidating it cancels its unfinished campaigns.
+#[utoipa::path(patch, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
+    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = Update,
+    responses((status = 200, body = ReleaseView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn update(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReleaseView>, ApiError> {
     let u: Update = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let payload = match (&u.blob_sha256, &u.url) {
@@ -239,11 +273,16 @@ async fn update(
     }
     let mut v = view(r);
     if u.status == Some(ReleaseStatus::Invalid) {
-        v["cancelled_campaigns"] = json!(cancelled);
+        v.cancelled_campaigns = Some(cancelled);
     }
     Ok(Json(v))
 }
 
+/// Delete a release (its version may be released again); its unfinished campaigns are
+/// cancelled.
+#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 async fn remove(
     Operator(op): Operator,
     State(st): State<AppState>,

@@ -1,66 +1,187 @@
 //! `/admin/api/v1/tenants`: tenants and their products and devices.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{Operator, body_json, query};
-use crate::catalog::releases::PageReq;
-use crate::catalog::{DeviceFilter, DevicePatch};
+use super::{Items, Operator, body_json, query};
+use crate::auth::Tenant;
+use crate::catalog::releases::{Page, PageReq};
+use crate::catalog::{Device, DeviceFilter, DevicePatch, Product};
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/api/v1/tenants", get(list).post(create))
-        .route(
-            "/admin/api/v1/tenants/{tenant}/products",
-            get(list_products).post(create_product),
-        )
-        .route(
-            "/admin/api/v1/tenants/{tenant}/products/{sn}",
-            get(get_product),
-        )
-        .route(
-            "/admin/api/v1/tenants/{tenant}/products/{sn}/devices",
-            get(list_devices),
-        )
-        .route(
-            "/admin/api/v1/tenants/{tenant}/products/{sn}/devices/{device}",
-            get(get_device).put(put_device),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product))
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device, put_device))
 }
 
+/// The version a device last reported for one module.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ModuleVersion {
+    module: String,
+    identify: i64,
+    version: String,
+}
+
+/// A device with the versions it runs.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct DeviceDetail {
+    #[serde(flatten)]
+    device: Device,
+    modules: Vec<ModuleVersion>,
+}
+
+/// Every tenant.
+#[utoipa::path(get, path = "/admin/api/v1/tenants", tag = "tenants",
+    responses((status = 200, body = Items<Tenant>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list(_: Operator, State(st): State<AppState>) -> Result<Json<Items<Tenant>>, ApiError> {
+    Ok(Json(Items {
+        items: st.services.auth.list_tenants().await?,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct NewTenant {
+    name: String,
+}
+
+/// Create a tenant; its name must be new.
+#[utoipa::path(post, path = "/admin/api/v1/tenants", tag = "tenants", request_body = NewTenant,
+    responses((status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create(
+    _: Operator,
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    let t: NewTenant = body_json(&body)?;
+    let tenant = st.services.auth.create_tenant(&t.name).await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+/// A tenant's products.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/products", tag = "products",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = Items<Product>), (status = 404, body = ErrorBody)))]
+async fn list_products(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Items<Product>>, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    Ok(Json(Items {
+        items: st.services.catalog.list_products(t.id).await?,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct NewProduct {
+    /// Serial number, unique within the tenant; dialects name the product by it.
+    sn: String,
+    /// Display name (the serial number when omitted).
+    name: Option<String>,
+}
+
+/// Create a product of a tenant.
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/products", tag = "products",
+    params(("tenant" = String, Path)), request_body = NewProduct,
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_product(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    let p: NewProduct = body_json(&body)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let name = p.name.as_deref().unwrap_or(&p.sn);
+    let product = st
+        .services
+        .catalog
+        .create_product(t.id, &p.sn, name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/products/{sn}", tag = "products",
+    params(("tenant" = String, Path), ("sn" = String, Path)),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+async fn get_product(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn)): Path<(String, String)>,
+) -> Result<Json<Product>, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    Ok(Json(st.services.catalog.product(t.id, &sn).await?))
+}
+
+/// A product's devices, oldest first; every given filter must match exactly.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/devices", tag = "devices",
+    params(("tenant" = String, Path), ("sn" = String, Path), PageReq, DeviceFilter),
+    responses((status = 200, body = Page<Device>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_devices(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn)): Path<(String, String)>,
+    q: Result<Query<PageReq>, axum::extract::rejection::QueryRejection>,
+    f: Result<Query<DeviceFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<Device>>, ApiError> {
+    let page = query(q)?;
+    let filter = query(f)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let devices = st
+        .services
+        .catalog
+        .list_devices(t.id, &sn, &filter, page)
+        .await?;
+    Ok(Json(devices))
+}
+
+/// One device with the versions it last reported.
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/devices/{device}", tag = "devices",
+    params(("tenant" = String, Path), ("sn" = String, Path), ("device" = String, Path, description = "device serial number")),
+    responses((status = 200, body = DeviceDetail), (status = 404, body = ErrorBody)))]
 async fn get_device(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, sn, device)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceDetail>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     let d = st.services.catalog.find_device(t.id, &sn, &device).await?;
     let modules = st.services.catalog.module_versions(d.id).await?;
-    let mut v = json!(d);
-    v["modules"] = json!(
-        modules
+    Ok(Json(DeviceDetail {
+        device: d,
+        modules: modules
             .into_iter()
-            .map(|(module, identify, version)| json!({
-                "module": module, "identify": identify, "version": version
-            }))
-            .collect::<Vec<_>>()
-    );
-    Ok(Json(v))
+            .map(|(module, identify, version)| ModuleVersion {
+                module,
+                identify,
+                version,
+            })
+            .collect(),
+    }))
 }
 
-/// Register a device (or update an existing one) with its name, IMEI, MAC and group.
+/// Register a device (or update an existing one) with its name, IMEI, MAC and group; an
+/// omitted field keeps its value, an empty string clears it.
+#[utoipa::path(put, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/devices/{device}", tag = "devices",
+    params(("tenant" = String, Path), ("sn" = String, Path), ("device" = String, Path, description = "device serial number")),
+    request_body = DevicePatch,
+    responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_device(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, sn, device)): Path<(String, String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let patch: DevicePatch = if body.is_empty() {
         DevicePatch::default()
     } else {
@@ -72,87 +193,5 @@ async fn put_device(
         .catalog
         .update_device(t.id, &sn, &device, &patch)
         .await?;
-    Ok(Json(json!(d)))
-}
-
-async fn list(_: Operator, State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "items": st.services.auth.list_tenants().await? }),
-    ))
-}
-
-#[derive(Deserialize)]
-struct NewTenant {
-    name: String,
-}
-
-async fn create(
-    _: Operator,
-    State(st): State<AppState>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let t: NewTenant = body_json(&body)?;
-    let tenant = st.services.auth.create_tenant(&t.name).await?;
-    Ok((StatusCode::CREATED, Json(json!(tenant))))
-}
-
-async fn list_products(
-    _: Operator,
-    State(st): State<AppState>,
-    Path(tenant): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let t = st.services.auth.tenant(&tenant).await?;
-    Ok(Json(
-        json!({ "items": st.services.catalog.list_products(t.id).await? }),
-    ))
-}
-
-#[derive(Deserialize)]
-struct NewProduct {
-    sn: String,
-    name: Option<String>,
-}
-
-async fn create_product(
-    _: Operator,
-    State(st): State<AppState>,
-    Path(tenant): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let p: NewProduct = body_json(&body)?;
-    let t = st.services.auth.tenant(&tenant).await?;
-    let name = p.name.as_deref().unwrap_or(&p.sn);
-    let product = st
-        .services
-        .catalog
-        .create_product(t.id, &p.sn, name)
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!(product))))
-}
-
-async fn get_product(
-    _: Operator,
-    State(st): State<AppState>,
-    Path((tenant, sn)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let t = st.services.auth.tenant(&tenant).await?;
-    Ok(Json(json!(st.services.catalog.product(t.id, &sn).await?)))
-}
-
-async fn list_devices(
-    _: Operator,
-    State(st): State<AppState>,
-    Path((tenant, sn)): Path<(String, String)>,
-    q: Result<Query<PageReq>, axum::extract::rejection::QueryRejection>,
-    f: Result<Query<DeviceFilter>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let page = query(q)?;
-    let filter = query(f)?;
-    let t = st.services.auth.tenant(&tenant).await?;
-    let devices = st
-        .services
-        .catalog
-        .list_devices(t.id, &sn, &filter, page)
-        .await?;
-    Ok(Json(json!(devices)))
+    Ok(Json(d))
 }
