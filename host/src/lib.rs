@@ -46,6 +46,8 @@ pub struct Services {
 }
 
 pub use flows::FlowError;
+/// How callers stop the host's background tasks (scheduler, change feed).
+pub use tokio_util::sync::CancellationToken;
 
 impl Services {
     /// Connect to the configured database (migrating it) and build the services.

@@ -147,6 +147,14 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         Duration::from_millis(config.scheduler.interval_ms),
         shutdown.clone(),
     )));
+    {
+        // Other replicas' campaign changes (PostgreSQL NOTIFY); a no-op on SQLite.
+        let rollout = services.rollout.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            rollout.follow_changes(shutdown).await
+        }));
+    }
     println!("listening on http://{addr}");
     guard.disarm();
     Ok(RunningServer {

@@ -276,6 +276,7 @@ async fn storage_and_iotstack_on_postgres() {
     let (a, clock) = open(url.clone(), dir.path()).await;
     let b = open_with(url, dir.path(), clock.clone()).await;
     replicas_race(&a, &b, &clock).await;
+    replicas_follow_changes(&a, &b).await;
 
     // The whole server on PostgreSQL: the IoTStack flow over HTTP.
     let t = TestServer::start(Options {
@@ -1276,4 +1277,101 @@ async fn model_on_sqlite() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
     let (s, clock) = open(url, dir.path()).await;
     model_suite(&s, &clock).await;
+}
+
+/// Replica `b` caches a product's active campaigns for a long time while it follows the
+/// change feed; a pause made on replica `a` still reaches it at once.
+async fn replicas_follow_changes(a: &Services, b: &Services) {
+    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope};
+    use ota_host::rollout::feed::LONG_TTL;
+    use std::time::Duration;
+
+    let follow = ota_host::CancellationToken::new();
+    let feed = {
+        let rollout = b.rollout.clone();
+        let token = follow.clone();
+        tokio::spawn(async move { rollout.follow_changes(token).await })
+    };
+    assert!(
+        ota_tests::eventually(Duration::from_secs(10), || async {
+            b.rollout.follows_changes()
+        })
+        .await,
+        "replica b never started following"
+    );
+    let t = a.auth.ensure_tenant("feed").await.unwrap();
+    let p = a.catalog.create_product(t.id, "F", "feed").await.unwrap();
+    let target = online_mcu_release(a, t.id, &p, "5").await;
+    let c = a
+        .rollout
+        .create_campaign(
+            t.id,
+            NewCampaign {
+                description: String::new(),
+                name: "feed".into(),
+                target,
+                from_version: None,
+                scope: Scope::All,
+                mode: Mode::Auto,
+                tag: "formal".into(),
+                retries: 0,
+                timeout_secs: 600,
+                waves: None,
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    a.rollout
+        .act(t.id, c.id, Action::Start, "ops", "")
+        .await
+        .unwrap();
+    let facts = |i: usize| {
+        let catalog = b.catalog.clone();
+        let (tid, pid) = (t.id, p.id);
+        async move {
+            let d = catalog
+                .register_device(tid, "F", &format!("f{i}"))
+                .await
+                .unwrap();
+            DeviceFacts {
+                id: d.id,
+                product_id: pid,
+                group: None,
+            }
+        }
+    };
+    let first = facts(0).await;
+    assert!(
+        b.rollout
+            .check_in(&first, "mcu", 0, "1")
+            .await
+            .unwrap()
+            .is_some(),
+        "b offers the running campaign (and caches it)"
+    );
+    a.rollout
+        .act(t.id, c.id, Action::Pause, "ops", "")
+        .await
+        .unwrap();
+    let second = facts(1).await;
+    let started = std::time::Instant::now();
+    assert!(
+        ota_tests::eventually(Duration::from_secs(10), || async {
+            b.rollout
+                .check_in(&second, "mcu", 0, "1")
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await,
+        "the pause never reached replica b"
+    );
+    assert!(
+        started.elapsed() < LONG_TTL,
+        "seen through the feed, not by the cache expiring"
+    );
+    follow.cancel();
+    feed.await.unwrap();
+    assert!(!b.rollout.follows_changes());
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -295,17 +295,14 @@ pub struct JobTick {
     pub widened: u64,
 }
 
-/// Active campaigns per product, kept briefly so check-ins (the hot path) do not query
-/// campaigns on every poll. Local changes drop the entry at once; changes made by another
-/// replica are seen within [`ACTIVE_TTL`].
+/// Active campaigns per product, kept so check-ins (the hot path) do not query campaigns on
+/// every poll. Local changes drop the entry at once; other replicas' changes arrive through
+/// the change feed (`feed.rs`), or within its short lifetime where there is none.
 #[derive(Default)]
-pub struct ActiveCache(Mutex<HashMap<i64, Cached>>);
+pub struct ActiveCache(pub(super) Mutex<HashMap<i64, Cached>>);
 
 /// When a product's active campaigns were read, and what they were.
 type Cached = (Instant, Arc<Vec<Campaign>>);
-
-/// How stale another replica's campaign change may look to this one.
-pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
 
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
     target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \
@@ -498,12 +495,6 @@ async fn unlist(
 }
 
 impl Rollout {
-    fn invalidate(&self, product_id: i64) {
-        if let Ok(mut m) = self.active.0.lock() {
-            m.remove(&product_id);
-        }
-    }
-
     /// Create a campaign in `draft`.
     pub async fn create_campaign(
         &self,
@@ -777,7 +768,7 @@ impl Rollout {
         )
         .await?;
         tx.commit().await?;
-        self.invalidate(c.product_id);
+        self.changed(Some(c.product_id)).await;
         self.campaign(tenant_id, id).await
     }
 
@@ -815,7 +806,7 @@ impl Rollout {
         }
         log(&mut tx, id, now, actor, "delete", "").await?;
         tx.commit().await?;
-        self.invalidate(c.product_id);
+        self.changed(Some(c.product_id)).await;
         Ok(())
     }
 
@@ -842,7 +833,7 @@ impl Rollout {
         )
         .await?;
         tx.commit().await?;
-        self.invalidate(c.product_id);
+        self.changed(Some(c.product_id)).await;
         Ok(removed)
     }
 
@@ -862,7 +853,7 @@ impl Rollout {
         .fetch_all(self.db.pool())
         .await?;
         for r in &rows {
-            self.invalidate(r.get(0));
+            self.changed(Some(r.get(0))).await;
         }
         Ok(rows.len() as u64)
     }
@@ -974,7 +965,7 @@ impl Rollout {
         }
         log(&mut tx, id, now, actor, action.name(), note).await?;
         tx.commit().await?;
-        self.invalidate(current.product_id);
+        self.changed(Some(current.product_id)).await;
         self.campaign(tenant_id, id).await
     }
 
@@ -1047,7 +1038,7 @@ impl Rollout {
     async fn active_campaigns(&self, product_id: i64) -> Result<Arc<Vec<Campaign>>, RolloutError> {
         if let Ok(m) = self.active.0.lock()
             && let Some((at, list)) = m.get(&product_id)
-            && at.elapsed() < ACTIVE_TTL
+            && at.elapsed() < self.following.ttl()
         {
             return Ok(list.clone());
         }
@@ -1353,10 +1344,8 @@ impl Rollout {
         }
         tx.commit().await?;
         tick.finished_campaigns = done.len() as u64;
-        if !(done.is_empty() && paused.is_empty() && widened.is_empty())
-            && let Ok(mut m) = self.active.0.lock()
-        {
-            m.clear();
+        if !(done.is_empty() && paused.is_empty() && widened.is_empty()) {
+            self.changed(None).await;
         }
         Ok(tick)
     }

@@ -11,6 +11,7 @@ use crate::clock::SharedClock;
 use crate::storage::Db;
 
 pub mod campaigns;
+pub mod feed;
 pub mod job;
 pub mod scheduler;
 
@@ -134,6 +135,7 @@ pub struct Rollout {
     clock: SharedClock,
     deployment_timeout: Duration,
     active: std::sync::Arc<campaigns::ActiveCache>,
+    following: std::sync::Arc<feed::Following>,
 }
 
 const OPEN: &str = "('init', 'processing')";
@@ -145,6 +147,7 @@ impl Rollout {
             clock,
             deployment_timeout,
             active: Default::default(),
+            following: Default::default(),
         }
     }
 
