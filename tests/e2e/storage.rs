@@ -277,6 +277,7 @@ async fn storage_and_iotstack_on_postgres() {
     let b = open_with(url, dir.path(), clock.clone()).await;
     replicas_race(&a, &b, &clock).await;
     replicas_follow_changes(&a, &b).await;
+    waves_never_overshoot(&a, &b).await;
 
     // The whole server on PostgreSQL: the IoTStack flow over HTTP.
     let t = TestServer::start(Options {
@@ -1374,4 +1375,70 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
     follow.cancel();
     feed.await.unwrap();
     assert!(!b.rollout.follows_changes());
+}
+
+/// Forty devices make first contact at once through two replicas; a wave of five admits
+/// exactly five of them.
+async fn waves_never_overshoot(a: &Services, b: &Services) {
+    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope, Waves};
+
+    let t = a.auth.ensure_tenant("waves").await.unwrap();
+    let p = a.catalog.create_product(t.id, "W", "waves").await.unwrap();
+    let target = online_mcu_release(a, t.id, &p, "3").await;
+    let c = a
+        .rollout
+        .create_campaign(
+            t.id,
+            NewCampaign {
+                description: String::new(),
+                name: "wave".into(),
+                target,
+                from_version: None,
+                scope: Scope::All,
+                mode: Mode::Auto,
+                tag: "formal".into(),
+                retries: 0,
+                timeout_secs: 600,
+                waves: Some(Waves {
+                    initial: 5,
+                    step: 5,
+                    interval_secs: 3_600,
+                    max_failure_pct: None,
+                }),
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    a.rollout
+        .act(t.id, c.id, Action::Start, "ops", "")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let d = a
+            .catalog
+            .register_device(t.id, "W", &format!("w{i}"))
+            .await
+            .unwrap();
+        let facts = DeviceFacts {
+            id: d.id,
+            product_id: p.id,
+            group: None,
+        };
+        tasks.push(tokio::spawn(async move {
+            s.rollout
+                .check_in(&facts, "mcu", 0, "1")
+                .await
+                .unwrap()
+                .is_some()
+        }));
+    }
+    let mut offered = 0;
+    for t in tasks {
+        offered += t.await.unwrap() as u64;
+    }
+    assert_eq!(offered, 5, "offers");
+    assert_eq!(a.rollout.stats(t.id, c.id).await.unwrap().total, 5, "jobs");
 }

@@ -1145,20 +1145,7 @@ impl Rollout {
             }
             let now = self.clock.now_millis();
             if c.mode == "auto" {
-                // Admit a new device only while the current wave has room.
-                sqlx::query(
-                    "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, version_before, created_at, updated_at) \
-                     SELECT $1, $2, 'queued', 'queued', 0, '', $3, $4, $4 \
-                     WHERE $5 IS NULL OR (SELECT COUNT(*) FROM jobs WHERE campaign_id = $1) < $5 \
-                     ON CONFLICT (campaign_id, device_id) DO NOTHING",
-                )
-                .bind(c.id)
-                .bind(device.id)
-                .bind(current)
-                .bind(now)
-                .bind(c.wave_cap)
-                .execute(self.db.pool())
-                .await?;
+                self.admit(c, device.id, current, now).await?;
             }
             let Some(job) = self.job_of(c.id, device.id).await? else {
                 continue; // manual campaign without this device
@@ -1186,6 +1173,59 @@ impl Rollout {
             }));
         }
         Ok(None)
+    }
+
+    /// Give a device its job in an auto campaign, within the current wave. With waves the
+    /// job and the campaign's admission counter change in one transaction: the counter's
+    /// row lock serializes concurrent first contacts (replicas included), so a wave never
+    /// overshoots, and no first contact has to count the jobs already admitted.
+    async fn admit(
+        &self,
+        c: &Campaign,
+        device: i64,
+        current: &str,
+        now: i64,
+    ) -> Result<(), RolloutError> {
+        let insert = "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, \
+               version_before, created_at, updated_at) \
+             VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $4, $4) \
+             ON CONFLICT (campaign_id, device_id) DO NOTHING";
+        if c.wave_cap.is_none() {
+            sqlx::query(insert)
+                .bind(c.id)
+                .bind(device)
+                .bind(current)
+                .bind(now)
+                .execute(self.db.pool())
+                .await?;
+            return Ok(());
+        }
+        let mut tx = self.db.pool().begin().await?;
+        let inserted = sqlx::query(insert)
+            .bind(c.id)
+            .bind(device)
+            .bind(current)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(()); // already has its job
+        }
+        let room = sqlx::query(
+            "UPDATE campaigns SET admitted = admitted + 1 \
+             WHERE id = $1 AND (wave_cap IS NULL OR admitted < wave_cap)",
+        )
+        .bind(c.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if room == 1 {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?; // the wave is full: this device waits for the next one
+        }
+        Ok(())
     }
 
     /// A job by id.
