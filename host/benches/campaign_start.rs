@@ -149,6 +149,7 @@ fn main() {
                         interval_secs: 3_600,
                         max_failure_pct: Some(10),
                     }),
+                    window: None,
                 },
                 "bench",
             )

@@ -133,6 +133,7 @@ fn main() {
                         retries: 0,
                         timeout_secs: 86_400,
                         waves: None,
+                        window: None,
                     },
                     "bench",
                 )

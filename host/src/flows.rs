@@ -7,7 +7,9 @@ use crate::Services;
 use crate::blobs::BlobError;
 use crate::catalog::releases::{Payload, Release, ReleasePatch, ReleaseStatus};
 use crate::catalog::{self, CatalogError};
-use crate::rollout::campaigns::{Campaign, Job, NewCampaign, Offer, Scope, Target, Waves};
+use crate::rollout::campaigns::{
+    Campaign, Job, MaintenanceWindow, NewCampaign, Offer, Scope, Target, Waves,
+};
 use crate::rollout::job::JobState;
 use crate::rollout::{self, RolloutError};
 
@@ -65,6 +67,7 @@ pub struct CampaignRequest {
     pub retries: u8,
     pub timeout_secs: u64,
     pub waves: Option<WavesRequest>,
+    pub window: Option<MaintenanceWindow>,
 }
 
 /// Where a release's bytes are, as callers name them: a stored blob (facts from the store,
@@ -216,6 +219,7 @@ impl Services {
                     retries: c.retries,
                     timeout_secs: c.timeout_secs,
                     waves,
+                    window: c.window,
                 },
                 actor,
             )

@@ -270,6 +270,7 @@ async fn the_scheduler_survives_kill_9() {
                             interval_secs: 1,
                             max_failure_pct: None,
                         }),
+                        window: None,
                     },
                     "ops",
                 )

@@ -425,6 +425,31 @@ async fn admin_api_runs_a_campaign_through_approval() {
     )
     .await;
     assert_eq!(s, 400);
+    // A nightly window in UTC; a malformed one is refused.
+    let (s, nightly) = call(
+        Method::POST,
+        format!("{base}/campaigns"),
+        Some(json!({
+            "name": "nightly", "release_id": rel["id"], "mode": "auto", "scope": {"type": "all"},
+            "maintenance_window": {"start": "22:00", "end": "04:30"}
+        })),
+    )
+    .await;
+    assert_eq!(
+        (s, nightly["window"].clone()),
+        (201, json!({"start_min": 1320, "end_min": 270})),
+        "{nightly}"
+    );
+    let (s, _) = call(
+        Method::POST,
+        format!("{base}/campaigns"),
+        Some(json!({
+            "name": "never", "release_id": rel["id"], "mode": "auto", "scope": {"type": "all"},
+            "maintenance_window": {"start": "25:00", "end": "04:30"}
+        })),
+    )
+    .await;
+    assert_eq!(s, 400);
 
     let (s, b) = call(
         Method::POST,
@@ -515,9 +540,11 @@ async fn admin_api_runs_a_campaign_through_approval() {
         ]
     );
     let (_, list) = call(Method::GET, format!("{base}/campaigns"), None).await;
-    assert_eq!(list["total"], 2);
-    // Invalidating the release withdraws it: the staged campaign (still a draft) is cancelled.
+    assert_eq!(list["total"], 3);
+    // Invalidating the release withdraws it: the staged and nightly campaigns (still drafts)
+    // are cancelled.
     let staged = w["id"].as_i64().unwrap();
+    let nightly = nightly["id"].as_i64().unwrap();
     let invalid = json!({"status": "invalid"});
     let (s, r) = call(
         Method::PATCH,
@@ -527,7 +554,7 @@ async fn admin_api_runs_a_campaign_through_approval() {
     .await;
     assert_eq!(
         (s, &r["cancelled_campaigns"]),
-        (200, &json!([staged])),
+        (200, &json!([staged, nightly])),
         "{r}"
     );
     let (_, shown) = call(Method::GET, format!("{base}/campaigns/{staged}"), None).await;

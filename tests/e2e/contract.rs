@@ -492,10 +492,15 @@ async fn a_campaign_through_the_contract() {
         &t,
         "update-campaign",
         json!({ "id": id, "patch": { "name": "Spring Renamed", "description": null, "retries": 3,
-            "timeout_secs": null, "tag": null, "scope": { "Devices": ["d2", "d3"] } } }),
+            "timeout_secs": null, "tag": null, "scope": { "Devices": ["d2", "d3"] },
+            "maintenance_window": { "start_minute": 1320, "end_minute": 240 } } }),
     )
     .await;
     assert_eq!(edited["scope"], json!({ "Devices": ["d2", "d3"] }));
+    assert_eq!(
+        edited["maintenance_window"],
+        json!({ "start_minute": 1320, "end_minute": 240 })
+    );
     assert_eq!(edited["retries"], 3);
     let bad = call(
         &t,

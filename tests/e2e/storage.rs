@@ -384,6 +384,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         retries: 1,
         timeout_secs: 60,
         waves: None,
+        window: None,
     };
     let bad = NewCampaign {
         retries: 4,
@@ -702,6 +703,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
             interval_secs: 60,
             max_failure_pct,
         }),
+        window: None,
         ..new(Scope::All, Mode::Auto)
     };
     let huge = NewCampaign {
@@ -711,6 +713,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
             interval_secs: 60,
             max_failure_pct: None,
         }),
+        window: None,
         ..new(Scope::All, Mode::Auto)
     };
     assert!(matches!(
@@ -971,6 +974,7 @@ async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
                 retries: 0,
                 timeout_secs: 10,
                 waves: None,
+                window: None,
             },
             "ops",
         )
@@ -1098,6 +1102,7 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
         retries: 0,
         timeout_secs: 600,
         waves: None,
+        window: None,
     };
     let c = s
         .rollout
@@ -1244,6 +1249,51 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
     );
     clock.advance_secs(1);
 
+    // A maintenance window (UTC) holds offers back outside it. The clock reads 22:13 UTC.
+    let held = s
+        .rollout
+        .update_campaign(
+            t.id,
+            c.id,
+            CampaignPatch {
+                window: Some(ota_host::rollout::campaigns::MaintenanceWindow {
+                    start_min: 23 * 60,
+                    end_min: 60,
+                }),
+                ..Default::default()
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert!(held.window.is_some());
+    let late = s
+        .catalog
+        .update_device(t.id, &p.sn, "m4", &DevicePatch::default())
+        .await
+        .unwrap();
+    s.rollout
+        .add_devices(t.id, c.id, &[late.id], "ops")
+        .await
+        .unwrap();
+    assert!(
+        s.rollout
+            .check_in(&facts(&late), "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none(),
+        "22:13 is outside 23:00-01:00"
+    );
+    clock.advance_secs(50 * 60);
+    assert!(
+        s.rollout
+            .check_in(&facts(&late), "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_some(),
+        "23:03 is inside"
+    );
+
     // Start skips approval; deletion cancels and hides.
     let started = s
         .rollout
@@ -1318,6 +1368,7 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
                 retries: 0,
                 timeout_secs: 600,
                 waves: None,
+                window: None,
             },
             "ops",
         )
@@ -1405,6 +1456,7 @@ async fn waves_never_overshoot(a: &Services, b: &Services) {
                     interval_secs: 3_600,
                     max_failure_pct: None,
                 }),
+                window: None,
             },
             "ops",
         )

@@ -167,6 +167,37 @@ pub struct NewCampaign {
     pub timeout_secs: u64,
     /// Staged rollout; `None` admits every device at once.
     pub waves: Option<Waves>,
+    /// Offer only inside this daily window (UTC); `None` for any time.
+    pub window: Option<MaintenanceWindow>,
+}
+
+/// A daily window, in minutes after midnight UTC, in which devices are offered updates. An
+/// `end` before `start` spans midnight (22:00-04:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MaintenanceWindow {
+    pub start_min: u16,
+    pub end_min: u16,
+}
+
+impl MaintenanceWindow {
+    /// Whether `now_millis` (Unix milliseconds) lies inside the window.
+    pub fn contains(self, now_millis: i64) -> bool {
+        let minute = (now_millis.div_euclid(60_000)).rem_euclid(1_440) as u16;
+        if self.start_min <= self.end_min {
+            (self.start_min..self.end_min).contains(&minute)
+        } else {
+            minute >= self.start_min || minute < self.end_min
+        }
+    }
+
+    fn check(self) -> Result<(), RolloutError> {
+        if self.start_min >= 1_440 || self.end_min >= 1_440 || self.start_min == self.end_min {
+            return Err(RolloutError::Invalid(
+                "a maintenance window needs two different minutes of the day (0-1439)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A stored campaign.
@@ -199,6 +230,8 @@ pub struct Campaign {
     pub wave_interval_secs: Option<i64>,
     pub next_wave_at: Option<i64>,
     pub max_failure_pct: Option<i64>,
+    /// Daily offer window (UTC), if any.
+    pub window: Option<MaintenanceWindow>,
 }
 
 /// One device in one campaign.
@@ -229,6 +262,8 @@ pub struct CampaignPatch {
     pub tag: Option<String>,
     /// Replaces the scope; a device list replaces the listed devices as a whole.
     pub scope: Option<Scope>,
+    /// Sets (never clears) the maintenance window.
+    pub window: Option<MaintenanceWindow>,
 }
 
 /// Which campaigns to list: every given field must match.
@@ -307,7 +342,7 @@ type Cached = (Instant, Arc<Vec<Campaign>>);
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
     target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \
     timeout_secs, created_by, created_at, updated_at, wave_cap, wave_step, wave_interval_secs, \
-    next_wave_at, max_failure_pct, description FROM campaigns";
+    next_wave_at, max_failure_pct, description, window_start, window_end FROM campaigns";
 
 const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, retry_count, \
     result_code, result_text, version_before, version_after, created_at, updated_at, deadline_at \
@@ -343,6 +378,13 @@ fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
         next_wave_at: r.get(23),
         max_failure_pct: r.get(24),
         description: r.get(25),
+        window: match (r.get::<Option<i64>, _>(26), r.get::<Option<i64>, _>(27)) {
+            (Some(start), Some(end)) => Some(MaintenanceWindow {
+                start_min: start.clamp(0, 1_439) as u16,
+                end_min: end.clamp(0, 1_439) as u16,
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -519,6 +561,9 @@ impl Rollout {
             ));
         }
         check_tag(&n.tag)?;
+        if let Some(w) = n.window {
+            w.check()?;
+        }
         if let Some(from) = &n.from_version
             && version::compare(from, &n.target.version) != std::cmp::Ordering::Less
         {
@@ -532,8 +577,8 @@ impl Rollout {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (tenant_id, product_id, release_id, name, module, identify, target_version, \
                from_version, scope, scope_group, mode, tag, status, retries, timeout_secs, created_by, created_at, updated_at, \
-               wave_cap, wave_step, wave_interval_secs, max_failure_pct, description) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16, $17, $18, $19, $20, $21) RETURNING id",
+               wave_cap, wave_step, wave_interval_secs, max_failure_pct, description, window_start, window_end) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, $16, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id",
         )
         .bind(tenant_id)
         .bind(n.target.product_id)
@@ -556,6 +601,8 @@ impl Rollout {
         .bind(n.waves.map(|w| w.interval_secs as i64))
         .bind(n.waves.and_then(|w| w.max_failure_pct.map(i64::from)))
         .bind(&n.description)
+        .bind(n.window.map(|w| w.start_min as i64))
+        .bind(n.window.map(|w| w.end_min as i64))
         .fetch_one(&mut *tx)
         .await?;
         for d in &devices {
@@ -710,6 +757,10 @@ impl Rollout {
         check_description(&description)?;
         check_retries_timeout(retries, timeout)?;
         check_tag(&tag)?;
+        let window = patch.window.or(c.window);
+        if let Some(w) = window {
+            w.check()?;
+        }
         let scope = patch.scope.as_ref().map(scope_parts).transpose()?;
         let now = self.clock.now_millis().max(c.updated_at + 1);
         let mut tx = self.db.pool().begin().await?;
@@ -721,7 +772,7 @@ impl Rollout {
         // one is refused rather than silently merged.
         let changed = sqlx::query(
             "UPDATE campaigns SET name = $1, description = $2, retries = $3, timeout_secs = $4, tag = $5, \
-               scope = $6, scope_group = $7, updated_at = $8 \
+               scope = $6, scope_group = $7, updated_at = $8, window_start = $11, window_end = $12 \
              WHERE id = $9 AND updated_at = $10 AND status NOT IN ('stopped', 'finished', 'cancelled')",
         )
         .bind(name.trim())
@@ -734,6 +785,8 @@ impl Rollout {
         .bind(now)
         .bind(id)
         .bind(c.updated_at)
+        .bind(window.map(|w| w.start_min as i64))
+        .bind(window.map(|w| w.end_min as i64))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1144,6 +1197,11 @@ impl Rollout {
                 continue;
             }
             let now = self.clock.now_millis();
+            // Outside its maintenance window a campaign offers nothing (jobs already under
+            // way keep their deadlines and may still report).
+            if c.window.is_some_and(|w| !w.contains(now)) {
+                continue;
+            }
             if c.mode == "auto" {
                 self.admit(c, device.id, current, now).await?;
             }
@@ -1470,5 +1528,57 @@ impl Rollout {
                 detail: r.get(3),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MaintenanceWindow;
+
+    fn at(h: i64, m: i64) -> i64 {
+        // 2023-11-15, h:m UTC.
+        const MIDNIGHT: i64 = 1_700_006_400_000;
+        MIDNIGHT + (h * 60 + m) * 60_000
+    }
+
+    #[test]
+    fn a_window_within_a_day() {
+        let w = MaintenanceWindow {
+            start_min: 60,
+            end_min: 120,
+        };
+        assert!(!w.contains(at(0, 59)));
+        assert!(w.contains(at(1, 0)));
+        assert!(w.contains(at(1, 59)));
+        assert!(!w.contains(at(2, 0)), "the end is exclusive");
+    }
+
+    #[test]
+    fn a_window_across_midnight() {
+        let w = MaintenanceWindow {
+            start_min: 22 * 60,
+            end_min: 4 * 60,
+        };
+        assert!(w.contains(at(23, 30)));
+        assert!(w.contains(at(0, 0)));
+        assert!(w.contains(at(3, 59)));
+        assert!(!w.contains(at(4, 0)));
+        assert!(!w.contains(at(12, 0)));
+        assert!(
+            MaintenanceWindow {
+                start_min: 5,
+                end_min: 5
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            MaintenanceWindow {
+                start_min: 0,
+                end_min: 1_440
+            }
+            .check()
+            .is_err()
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::rollout::RolloutError;
 use crate::rollout::campaigns::{
     Action, CampaignFilter, CampaignPatch, CampaignStatus, JobFilter, Mode,
 };
-use crate::rollout::campaigns::{Campaign, Job, LogEntry, Stats};
+use crate::rollout::campaigns::{Campaign, Job, LogEntry, MaintenanceWindow, Stats};
 use crate::rollout::job::JobState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -105,6 +105,31 @@ struct Create {
     #[serde(default = "one_day")]
     timeout_secs: u64,
     waves: Option<WavesIn>,
+    maintenance_window: Option<WindowIn>,
+}
+
+/// A daily window in UTC as operators write it: `{"start": "22:00", "end": "04:00"}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WindowIn {
+    start: String,
+    end: String,
+}
+
+impl WindowIn {
+    fn parse(&self) -> Result<MaintenanceWindow, ApiError> {
+        let minute = |s: &str| -> Option<u16> {
+            let (h, m) = s.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        match (minute(&self.start), minute(&self.end)) {
+            (Some(start_min), Some(end_min)) => Ok(MaintenanceWindow { start_min, end_min }),
+            _ => Err(ApiError::BadRequest(
+                "a maintenance window is {\"start\": \"HH:MM\", \"end\": \"HH:MM\"} in UTC".into(),
+            )),
+        }
+    }
 }
 
 /// Waves as operators write them: an initial count or a share of the product's devices.
@@ -173,6 +198,11 @@ async fn create(
                 retries: c.retries,
                 timeout_secs: c.timeout_secs,
                 waves,
+                window: c
+                    .maintenance_window
+                    .as_ref()
+                    .map(WindowIn::parse)
+                    .transpose()?,
             },
             &op.name,
         )
@@ -304,6 +334,7 @@ struct Patch {
     timeout_secs: Option<u64>,
     tag: Option<String>,
     scope: Option<ScopeIn>,
+    maintenance_window: Option<WindowIn>,
 }
 
 #[utoipa::path(patch, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
@@ -333,6 +364,11 @@ async fn update(
         timeout_secs: p.timeout_secs,
         tag: p.tag,
         scope,
+        window: p
+            .maintenance_window
+            .as_ref()
+            .map(WindowIn::parse)
+            .transpose()?,
     };
     let c = st
         .services

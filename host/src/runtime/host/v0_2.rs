@@ -161,6 +161,13 @@ fn scope_from(s: rollout::Scope) -> ScopeRequest {
     }
 }
 
+fn window_from(w: rollout::MaintenanceWindow) -> crate::rollout::campaigns::MaintenanceWindow {
+    crate::rollout::campaigns::MaintenanceWindow {
+        start_min: w.start_minute,
+        end_min: w.end_minute,
+    }
+}
+
 fn window(w: types::Window) -> PageReq {
     PageReq::window(w.offset, w.limit)
 }
@@ -321,6 +328,10 @@ impl RequestState {
             created_at: ms(c.created_at),
             updated_at: ms(c.updated_at),
             waves,
+            maintenance_window: c.window.map(|w| rollout::MaintenanceWindow {
+                start_minute: w.start_min,
+                end_minute: w.end_min,
+            }),
         })
     }
 
@@ -936,6 +947,7 @@ impl rollout::Host for RequestState {
             tag: tag_str(c.tag),
             retries: c.retries,
             timeout_secs: c.timeout_secs,
+            window: c.maintenance_window.map(window_from),
             waves: c.waves.map(|w| WavesRequest {
                 start: WaveStart::Count(w.initial),
                 step: w.step,
@@ -1028,6 +1040,7 @@ impl rollout::Host for RequestState {
             timeout_secs: patch.timeout_secs,
             tag: patch.tag.map(tag_str),
             scope,
+            window: patch.maintenance_window.map(window_from),
         };
         let c = self
             .services
