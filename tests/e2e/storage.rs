@@ -1320,6 +1320,70 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
         CampaignStatus::Cancelled,
         "kept for the record"
     );
+
+    // A device list with a from-version still finishes when a listed device runs another
+    // version: that device's job is cancelled with the reason.
+    let target3 = online_mcu_release(s, t.id, &p, "3.0").await;
+    let delta = s
+        .rollout
+        .create_campaign(
+            t.id,
+            NewCampaign {
+                from_version: Some("2.1".into()),
+                target: target3,
+                scope: Scope::Devices(vec![devices[0].id, devices[1].id]),
+                ..new("from 2.1", "formal")
+            },
+            "ops",
+        )
+        .await
+        .unwrap();
+    s.rollout
+        .act(t.id, delta.id, Action::Start, "ops", "")
+        .await
+        .unwrap();
+    let offer = s
+        .rollout
+        .check_in(&facts(&devices[0]), "mcu", 0, "2.1")
+        .await
+        .unwrap()
+        .expect("m1 runs the from-version");
+    assert_eq!(offer.campaign.id, delta.id);
+    assert!(
+        s.rollout
+            .check_in(&facts(&devices[1]), "mcu", 0, "1.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.rollout
+        .report_job(
+            offer.job.id,
+            devices[0].id,
+            JobState::Succeeded,
+            None,
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    let (jobs, _) = s
+        .rollout
+        .jobs(t.id, delta.id, &JobFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    let m2 = jobs.iter().find(|j| j.device_id == devices[1].id).unwrap();
+    assert_eq!(m2.state, JobState::Cancelled);
+    assert!(
+        m2.result_text.contains("applies only to 2.1"),
+        "{}",
+        m2.result_text
+    );
+    s.rollout.tick_jobs().await.unwrap();
+    assert_eq!(
+        s.rollout.campaign(t.id, delta.id).await.unwrap().status,
+        CampaignStatus::Finished
+    );
 }
 
 #[tokio::test]

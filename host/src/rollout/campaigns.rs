@@ -1182,10 +1182,27 @@ impl Rollout {
                 }
                 continue;
             }
-            if c.from_version
-                .as_deref()
-                .is_some_and(|f| version::compare(f, current) != std::cmp::Ordering::Equal)
+            if let Some(from) = c.from_version.as_deref()
+                && version::compare(from, current) != std::cmp::Ordering::Equal
             {
+                // A listed device on another version can never take this campaign: it is
+                // recorded as cancelled (with why), so the list can still finish.
+                if c.scope == "devices" && self.listed(c.id, device.id).await? {
+                    let now = self.clock.now_millis();
+                    sqlx::query(
+                        "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, \
+                           version_before, created_at, updated_at) \
+                         VALUES ($1, $2, 'cancelled', 'queued', 0, $3, $4, $5, $5) \
+                         ON CONFLICT (campaign_id, device_id) DO NOTHING",
+                    )
+                    .bind(c.id)
+                    .bind(device.id)
+                    .bind(format!("runs {current}; the campaign applies only to {from}"))
+                    .bind(current)
+                    .bind(now)
+                    .execute(self.db.pool())
+                    .await?;
+                }
                 continue;
             }
             let in_scope = match c.scope.as_str() {
