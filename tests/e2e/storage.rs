@@ -278,6 +278,7 @@ async fn storage_and_iotstack_on_postgres() {
     replicas_race(&a, &b, &clock).await;
     replicas_follow_changes(&a, &b).await;
     waves_never_overshoot(&a, &b).await;
+    deployments_survive_the_upgrade(pg.create_database(), dir.path()).await;
 
     // The whole server on PostgreSQL: the IoTStack flow over HTTP.
     let t = TestServer::start(Options {
@@ -1557,4 +1558,94 @@ async fn waves_never_overshoot(a: &Services, b: &Services) {
     }
     assert_eq!(offered, 5, "offers");
     assert_eq!(a.rollout.stats(t.id, c.id).await.unwrap().total, 5, "jobs");
+}
+
+/// A database that held IoTStack deployments before they became jobs: after the upgrade
+/// each one is a deployment job with its status and full history.
+async fn deployments_survive_the_upgrade(url: String, dir: &std::path::Path) {
+    use ota_host::rollout::DeploymentStatus;
+    use sqlx::any::AnyPoolOptions;
+
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let old = dir.join(format!("migrations-before-jobs-{backend}"));
+    std::fs::create_dir_all(&old).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../host/migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "0009" {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO tenants (name, created_at) VALUES ('old', 1)",
+        "INSERT INTO products (tenant_id, sn, name, created_at) VALUES (1, 'P', 'P', 1)",
+        "INSERT INTO devices (product_id, sn, created_at) VALUES (1, 'gw', 1)",
+        "INSERT INTO deployments (tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at) \
+         VALUES (1, 1, 1, 'processing', 1000, 2000, 1800000000000), (1, 1, 0, 'timeout', 1000, 5000, 4000)",
+        "INSERT INTO deployment_events (deployment_id, at, status, message) VALUES \
+         (1, 1000, 'init', 'created'), (1, 2000, 'processing', 'pulling images'), \
+         (2, 1000, 'init', 'created'), (2, 5000, 'timeout', 'too slow')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let (s, _) = open(url, dir).await;
+    let (t, d) = (
+        s.auth.tenant("old").await.unwrap(),
+        s.catalog.find_device(1, "P", "gw").await.unwrap(),
+    );
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'deployment' ORDER BY id")
+            .fetch_all(s.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 2);
+    let first = s.rollout.deployment(ids[0]).await.unwrap();
+    assert_eq!(
+        (
+            first.tenant_id,
+            first.device_id,
+            first.keep_local,
+            first.status
+        ),
+        (t.id, d.id, true, DeploymentStatus::Processing)
+    );
+    assert_eq!(
+        first.log(),
+        "[1] init: created\n[2] processing: pulling images"
+    );
+    let second = s.rollout.deployment(ids[1]).await.unwrap();
+    assert_eq!(second.status, DeploymentStatus::Timeout);
+    assert!(second.log().ends_with("timeout: too slow"));
+    // Still a live deployment: it can be reported on.
+    let done = s
+        .rollout
+        .report(ids[0], DeploymentStatus::Success, Some("up"))
+        .await
+        .unwrap();
+    assert_eq!(done.status, DeploymentStatus::Success);
+    s.db.close().await;
+}
+
+#[tokio::test]
+async fn deployments_become_jobs_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    deployments_survive_the_upgrade(url, dir.path()).await;
 }

@@ -1305,11 +1305,13 @@ impl Rollout {
 
     /// A job by id.
     pub async fn job(&self, id: i64) -> Result<Job, RolloutError> {
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or_else(|| RolloutError::NotFound(format!("unknown job {id}")))?;
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE id = $1 AND kind = 'campaign'"
+        ))
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| RolloutError::NotFound(format!("unknown job {id}")))?;
         Ok(job_from(&row))
     }
 
@@ -1372,7 +1374,7 @@ impl Rollout {
         let mut tx = self.db.pool().begin().await?;
         tick.timed_out = sqlx::query(
             "UPDATE jobs SET previous_state = state, state = 'timed-out', updated_at = $1 \
-             WHERE state IN ('notified', 'downloading', 'installing') AND deadline_at <= $1",
+             WHERE kind = 'campaign' AND state IN ('notified', 'downloading', 'installing') AND deadline_at <= $1",
         )
         .bind(now)
         .execute(&mut *tx)
@@ -1381,7 +1383,7 @@ impl Rollout {
         tick.retried = sqlx::query(
             "UPDATE jobs SET previous_state = state, state = 'queued', retry_count = retry_count + 1, \
                deadline_at = NULL, updated_at = $1 \
-             WHERE state IN ('failed', 'timed-out') AND retry_count < \
+             WHERE kind = 'campaign' AND state IN ('failed', 'timed-out') AND retry_count < \
                (SELECT c.retries FROM campaigns c WHERE c.id = jobs.campaign_id AND c.status = 'running')",
         )
         .bind(now)

@@ -1,7 +1,8 @@
-//! Rollouts: campaigns and per-device jobs (`campaigns`, `job`), IoTStack-style deployments
-//! of the edge services onto a gateway (each with a status history that doubles as its log),
-//! and the scheduler pass that applies every time-driven transition. Every transition is one
-//! conditional UPDATE, so concurrent reporters and scheduler replicas never apply it twice.
+//! Rollouts: campaigns and per-device jobs (`campaigns`, `job`); IoTStack-style deployments
+//! of the edge services onto a gateway, which are jobs of kind `deployment` (no campaign,
+//! their event history doubles as their log); and the scheduler pass that applies every
+//! time-driven transition. Every transition is one conditional UPDATE, so concurrent
+//! reporters and scheduler replicas never apply it twice.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use sqlx::Row;
 
 use crate::clock::SharedClock;
 use crate::storage::Db;
+use job::JobState;
 
 pub mod campaigns;
 pub mod feed;
@@ -138,7 +140,28 @@ pub struct Rollout {
     following: std::sync::Arc<feed::Following>,
 }
 
-const OPEN: &str = "('init', 'processing')";
+/// Open deployment jobs: created (init) or reported in progress (processing).
+const OPEN: &str = "('queued', 'installing')";
+
+/// A deployment's status as its job state, and back.
+fn job_state(status: DeploymentStatus) -> JobState {
+    match status {
+        DeploymentStatus::Init => JobState::Queued,
+        DeploymentStatus::Processing => JobState::Installing,
+        DeploymentStatus::Success => JobState::Succeeded,
+        DeploymentStatus::Failed => JobState::Failed,
+        DeploymentStatus::Timeout => JobState::TimedOut,
+    }
+}
+
+fn deployment_status(state: &str) -> DeploymentStatus {
+    DeploymentStatus::parse(
+        JobState::parse(state)
+            .unwrap_or(JobState::Failed)
+            .iotstack(),
+    )
+    .unwrap_or(DeploymentStatus::Failed)
+}
 
 impl Rollout {
     pub fn new(db: Db, clock: SharedClock, deployment_timeout: Duration) -> Self {
@@ -151,7 +174,8 @@ impl Rollout {
         }
     }
 
-    /// Create a deployment in `init`, due by now + the configured timeout.
+    /// Create a deployment: a job of kind `deployment` in `queued` (IoTStack's `init`), due by
+    /// now + the configured timeout.
     pub async fn create_deployment(
         &self,
         tenant_id: i64,
@@ -162,8 +186,9 @@ impl Rollout {
         let deadline = now + self.deployment_timeout.as_millis() as i64;
         let mut tx = self.db.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO deployments (tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at) \
-             VALUES ($1, $2, $3, 'init', $4, $4, $5) RETURNING id",
+            "INSERT INTO jobs (kind, tenant_id, device_id, keep_local, state, previous_state, retry_count, \
+               result_text, created_at, updated_at, deadline_at) \
+             VALUES ('deployment', $1, $2, $3, 'queued', 'queued', 0, '', $4, $4, $5) RETURNING id",
         )
         .bind(tenant_id)
         .bind(device_id)
@@ -173,27 +198,26 @@ impl Rollout {
         .fetch_one(&mut *tx)
         .await?;
         let message = format!("deployment created (KeepLocal={keep_local})");
-        Self::append(&mut tx, id, now, DeploymentStatus::Init, &message).await?;
+        Self::append(&mut tx, id, now, JobState::Queued, &message).await?;
         tx.commit().await?;
         self.deployment(id).await
     }
 
+    /// Add a line to a job's history.
     async fn append(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         id: i64,
         at: i64,
-        status: DeploymentStatus,
+        state: JobState,
         message: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO deployment_events (deployment_id, at, status, message) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(status.as_str())
-        .bind(message)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("INSERT INTO job_events (job_id, at, state, message) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(at)
+            .bind(state.as_str())
+            .bind(message)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -201,38 +225,34 @@ impl Rollout {
     pub async fn deployment(&self, id: i64) -> Result<Deployment, RolloutError> {
         let not_found = || RolloutError::NotFound(format!("unknown deployment {id}"));
         let row = sqlx::query(
-            "SELECT id, tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at \
-             FROM deployments WHERE id = $1",
+            "SELECT id, tenant_id, device_id, keep_local, state, created_at, updated_at, deadline_at \
+             FROM jobs WHERE id = $1 AND kind = 'deployment'",
         )
         .bind(id)
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(not_found)?;
-        let events = sqlx::query(
-            "SELECT at, status, message FROM deployment_events WHERE deployment_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.db.pool())
-        .await?
-        .iter()
-        .map(|r| DeploymentEvent {
-            at: r.get(0),
-            status: DeploymentStatus::parse(&r.get::<String, _>(1))
-                .unwrap_or(DeploymentStatus::Failed),
-            message: r.get(2),
-        })
-        .collect();
-        let status: String = row.get(4);
+        let events =
+            sqlx::query("SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?
+                .iter()
+                .map(|r| DeploymentEvent {
+                    at: r.get(0),
+                    status: deployment_status(&r.get::<String, _>(1)),
+                    message: r.get(2),
+                })
+                .collect();
         Ok(Deployment {
             id: row.get(0),
             tenant_id: row.get(1),
             device_id: row.get(2),
-            keep_local: row.get::<i64, _>(3) != 0,
-            status: DeploymentStatus::parse(&status)
-                .ok_or_else(|| RolloutError::Invalid(format!("corrupt status {status:?}")))?,
+            keep_local: row.get::<Option<i64>, _>(3).unwrap_or(0) != 0,
+            status: deployment_status(&row.get::<String, _>(4)),
             created_at: row.get(5),
             updated_at: row.get(6),
-            deadline_at: row.get(7),
+            deadline_at: row.get::<Option<i64>, _>(7).unwrap_or(0),
             events,
         })
     }
@@ -251,15 +271,16 @@ impl Rollout {
                 status.as_str()
             )));
         }
+        let state = job_state(status);
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         // Write first (so SQLite takes the write lock at once) and only while still open.
         // A report after the deadline loses to the timeout even if the scheduler has not run.
         let changed = sqlx::query(&format!(
-            "UPDATE deployments SET status = $1, updated_at = $2 \
-             WHERE id = $3 AND status IN {OPEN} AND deadline_at > $2"
+            "UPDATE jobs SET previous_state = state, state = $1, updated_at = $2 \
+             WHERE id = $3 AND kind = 'deployment' AND state IN {OPEN} AND deadline_at > $2"
         ))
-        .bind(status.as_str())
+        .bind(state.as_str())
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
@@ -275,7 +296,7 @@ impl Rollout {
             }));
         }
         let message = truncate(line.unwrap_or("status reported"));
-        Self::append(&mut tx, id, now, status, message).await?;
+        Self::append(&mut tx, id, now, state, message).await?;
         tx.commit().await?;
         self.deployment(id).await
     }
@@ -286,8 +307,8 @@ impl Rollout {
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
-            "UPDATE deployments SET status = 'timeout', updated_at = $1 \
-             WHERE status IN {OPEN} AND deadline_at <= $1 RETURNING id"
+            "UPDATE jobs SET previous_state = state, state = 'timed-out', updated_at = $1 \
+             WHERE kind = 'deployment' AND state IN {OPEN} AND deadline_at <= $1 RETURNING id"
         ))
         .bind(now)
         .fetch_all(&mut *tx)
@@ -297,7 +318,7 @@ impl Rollout {
                 &mut tx,
                 *id,
                 now,
-                DeploymentStatus::Timeout,
+                JobState::TimedOut,
                 "no final report before the deadline",
             )
             .await?;

@@ -1,5 +1,6 @@
 //! The background scheduler: a loop that, every `interval`, applies the time-driven
-//! transitions (today: deployment timeouts). Each pass is idempotent and replica-safe, so a
+//! transitions (deployment and job timeouts, retries, wave widening, the failure guard,
+//! finishing campaigns). Each pass is idempotent and replica-safe, so a
 //! crash between passes loses nothing and two hosts on one database never double-apply.
 
 use std::time::Duration;
