@@ -8,7 +8,7 @@ use crate::blobs::BlobError;
 use crate::catalog::releases::{Payload, Release, ReleasePatch, ReleaseStatus};
 use crate::catalog::{self, CatalogError};
 use crate::rollout::campaigns::{
-    Campaign, Job, MaintenanceWindow, NewCampaign, Offer, Scope, Target, Waves,
+    Campaign, CampaignPatch, Job, MaintenanceWindow, NewCampaign, Offer, Scope, Target, Waves,
 };
 use crate::rollout::job::JobState;
 use crate::rollout::{self, RolloutError};
@@ -255,11 +255,52 @@ impl Services {
         patch: ReleasePatch,
     ) -> Result<Release, FlowError> {
         let before = self.catalog.release(tenant_id, id).await?;
+        if let Some(version) = &patch.version
+            && *version != before.version
+        {
+            // A campaign from version F must still move devices forward.
+            for c in self.rollout.unfinished_for_release(id).await? {
+                if let Some(from) = &c.from_version
+                    && crate::catalog::version::compare(from, version) != std::cmp::Ordering::Less
+                {
+                    return Err(FlowError::Invalid(format!(
+                        "campaign {} upgrades from {from}; version {version} would not be newer",
+                        c.id
+                    )));
+                }
+            }
+        }
         let after = self.catalog.update_release(tenant_id, id, patch).await?;
         if after.version != before.version {
             self.rollout.retarget_release(id, &after.version).await?;
         }
         Ok(after)
+    }
+
+    /// Change an unfinished campaign. Turning it formal needs a release that is online, as at
+    /// creation.
+    pub async fn update_campaign(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        patch: CampaignPatch,
+        actor: &str,
+    ) -> Result<Campaign, FlowError> {
+        if patch.tag.as_deref() == Some("formal") {
+            let c = self.rollout.campaign(tenant_id, id).await?;
+            let release = self.catalog.release(tenant_id, c.release_id).await?;
+            if release.status != ReleaseStatus::Online {
+                return Err(FlowError::ReleaseState(format!(
+                    "release {} is {}; a formal campaign needs it online",
+                    release.id,
+                    release.status.as_str()
+                )));
+            }
+        }
+        Ok(self
+            .rollout
+            .update_campaign(tenant_id, id, patch, actor)
+            .await?)
     }
 
     /// Move a release to a status; invalidating it cancels its unfinished campaigns (their

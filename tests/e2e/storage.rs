@@ -1194,6 +1194,21 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
     };
     let (jobs, _) = s.rollout.jobs(t.id, c.id, &of_m1, 10, 0).await.unwrap();
     assert_eq!(jobs[0].state, JobState::Notified);
+    // Listing it again revives the withdrawn job; taking it off again withdraws it again.
+    s.rollout
+        .add_devices(t.id, c.id, &[devices[1].id], "ops")
+        .await
+        .unwrap();
+    let of_m2 = JobFilter {
+        state: None,
+        device_id: Some(devices[1].id),
+    };
+    let (jobs, _) = s.rollout.jobs(t.id, c.id, &of_m2, 10, 0).await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Queued);
+    s.rollout
+        .remove_devices(t.id, c.id, &[devices[1].id], "ops")
+        .await
+        .unwrap();
 
     // Edits: a new scope replaces the list; bad values are refused and nothing changes.
     let edited = s

@@ -334,7 +334,16 @@ pub struct JobTick {
 /// every poll. Local changes drop the entry at once; other replicas' changes arrive through
 /// the change feed (`feed.rs`), or within its short lifetime where there is none.
 #[derive(Default)]
-pub struct ActiveCache(pub(super) Mutex<HashMap<i64, Cached>>);
+pub struct ActiveCache(pub(super) Mutex<ActiveEntries>);
+
+/// The cached lists, and a generation bumped by every invalidation: a list read from the
+/// database is stored only if no invalidation happened while it was being read, so a change
+/// committed during the read cannot be hidden behind a fresh-looking stale entry.
+#[derive(Default)]
+pub struct ActiveEntries {
+    pub(super) lists: HashMap<i64, Cached>,
+    pub(super) generation: u64,
+}
 
 /// When a product's active campaigns were read, and what they were.
 type Cached = (Instant, Arc<Vec<Campaign>>);
@@ -445,6 +454,18 @@ async fn list_device(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    if added == 1 {
+        // Listed again after being taken off: its withdrawn job becomes live again.
+        sqlx::query(
+            "UPDATE jobs SET previous_state = state, state = 'queued', deadline_at = NULL, updated_at = $1 \
+             WHERE campaign_id = $2 AND device_id = $3 AND state = 'cancelled'",
+        )
+        .bind(now)
+        .bind(campaign)
+        .bind(device)
+        .execute(&mut **tx)
+        .await?;
+    }
     if manual {
         sqlx::query(
             "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
@@ -768,8 +789,42 @@ impl Rollout {
             Some((k, g, _)) => (k.to_string(), g.clone()),
             None => (c.scope.clone(), c.scope_group.clone()),
         };
+        // Jobs before the campaign row, the lock order of the scheduler and of cancelling, so
+        // the two never deadlock on PostgreSQL.
+        if let Some((kind, _, devices)) = &scope {
+            if *kind == "devices" {
+                let keep: std::collections::HashSet<i64> = devices.iter().copied().collect();
+                let listed: Vec<i64> = sqlx::query_scalar(
+                    "SELECT device_id FROM campaign_devices WHERE campaign_id = $1",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let gone: Vec<i64> = listed.into_iter().filter(|d| !keep.contains(d)).collect();
+                unlist(&mut tx, id, &gone, now).await?;
+                for d in devices {
+                    list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
+                }
+                // Devices admitted under the old scope that the new list leaves out.
+                sqlx::query(&format!(
+                    "UPDATE jobs SET previous_state = state, state = 'cancelled', updated_at = $1 \
+                     WHERE campaign_id = $2 AND state IN {OPEN_JOB} AND device_id NOT IN \
+                       (SELECT device_id FROM campaign_devices WHERE campaign_id = $2)"
+                ))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                // Widening to a group or everyone: the list no longer matters; jobs stay.
+                sqlx::query("DELETE FROM campaign_devices WHERE campaign_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         // Guarded by updated_at: a concurrent change (an action, another edit) wins and this
-        // one is refused rather than silently merged.
+        // one is refused rather than silently merged (the transaction rolls back).
         let changed = sqlx::query(
             "UPDATE campaigns SET name = $1, description = $2, retries = $3, timeout_secs = $4, tag = $5, \
                scope = $6, scope_group = $7, updated_at = $8, window_start = $11, window_end = $12 \
@@ -794,19 +849,6 @@ impl Rollout {
             return Err(RolloutError::Conflict(format!(
                 "campaign {id} changed concurrently; try again"
             )));
-        }
-        if let Some((_, _, devices)) = &scope {
-            let keep: std::collections::HashSet<i64> = devices.iter().copied().collect();
-            let listed: Vec<i64> =
-                sqlx::query_scalar("SELECT device_id FROM campaign_devices WHERE campaign_id = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let gone: Vec<i64> = listed.into_iter().filter(|d| !keep.contains(d)).collect();
-            unlist(&mut tx, id, &gone, now).await?;
-            for d in devices {
-                list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
-            }
         }
         log(
             &mut tx,
@@ -873,6 +915,15 @@ impl Rollout {
         actor: &str,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
+        if matches!(
+            c.status,
+            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
+        ) {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {id} is {}",
+                c.status.as_str()
+            )));
+        }
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let removed = unlist(&mut tx, id, devices, now).await?;
@@ -888,6 +939,21 @@ impl Rollout {
         tx.commit().await?;
         self.changed(Some(c.product_id)).await;
         Ok(removed)
+    }
+
+    /// The unfinished campaigns rolling out a release.
+    pub async fn unfinished_for_release(
+        &self,
+        release_id: i64,
+    ) -> Result<Vec<Campaign>, RolloutError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} WHERE release_id = $1 \
+             AND status IN ('draft', 'pending', 'running', 'paused') ORDER BY id"
+        ))
+        .bind(release_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(campaign_from).collect())
     }
 
     /// A release's version changed: unfinished campaigns of it now target the new version.
@@ -1089,19 +1155,26 @@ impl Rollout {
     }
 
     async fn active_campaigns(&self, product_id: i64) -> Result<Arc<Vec<Campaign>>, RolloutError> {
-        if let Ok(m) = self.active.0.lock()
-            && let Some((at, list)) = m.get(&product_id)
-            && at.elapsed() < self.following.ttl()
-        {
-            return Ok(list.clone());
-        }
-        let rows = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' ORDER BY id DESC"))
+        let generation = match self.active.0.lock() {
+            Ok(m) => {
+                if let Some((at, list)) = m.lists.get(&product_id)
+                    && at.elapsed() < self.following.ttl()
+                {
+                    return Ok(list.clone());
+                }
+                m.generation
+            }
+            Err(_) => u64::MAX,
+        };
+        let rows = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' AND deleted_at IS NULL ORDER BY id DESC"))
             .bind(product_id)
             .fetch_all(self.db.pool())
             .await?;
         let list = Arc::new(rows.iter().map(campaign_from).collect::<Vec<_>>());
-        if let Ok(mut m) = self.active.0.lock() {
-            m.insert(product_id, (Instant::now(), list.clone()));
+        if let Ok(mut m) = self.active.0.lock()
+            && m.generation == generation
+        {
+            m.lists.insert(product_id, (Instant::now(), list.clone()));
         }
         Ok(list)
     }
@@ -1202,6 +1275,17 @@ impl Rollout {
                     .bind(now)
                     .execute(self.db.pool())
                     .await?;
+                    // A manual campaign queued it when it was listed: withdraw that job.
+                    sqlx::query(
+                        "UPDATE jobs SET previous_state = state, state = 'cancelled', result_text = $1, updated_at = $2 \
+                         WHERE campaign_id = $3 AND device_id = $4 AND state = 'queued'",
+                    )
+                    .bind(format!("runs {current}; the campaign applies only to {from}"))
+                    .bind(now)
+                    .bind(c.id)
+                    .bind(device.id)
+                    .execute(self.db.pool())
+                    .await?;
                 }
                 continue;
             }
@@ -1214,30 +1298,36 @@ impl Rollout {
                 continue;
             }
             let now = self.clock.now_millis();
-            // Outside its maintenance window a campaign offers nothing (jobs already under
-            // way keep their deadlines and may still report).
-            if c.window.is_some_and(|w| !w.contains(now)) {
-                continue;
-            }
-            if c.mode == "auto" {
+            // Outside its maintenance window a campaign starts nothing new; a job already
+            // under way is still answered, so the device keeps going.
+            let window_open = c.window.is_none_or(|w| w.contains(now));
+            if c.mode == "auto" && window_open {
                 self.admit(c, device.id, current, now).await?;
             }
             let Some(job) = self.job_of(c.id, device.id).await? else {
-                continue; // manual campaign without this device
+                continue; // manual campaign without this device, or a full wave
             };
             let job = match job.state {
+                JobState::Queued if !window_open => continue,
                 JobState::Queued => {
-                    sqlx::query(
+                    // The cached campaign may be stale: notify only while it really runs.
+                    let notified = sqlx::query(
                         "UPDATE jobs SET state = 'notified', previous_state = 'queued', updated_at = $1, deadline_at = $2, \
-                           version_before = COALESCE(version_before, $3) WHERE id = $4 AND state = 'queued'",
+                           version_before = COALESCE(version_before, $3) WHERE id = $4 AND state = 'queued' \
+                           AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = jobs.campaign_id AND c.status = 'running')",
                     )
                     .bind(now)
                     .bind(now + c.timeout_secs * 1000)
                     .bind(current)
                     .bind(job.id)
                     .execute(self.db.pool())
-                    .await?;
-                    self.job(job.id).await?
+                    .await?
+                    .rows_affected();
+                    let job = self.job(job.id).await?;
+                    if notified == 0 && job.state == JobState::Queued {
+                        continue; // the campaign stopped running meanwhile
+                    }
+                    job
                 }
                 s if !s.is_final() => job,
                 _ => continue,
@@ -1261,9 +1351,11 @@ impl Rollout {
         current: &str,
         now: i64,
     ) -> Result<(), RolloutError> {
+        // The cached campaign may be stale: admit only while it really runs.
         let insert = "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, \
                version_before, created_at, updated_at) \
-             VALUES ($1, $2, 'queued', 'queued', 0, '', $3, $4, $4) \
+             SELECT $1, $2, 'queued', 'queued', 0, '', $3, $4, $4 \
+             WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $1 AND c.status = 'running') \
              ON CONFLICT (campaign_id, device_id) DO NOTHING";
         if c.wave_cap.is_none() {
             sqlx::query(insert)

@@ -66,11 +66,12 @@ impl Rollout {
 
     fn forget(&self, product_id: Option<i64>) {
         if let Ok(mut m) = self.active.0.lock() {
+            m.generation += 1;
             match product_id {
                 Some(p) => {
-                    m.remove(&p);
+                    m.lists.remove(&p);
                 }
-                None => m.clear(),
+                None => m.lists.clear(),
             }
         }
     }
@@ -108,9 +109,19 @@ impl Rollout {
         loop {
             let note = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                n = listener.recv() => n?,
+                n = listener.try_recv() => n?,
             };
-            self.forget(note.payload().parse::<i64>().ok());
+            match note {
+                Some(note) => self.forget(note.payload().parse::<i64>().ok()),
+                // The connection dropped (the listener reconnects on the next call):
+                // announcements may have been missed meanwhile.
+                None => {
+                    self.following.set(false);
+                    self.forget(None);
+                    listener.listen(CHANNEL).await?;
+                    self.following.set(true);
+                }
+            }
         }
     }
 }

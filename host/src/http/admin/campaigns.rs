@@ -372,7 +372,6 @@ async fn update(
     };
     let c = st
         .services
-        .rollout
         .update_campaign(t.id, id, patch, &op.name)
         .await?;
     Ok(Json(c))

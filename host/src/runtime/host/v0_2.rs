@@ -279,15 +279,22 @@ impl RequestState {
             .campaign_product(&c)
             .await
             .map_err(|e| self.flow_err(e))?;
-        let scope = match c.scope.as_str() {
-            "devices" => rollout::Scope::Devices(
+        let own = self
+            .acting
+            .as_ref()
+            .and_then(|a| a.device.as_ref())
+            .map(|d| d.sn.clone());
+        let scope = match (c.scope.as_str(), own) {
+            // A device principal learns nothing about other devices: only itself is shown.
+            ("devices", Some(own)) => rollout::Scope::Devices(vec![own]),
+            ("devices", None) => rollout::Scope::Devices(
                 self.services
                     .rollout
                     .listed_devices(c.id)
                     .await
                     .map_err(|e| self.rollout_err(e))?,
             ),
-            "group" => rollout::Scope::Group(c.scope_group.clone().unwrap_or_default()),
+            ("group", _) => rollout::Scope::Group(c.scope_group.clone().unwrap_or_default()),
             _ => rollout::Scope::All,
         };
         let waves = match (c.wave_cap, c.wave_step, c.wave_interval_secs) {
@@ -1044,10 +1051,9 @@ impl rollout::Host for RequestState {
         };
         let c = self
             .services
-            .rollout
             .update_campaign(c.tenant_id, c.id, patch, &actor)
             .await
-            .map_err(|e| self.rollout_err(e))?;
+            .map_err(|e| self.flow_err(e))?;
         self.wit_campaign(c).await
     }
 
@@ -1234,8 +1240,8 @@ impl rollout::Host for RequestState {
         let Some(offer) = offer else {
             return Ok(None);
         };
-        // The release is read without the tenant filter's deleted check: an offer only exists
-        // for a live campaign, whose release cancellation would have withdrawn it.
+        // Deleting or invalidating a release cancels its campaigns, so an offer's release is
+        // live; the read is still tenant-scoped and refuses deleted ones.
         let release = self
             .services
             .catalog
