@@ -247,6 +247,16 @@ impl Services {
         Ok(self.catalog.product_by_id(campaign.product_id).await?.sn)
     }
 
+    /// Device serial numbers of a campaign's product to ids.
+    pub async fn campaign_device_ids(
+        &self,
+        campaign: &Campaign,
+        sns: &[String],
+    ) -> Result<Vec<i64>, FlowError> {
+        let product = self.campaign_product(campaign).await?;
+        self.device_ids(campaign.tenant_id, &product, sns).await
+    }
+
     /// Change a release; when its version changes, its unfinished campaigns follow.
     pub async fn update_release(
         &self,

@@ -351,6 +351,28 @@ async fn online_mcu_release(
     }
 }
 
+/// A formal auto campaign over every device of the target's product, without retries.
+fn auto_for_all(
+    name: &str,
+    target: ota_host::rollout::campaigns::Target,
+    timeout_secs: u64,
+    waves: Option<ota_host::rollout::campaigns::Waves>,
+) -> ota_host::rollout::campaigns::NewCampaign {
+    ota_host::rollout::campaigns::NewCampaign {
+        description: String::new(),
+        name: name.into(),
+        target,
+        from_version: None,
+        scope: ota_host::rollout::campaigns::Scope::All,
+        mode: ota_host::rollout::campaigns::Mode::Auto,
+        tag: "formal".into(),
+        retries: 0,
+        timeout_secs,
+        waves,
+        window: None,
+    }
+}
+
 /// Campaigns and jobs against whichever backend `s` uses, driven by the manual clock.
 async fn campaign_suite(s: &Services, clock: &ManualClock) {
     use ota_host::rollout::campaigns::{
@@ -956,29 +978,13 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
 }
 
 async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
-    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope};
+    use ota_host::rollout::campaigns::{Action, DeviceFacts};
     let t = a.auth.ensure_tenant("race").await.unwrap();
     let p = a.catalog.create_product(t.id, "R", "race").await.unwrap();
     let target = online_mcu_release(a, t.id, &p, "9").await;
     let c = a
         .rollout
-        .create_campaign(
-            t.id,
-            NewCampaign {
-                description: String::new(),
-                name: "race".into(),
-                target,
-                from_version: None,
-                scope: Scope::All,
-                mode: Mode::Auto,
-                tag: "formal".into(),
-                retries: 0,
-                timeout_secs: 10,
-                waves: None,
-                window: None,
-            },
-            "ops",
-        )
+        .create_campaign(t.id, auto_for_all("race", target, 10, None), "ops")
         .await
         .unwrap();
     a.rollout
@@ -1413,7 +1419,7 @@ async fn model_on_sqlite() {
 /// Replica `b` caches a product's active campaigns for a long time while it follows the
 /// change feed; a pause made on replica `a` still reaches it at once.
 async fn replicas_follow_changes(a: &Services, b: &Services) {
-    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope};
+    use ota_host::rollout::campaigns::{Action, DeviceFacts};
     use ota_host::rollout::feed::LONG_TTL;
     use std::time::Duration;
 
@@ -1435,23 +1441,7 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
     let target = online_mcu_release(a, t.id, &p, "5").await;
     let c = a
         .rollout
-        .create_campaign(
-            t.id,
-            NewCampaign {
-                description: String::new(),
-                name: "feed".into(),
-                target,
-                from_version: None,
-                scope: Scope::All,
-                mode: Mode::Auto,
-                tag: "formal".into(),
-                retries: 0,
-                timeout_secs: 600,
-                waves: None,
-                window: None,
-            },
-            "ops",
-        )
+        .create_campaign(t.id, auto_for_all("feed", target, 600, None), "ops")
         .await
         .unwrap();
     a.rollout
@@ -1511,7 +1501,7 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
 /// Forty devices make first contact at once through two replicas; a wave of five admits
 /// exactly five of them.
 async fn waves_never_overshoot(a: &Services, b: &Services) {
-    use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope, Waves};
+    use ota_host::rollout::campaigns::{Action, DeviceFacts, Waves};
 
     let t = a.auth.ensure_tenant("waves").await.unwrap();
     let p = a.catalog.create_product(t.id, "W", "waves").await.unwrap();
@@ -1520,24 +1510,17 @@ async fn waves_never_overshoot(a: &Services, b: &Services) {
         .rollout
         .create_campaign(
             t.id,
-            NewCampaign {
-                description: String::new(),
-                name: "wave".into(),
+            auto_for_all(
+                "wave",
                 target,
-                from_version: None,
-                scope: Scope::All,
-                mode: Mode::Auto,
-                tag: "formal".into(),
-                retries: 0,
-                timeout_secs: 600,
-                waves: Some(Waves {
+                600,
+                Some(Waves {
                     initial: 5,
                     step: 5,
                     interval_secs: 3_600,
                     max_failure_pct: None,
                 }),
-                window: None,
-            },
+            ),
             "ops",
         )
         .await

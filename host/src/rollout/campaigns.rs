@@ -234,6 +234,23 @@ pub struct Campaign {
     pub window: Option<MaintenanceWindow>,
 }
 
+impl Campaign {
+    /// Refuse changes to a campaign that is stopped, finished or cancelled.
+    fn check_unfinished(&self) -> Result<(), RolloutError> {
+        if matches!(
+            self.status,
+            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
+        ) {
+            return Err(RolloutError::Conflict(format!(
+                "campaign {} is {}",
+                self.id,
+                self.status.as_str()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One device in one campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Job {
@@ -760,15 +777,7 @@ impl Rollout {
         actor: &str,
     ) -> Result<Campaign, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        if matches!(
-            c.status,
-            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
-        ) {
-            return Err(RolloutError::Conflict(format!(
-                "campaign {id} is {}",
-                c.status.as_str()
-            )));
-        }
+        c.check_unfinished()?;
         let name = patch.name.unwrap_or(c.name.clone());
         let description = patch.description.unwrap_or(c.description.clone());
         let retries = patch.retries.unwrap_or(c.retries as u8);
@@ -915,15 +924,7 @@ impl Rollout {
         actor: &str,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        if matches!(
-            c.status,
-            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
-        ) {
-            return Err(RolloutError::Conflict(format!(
-                "campaign {id} is {}",
-                c.status.as_str()
-            )));
-        }
+        c.check_unfinished()?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let removed = unlist(&mut tx, id, devices, now).await?;
@@ -1126,15 +1127,7 @@ impl Rollout {
         actor: &str,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        if matches!(
-            c.status,
-            CampaignStatus::Stopped | CampaignStatus::Finished | CampaignStatus::Cancelled
-        ) {
-            return Err(RolloutError::Conflict(format!(
-                "campaign {id} is {}",
-                c.status.as_str()
-            )));
-        }
+        c.check_unfinished()?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let mut added = 0;
@@ -1262,6 +1255,7 @@ impl Rollout {
                 // recorded as cancelled (with why), so the list can still finish.
                 if c.scope == "devices" && self.listed(c.id, device.id).await? {
                     let now = self.clock.now_millis();
+                    let why = format!("runs {current}; the campaign applies only to {from}");
                     sqlx::query(
                         "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, \
                            version_before, created_at, updated_at) \
@@ -1270,7 +1264,7 @@ impl Rollout {
                     )
                     .bind(c.id)
                     .bind(device.id)
-                    .bind(format!("runs {current}; the campaign applies only to {from}"))
+                    .bind(&why)
                     .bind(current)
                     .bind(now)
                     .execute(self.db.pool())
@@ -1280,7 +1274,7 @@ impl Rollout {
                         "UPDATE jobs SET previous_state = state, state = 'cancelled', result_text = $1, updated_at = $2 \
                          WHERE campaign_id = $3 AND device_id = $4 AND state = 'queued'",
                     )
-                    .bind(format!("runs {current}; the campaign applies only to {from}"))
+                    .bind(&why)
                     .bind(now)
                     .bind(c.id)
                     .bind(device.id)

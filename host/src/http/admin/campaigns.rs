@@ -430,8 +430,7 @@ async fn add_devices(
     let a: AddDevices = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
-    let product = st.services.campaign_product(&c).await?;
-    let ids = st.services.device_ids(t.id, &product, &a.devices).await?;
+    let ids = st.services.campaign_device_ids(&c, &a.devices).await?;
     let added = st
         .services
         .rollout
@@ -456,8 +455,7 @@ async fn remove_devices(
     let a: AddDevices = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
-    let product = st.services.campaign_product(&c).await?;
-    let ids = st.services.device_ids(t.id, &product, &a.devices).await?;
+    let ids = st.services.campaign_device_ids(&c, &a.devices).await?;
     let removed = st
         .services
         .rollout

@@ -1120,14 +1120,9 @@ impl rollout::Host for RequestState {
     ) -> Result<u64, HostError> {
         let c = self.campaign_in_scope(id).await?;
         let actor = self.actor(actor)?;
-        let product = self
-            .services
-            .campaign_product(&c)
-            .await
-            .map_err(|e| self.flow_err(e))?;
         let ids = self
             .services
-            .device_ids(c.tenant_id, &product, &device_sns)
+            .campaign_device_ids(&c, &device_sns)
             .await
             .map_err(|e| self.flow_err(e))?;
         self.services
@@ -1145,14 +1140,9 @@ impl rollout::Host for RequestState {
     ) -> Result<u64, HostError> {
         let c = self.campaign_in_scope(id).await?;
         let actor = self.actor(actor)?;
-        let product = self
-            .services
-            .campaign_product(&c)
-            .await
-            .map_err(|e| self.flow_err(e))?;
         let ids = self
             .services
-            .device_ids(c.tenant_id, &product, &device_sns)
+            .campaign_device_ids(&c, &device_sns)
             .await
             .map_err(|e| self.flow_err(e))?;
         self.services
