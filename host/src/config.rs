@@ -145,6 +145,19 @@ pub struct MountConfig {
     pub tenant: Option<String>,
     /// Free-form settings the plugin reads through its `config` import.
     pub settings: BTreeMap<String, String>,
+    /// Lifetime of access tokens the plugin's logins earn [default: 43200, 12 hours].
+    pub token_ttl_secs: Option<u64>,
+    /// Lifetime of refresh tokens [default: 2592000, 30 days].
+    pub refresh_ttl_secs: Option<u64>,
+}
+
+impl MountConfig {
+    pub fn token_policy(&self) -> crate::auth::TokenPolicy {
+        crate::auth::TokenPolicy {
+            access_ttl_secs: self.token_ttl_secs.unwrap_or(43_200).max(1),
+            refresh_ttl_secs: self.refresh_ttl_secs.unwrap_or(2_592_000).max(1),
+        }
+    }
 }
 
 /// A tenant with its products and API keys, declared in the config file.

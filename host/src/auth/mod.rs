@@ -2,6 +2,12 @@
 //! gateways receive in their install command. Secrets are generated here, shown once, and kept
 //! only as SHA-256 hashes; plugins hand over what a client sent and get a principal or a refusal.
 
+mod logins;
+
+pub use logins::{
+    ClientCredentials, Grant, GrantError, LoginAccount, LoginKind, TokenIdentity, TokenPolicy,
+};
+
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -87,6 +93,11 @@ fn random_token(len: usize) -> String {
     (0..len)
         .map(|_| CHARSET[rng.random_range(0..CHARSET.len())] as char)
         .collect()
+}
+
+/// A fresh random secret for an operator who did not choose one (32 characters).
+pub fn generate_secret() -> String {
+    random_token(32)
 }
 
 fn valid_name(name: &str) -> bool {

@@ -4,7 +4,8 @@
 //! another's product, device or release.
 
 pub mod releases;
-pub mod version;
+/// The one version ordering rule (a crate of its own so that the guest SDK shares it).
+pub use ota_version_order as version;
 
 use sqlx::Row;
 

@@ -2,6 +2,8 @@
 //! identify) of a product, either a blob stored here or an external URL registered with its
 //! md5 and size (MXChip and XLINK do this), optionally a delta from an older version.
 
+use std::cmp::Ordering;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -484,6 +486,44 @@ impl Catalog {
         self.release(tenant_id, id).await
     }
 
+    /// The releases that take a device from `from` to release `id`'s version, in install
+    /// order: the shortest chain of usable patches, else the full release of that version.
+    /// See [`plan_upgrade`] for the rules.
+    pub async fn upgrade_path(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        from: &str,
+    ) -> Result<Vec<Release>, CatalogError> {
+        let target = self.release(tenant_id, id).await?;
+        match version::compare(from, &target.version) {
+            Ordering::Equal => return Ok(Vec::new()),
+            Ordering::Greater => {
+                return Err(CatalogError::Invalid(format!(
+                    "version {from} is newer than release {id} ({})",
+                    target.version
+                )));
+            }
+            Ordering::Less => {}
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} WHERE r.tenant_id = $1 AND r.product_id =                (SELECT product_id FROM releases WHERE id = $2)              AND r.module = $3 AND r.identify = $4 AND r.deleted_at IS NULL              AND r.status <> 'invalid' ORDER BY r.id"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .bind(target.module.as_str())
+        .bind(target.identify)
+        .fetch_all(self.db.pool())
+        .await?;
+        let candidates: Vec<Release> = rows.iter().map(release_from).collect();
+        plan_upgrade(&candidates, &target, from).ok_or_else(|| {
+            CatalogError::NotFound(format!(
+                "no patch chain from {from} to {} and no full release of it",
+                target.version
+            ))
+        })
+    }
+
     /// Hide a release (kept for history; its version may be released again).
     pub async fn delete_release(&self, tenant_id: i64, id: i64) -> Result<(), CatalogError> {
         let now = self.clock.now_millis();
@@ -501,5 +541,166 @@ impl Catalog {
             return Err(CatalogError::NotFound(format!("unknown release {id}")));
         }
         Ok(())
+    }
+}
+
+/// Plan an upgrade from version `from` to `target`'s version over `candidates` (releases of
+/// the same product, module and identify). Patches (releases with a from-version) are edges
+/// between versions; usable ones are `online`, or also `test` when the target is a test
+/// release. The answer is the chain with the fewest patches, then the fewest bytes, then the
+/// oldest releases; without a chain, a full release (no from-version) of the target version,
+/// preferring the target itself. `None` when there is neither.
+pub fn plan_upgrade(candidates: &[Release], target: &Release, from: &str) -> Option<Vec<Release>> {
+    let usable = |r: &Release| match r.status {
+        ReleaseStatus::Online => true,
+        ReleaseStatus::Test => target.status == ReleaseStatus::Test,
+        ReleaseStatus::Invalid => false,
+    };
+    let same = |a: &str, b: &str| version::compare(a, b) == Ordering::Equal;
+    let patches: Vec<&Release> = candidates
+        .iter()
+        .filter(|r| r.from_version.is_some() && (usable(r) || r.id == target.id))
+        .collect();
+    // Dijkstra over versions with (patches, bytes, ids) as the cost: the graphs are a few
+    // dozen releases, so a linear scan for the next node is plenty.
+    type Cost = (usize, u64, Vec<i64>);
+    let mut best: Vec<(String, Cost, Vec<&Release>)> =
+        vec![(from.to_string(), (0, 0, vec![]), vec![])];
+    let mut done: Vec<String> = Vec::new();
+    loop {
+        let next = best
+            .iter()
+            .filter(|(v, _, _)| !done.iter().any(|d| same(d, v)))
+            .min_by(|a, b| a.1.cmp(&b.1))
+            .cloned();
+        let Some((at, cost, path)) = next else { break };
+        if same(&at, &target.version) {
+            return Some(path.into_iter().cloned().collect());
+        }
+        done.push(at.clone());
+        for p in patches
+            .iter()
+            .filter(|p| same(p.from_version.as_deref().unwrap_or(""), &at))
+        {
+            // Never step past the target or backwards: a chain only climbs.
+            if version::compare(&p.version, &at) != Ordering::Greater
+                || version::compare(&p.version, &target.version) == Ordering::Greater
+            {
+                continue;
+            }
+            let mut ids = cost.2.clone();
+            ids.push(p.id);
+            let c = (cost.0 + 1, cost.1 + p.size, ids);
+            let mut path = path.clone();
+            path.push(*p);
+            match best.iter_mut().find(|(v, _, _)| same(v, &p.version)) {
+                Some(entry) if entry.1 <= c => {}
+                Some(entry) => *entry = (p.version.clone(), c, path),
+                None => best.push((p.version.clone(), c, path)),
+            }
+        }
+    }
+    if target.from_version.is_none() {
+        return Some(vec![target.clone()]);
+    }
+    candidates
+        .iter()
+        .find(|r| r.from_version.is_none() && usable(r) && same(&r.version, &target.version))
+        .map(|r| vec![r.clone()])
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn rel(id: i64, from: Option<&str>, to: &str, size: u64, status: ReleaseStatus) -> Release {
+        Release {
+            id,
+            product_sn: "p".into(),
+            module: Module::Mcu,
+            identify: 0,
+            name: "f".into(),
+            version: to.into(),
+            from_version: from.map(String::from),
+            blob_sha256: None,
+            external_url: Some(format!("http://x/{id}")),
+            md5: "0".repeat(32),
+            size,
+            status,
+            description: String::new(),
+            customize: String::new(),
+            mac_range: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn ids(plan: Option<Vec<Release>>) -> Option<Vec<i64>> {
+        plan.map(|p| p.into_iter().map(|r| r.id).collect())
+    }
+
+    use ReleaseStatus::{Invalid, Online, Test};
+
+    #[test]
+    fn shortest_chain_then_fewest_bytes_then_full_package() {
+        let full = rel(1, None, "19", 1000, Online);
+        let all = vec![
+            full.clone(),
+            rel(2, Some("17"), "18", 10, Online),
+            rel(3, Some("18"), "19", 10, Online),
+            rel(4, Some("17"), "19", 50, Online),
+            rel(5, Some("16"), "17", 10, Online),
+        ];
+        // One direct patch beats two small ones.
+        assert_eq!(ids(plan_upgrade(&all, &full, "17")), Some(vec![4]));
+        // Two hops from 16: 16->17->19 (60 bytes) beats nothing shorter.
+        assert_eq!(ids(plan_upgrade(&all, &full, "16")), Some(vec![5, 4]));
+        assert_eq!(ids(plan_upgrade(&all, &full, "18")), Some(vec![3]));
+        // A gap: nothing leaves 15, so the full package.
+        assert_eq!(ids(plan_upgrade(&all, &full, "15")), Some(vec![1]));
+        // Equal hop counts: fewer bytes wins.
+        let tie = vec![
+            full.clone(),
+            rel(6, Some("10"), "12", 500, Online),
+            rel(7, Some("12"), "19", 10, Online),
+            rel(8, Some("10"), "11", 10, Online),
+            rel(9, Some("11"), "19", 10, Online),
+        ];
+        assert_eq!(ids(plan_upgrade(&tie, &full, "10")), Some(vec![8, 9]));
+    }
+
+    #[test]
+    fn unusable_patches_are_skipped() {
+        let full = rel(1, None, "3", 100, Online);
+        let all = vec![
+            full.clone(),
+            rel(2, Some("1"), "3", 1, Invalid),
+            rel(3, Some("2"), "3", 1, Test),
+            rel(4, Some("1"), "4", 1, Online),
+        ];
+        assert_eq!(ids(plan_upgrade(&all, &full, "1")), Some(vec![1]));
+        assert_eq!(ids(plan_upgrade(&all, &full, "2")), Some(vec![1]));
+        let test_target = rel(5, None, "3", 100, Test);
+        let mut with = all.clone();
+        with.push(test_target.clone());
+        assert_eq!(ids(plan_upgrade(&with, &test_target, "2")), Some(vec![3]));
+    }
+
+    #[test]
+    fn a_patch_target_needs_a_chain_or_a_full_release() {
+        let patch = rel(1, Some("1"), "2", 5, Online);
+        assert_eq!(
+            ids(plan_upgrade(std::slice::from_ref(&patch), &patch, "1")),
+            Some(vec![1])
+        );
+        assert_eq!(
+            ids(plan_upgrade(std::slice::from_ref(&patch), &patch, "0")),
+            None
+        );
+        let full = rel(2, None, "2", 50, Online);
+        assert_eq!(
+            ids(plan_upgrade(&[patch.clone(), full], &patch, "0")),
+            Some(vec![2])
+        );
     }
 }

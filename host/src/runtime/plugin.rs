@@ -239,6 +239,7 @@ impl Runtime {
             auth: Default::default(),
             tenant: None,
             settings: Default::default(),
+            tokens: MountConfig::default().token_policy(),
         });
         let manifest = self.manifest(&pre, probe).await?;
         if !valid_plugin_name(&manifest.name) {
@@ -277,6 +278,7 @@ impl Runtime {
             auth: mount.auth,
             tenant: mount.tenant.clone(),
             settings: mount.settings.clone(),
+            tokens: mount.token_policy(),
         });
         Ok(LoadedPlugin {
             file: file.to_path_buf(),

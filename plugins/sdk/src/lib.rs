@@ -29,6 +29,7 @@ pub use bindings::ota::dialect::types::{
     CredentialScheme, DeviceRef, HostError, Manifest, Module, Principal, Refusal, Route, Window,
 };
 pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollout};
+pub use ota_version_order as version;
 pub use request::Request;
 pub use response::Response;
 pub use router::{Handler, Router};

@@ -69,6 +69,14 @@ impl Request {
             .collect()
     }
 
+    /// The body read as `application/x-www-form-urlencoded` pairs, decoded, in order
+    /// (whatever the Content-Type says; check it first where that matters).
+    pub fn form_pairs(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.inner.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
     /// The first query parameter with this exact name, decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         form_urlencoded::parse(self.inner.query.as_bytes())

@@ -8,6 +8,7 @@
 
 mod campaigns;
 mod keys;
+mod logins;
 mod releases;
 mod tenants;
 
@@ -48,6 +49,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_plugins))
         .merge(tenants::router())
         .merge(keys::router())
+        .merge(logins::router())
         .merge(releases::router())
         .merge(campaigns::router())
         .merge(super::blobs::admin_router())
@@ -57,7 +59,7 @@ fn api() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "ota-host admin API",
-        description = "The native API for operators: tenants, API keys, products, devices, \
+        description = "The native API for operators: tenants, API keys, dialect logins, products, devices, \
             firmware blobs and releases, campaigns with their actions, jobs, statistics and op \
             log. Every call needs an operator API key (`Authorization: Bearer <key>` or \
             `X-API-Key: <key>`); errors are `{\"error\": {\"code\", \"message\"}}`."

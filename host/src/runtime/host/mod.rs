@@ -18,7 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::v0_2::ota::dialect::rollout;
 use super::bindings::{CredentialScheme, DeviceRef, HostError, Principal};
 use crate::Services;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, TokenPolicy};
 use crate::blobs::BlobError;
 use crate::catalog::{CatalogError, Device};
 use crate::config::AuthMode;
@@ -34,6 +34,8 @@ pub struct PluginIdentity {
     /// Tenant that anonymous requests act for.
     pub tenant: Option<String>,
     pub settings: BTreeMap<String, String>,
+    /// Lifetimes of the tokens this plugin's logins earn.
+    pub tokens: TokenPolicy,
 }
 
 /// The principal as the host keeps it (with ids the WIT never shows).

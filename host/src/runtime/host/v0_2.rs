@@ -2,7 +2,7 @@
 //! reach, converts WIT values to domain values, calls the domain service (or a cross-module
 //! flow) and converts the answer back. No rule of the domain lives here.
 
-use crate::auth::Role;
+use crate::auth::{ClientCredentials, Grant, GrantError, Role};
 use crate::catalog::releases::{Module, NewRelease, PageReq, Release, ReleasePatch, ReleaseStatus};
 use crate::catalog::{DeviceFilter, DevicePatch, InstallConfig};
 use crate::flows::{CampaignRequest, PayloadRequest, ScopeRequest, WaveStart, WavesRequest};
@@ -499,6 +499,104 @@ impl auth::Host for RequestState {
     async fn current(&mut self) -> Option<Principal> {
         self.acting.as_ref().map(to_wit_principal)
     }
+
+    async fn password_grant(
+        &mut self,
+        client: Option<auth::ClientCredentials>,
+        username: String,
+        password: String,
+    ) -> Result<auth::TokenGrant, auth::GrantError> {
+        let client = client.map(|c| ClientCredentials {
+            id: c.id,
+            secret: c.secret,
+        });
+        let grant = self
+            .services
+            .auth
+            .password_grant(
+                &self.plugin.name,
+                self.plugin.tokens,
+                client.as_ref(),
+                &username,
+                &password,
+            )
+            .await;
+        self.token_grant(grant)
+    }
+
+    async fn refresh_grant(
+        &mut self,
+        client: Option<auth::ClientCredentials>,
+        refresh_token: String,
+    ) -> Result<auth::TokenGrant, auth::GrantError> {
+        let client = client.map(|c| ClientCredentials {
+            id: c.id,
+            secret: c.secret,
+        });
+        let grant = self
+            .services
+            .auth
+            .refresh_grant(
+                &self.plugin.name,
+                self.plugin.tokens,
+                client.as_ref(),
+                &refresh_token,
+            )
+            .await;
+        self.token_grant(grant)
+    }
+
+    async fn verify_token(&mut self, token: String) -> Result<Principal, HostError> {
+        let id = self
+            .services
+            .auth
+            .verify_token(&self.plugin.name, &token)
+            .await
+            .map_err(|e| self.auth_err(e))?;
+        Ok(self.establish(Acting {
+            tenant_id: id.tenant.id,
+            tenant: id.tenant.name,
+            subject: id.subject,
+            scheme: CredentialScheme::Token,
+            device: None,
+        }))
+    }
+
+    async fn revoke_token(&mut self, token: String) -> Result<(), HostError> {
+        self.services
+            .auth
+            .revoke_token(&self.plugin.name, &token)
+            .await
+            .map_err(|e| self.auth_err(e))
+    }
+}
+
+impl RequestState {
+    /// A grant's answer; a successful one also becomes the request's principal.
+    fn token_grant(
+        &mut self,
+        grant: Result<Grant, GrantError>,
+    ) -> Result<auth::TokenGrant, auth::GrantError> {
+        let g = match grant {
+            Ok(g) => g,
+            Err(GrantError::InvalidClient(m)) => return Err(auth::GrantError::InvalidClient(m)),
+            Err(GrantError::InvalidGrant(m)) => return Err(auth::GrantError::InvalidGrant(m)),
+            Err(GrantError::Other(e)) => return Err(auth::GrantError::Other(self.auth_err(e))),
+        };
+        let principal = self.establish(Acting {
+            tenant_id: g.tenant.id,
+            tenant: g.tenant.name,
+            subject: g.subject,
+            scheme: CredentialScheme::Token,
+            device: None,
+        });
+        Ok(auth::TokenGrant {
+            access_token: g.access_token,
+            refresh_token: g.refresh_token,
+            expires_in: g.expires_in,
+            principal,
+        })
+    }
 }
 
 impl catalog::Host for RequestState {
@@ -881,6 +979,23 @@ impl catalog::Host for RequestState {
             .await
             .map_err(|e| self.flow_err(e))?;
         Ok(())
+    }
+
+    async fn upgrade_path(
+        &mut self,
+        id: u64,
+        from_version: String,
+    ) -> Result<Vec<catalog::Release>, HostError> {
+        // The target must be visible to the principal (a device sees its own product only).
+        let target = self.get_release(id).await?;
+        let tenant_id = self.acting()?.tenant_id;
+        let path = self
+            .services
+            .catalog
+            .upgrade_path(tenant_id, target.id as i64, &from_version)
+            .await
+            .map_err(|e| self.catalog_err(e))?;
+        Ok(path.into_iter().map(release_to).collect())
     }
 }
 

@@ -1,0 +1,528 @@
+//! Dialect logins: user accounts and client applications the operator provisions for one
+//! plugin (its realm), and the bearer tokens they earn through OAuth2's password and refresh
+//! grants. Passwords and client secrets are kept as Argon2id hashes; tokens are random and
+//! kept as SHA-256 hashes, expire, rotate on refresh and can be revoked.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::Rng;
+use sqlx::Row;
+
+use super::{Auth, AuthError, Tenant, hash, valid_name};
+
+/// What a login account is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginKind {
+    /// A person or robot that logs in with a username and password.
+    User,
+    /// A client application (OAuth2 `client_id` / `client_secret`).
+    Client,
+}
+
+impl LoginKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginKind::User => "user",
+            LoginKind::Client => "client",
+        }
+    }
+}
+
+/// A login account as operators see it (never the secret).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LoginAccount {
+    pub id: i64,
+    pub tenant: String,
+    /// The plugin (mount name) whose requests accept it.
+    pub realm: String,
+    pub kind: LoginKind,
+    pub name: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+/// A client as presented in a grant request.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub id: String,
+    pub secret: String,
+}
+
+/// How long issued tokens live, per plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+}
+
+/// A freshly issued token pair.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub tenant: Tenant,
+    /// The user's name.
+    pub subject: String,
+}
+
+/// Who a verified access token acts for.
+#[derive(Debug, Clone)]
+pub struct TokenIdentity {
+    pub tenant: Tenant,
+    pub subject: String,
+}
+
+/// Why a grant was refused, in OAuth2's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    InvalidClient(String),
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error(transparent)]
+    Other(#[from] AuthError),
+}
+
+impl From<sqlx::Error> for GrantError {
+    fn from(e: sqlx::Error) -> Self {
+        GrantError::Other(e.into())
+    }
+}
+
+fn slow_hash(secret: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Invalid(format!("cannot hash the secret: {e}")))
+}
+
+fn slow_verify(secret: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .and_then(|h| Argon2::default().verify_password(secret.as_bytes(), &h))
+        .is_ok()
+}
+
+/// A hash of a password nobody has, verified against when the account is unknown, so that
+/// an unknown name costs as much time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| slow_hash("decoy password nobody has").unwrap_or_default())
+}
+
+/// 32 lower-case hex characters (128 random bits), the shape OAuth2 servers commonly issue.
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+struct AccountRow {
+    id: i64,
+    tenant: Tenant,
+    name: String,
+    secret_hash: String,
+}
+
+impl Auth {
+    /// Provision a login account for a plugin; the name must be new among its live accounts
+    /// of that kind. The secret is stored as an Argon2id hash.
+    pub async fn create_login(
+        &self,
+        tenant: &str,
+        realm: &str,
+        kind: LoginKind,
+        name: &str,
+        secret: &str,
+    ) -> Result<LoginAccount, AuthError> {
+        if !valid_name(realm) {
+            return Err(AuthError::Invalid(format!(
+                "realm {realm:?} must be a plugin name (1-64 characters of [A-Za-z0-9._-])"
+            )));
+        }
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "login name must be 1-128 printable characters".into(),
+            ));
+        }
+        // The operator chooses (the spec's own example password is `aa`); only the extremes
+        // are refused.
+        if secret.is_empty() || secret.len() > 1024 {
+            return Err(AuthError::Invalid(
+                "password or client secret must be 1-1024 bytes".into(),
+            ));
+        }
+        let t = self.tenant(tenant).await?;
+        let secret_hash = slow_hash(secret)?;
+        let now = self.clock.now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO login_accounts (tenant_id, realm, kind, name, secret_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(t.id)
+        .bind(realm)
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(secret_hash)
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(|e| {
+            if crate::storage::Db::is_unique_violation(&e) {
+                AuthError::Conflict(format!(
+                    "plugin {realm:?} already has a {} named {name:?}",
+                    kind.as_str()
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(LoginAccount {
+            id,
+            tenant: t.name,
+            realm: realm.to_string(),
+            kind,
+            name: name.to_string(),
+            created_at: now,
+            disabled_at: None,
+        })
+    }
+
+    /// A tenant's login accounts, oldest first (disabled ones included).
+    pub async fn list_logins(&self, tenant: &str) -> Result<Vec<LoginAccount>, AuthError> {
+        let t = self.tenant(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT id, realm, kind, name, created_at, disabled_at FROM login_accounts \
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(t.id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LoginAccount {
+                id: r.get(0),
+                tenant: t.name.clone(),
+                realm: r.get(1),
+                kind: if r.get::<String, _>(2) == "client" {
+                    LoginKind::Client
+                } else {
+                    LoginKind::User
+                },
+                name: r.get(3),
+                created_at: r.get(4),
+                disabled_at: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Revoke every live token issued to (or through) an account; answers how many died.
+    pub async fn revoke_login_tokens(&self, tenant: &str, id: i64) -> Result<u64, AuthError> {
+        let t = self.tenant(tenant).await?;
+        self.login_of(t.id, id).await?;
+        let done = sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 \
+             WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL",
+        )
+        .bind(self.clock.now_millis())
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Disable an account for good (its name becomes free again) and revoke its tokens.
+    pub async fn disable_login(&self, tenant: &str, id: i64) -> Result<(), AuthError> {
+        let t = self.tenant(tenant).await?;
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE login_accounts SET disabled_at = $1 \
+             WHERE id = $2 AND tenant_id = $3 AND disabled_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(t.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(AuthError::NotFound(format!("no active login {id}")));
+        }
+        sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 \
+             WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn login_of(&self, tenant_id: i64, id: i64) -> Result<(), AuthError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM login_accounts WHERE id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(tenant_id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| AuthError::NotFound(format!("no login {id}")))
+    }
+
+    async fn live_account(
+        &self,
+        realm: &str,
+        kind: LoginKind,
+        name: &str,
+    ) -> Result<Option<AccountRow>, AuthError> {
+        let row = sqlx::query(
+            "SELECT a.id, t.id, t.name, a.name, a.secret_hash FROM login_accounts a \
+             JOIN tenants t ON t.id = a.tenant_id \
+             WHERE a.realm = $1 AND a.kind = $2 AND a.name = $3 AND a.disabled_at IS NULL",
+        )
+        .bind(realm)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|r| AccountRow {
+            id: r.get(0),
+            tenant: Tenant {
+                id: r.get(1),
+                name: r.get(2),
+            },
+            name: r.get(3),
+            secret_hash: r.get(4),
+        }))
+    }
+
+    /// The client account when credentials were given; refused when unknown or wrong.
+    async fn check_client(
+        &self,
+        realm: &str,
+        client: Option<&ClientCredentials>,
+    ) -> Result<Option<AccountRow>, GrantError> {
+        let Some(c) = client else { return Ok(None) };
+        let row = self.live_account(realm, LoginKind::Client, &c.id).await?;
+        let stored = row
+            .as_ref()
+            .map_or(decoy_hash(), |r| r.secret_hash.as_str());
+        let ok = slow_verify(&c.secret, stored);
+        match row {
+            Some(r) if ok => Ok(Some(r)),
+            _ => Err(GrantError::InvalidClient(
+                "unknown client or wrong client secret".into(),
+            )),
+        }
+    }
+
+    /// OAuth2 password grant: verify the client (when given) and the user, issue a pair.
+    pub async fn password_grant(
+        &self,
+        realm: &str,
+        policy: TokenPolicy,
+        client: Option<&ClientCredentials>,
+        username: &str,
+        password: &str,
+    ) -> Result<Grant, GrantError> {
+        let client = self.check_client(realm, client).await?;
+        let user = self.live_account(realm, LoginKind::User, username).await?;
+        let stored = user
+            .as_ref()
+            .map_or(decoy_hash(), |r| r.secret_hash.as_str());
+        let ok = slow_verify(password, stored);
+        let user = match user {
+            Some(u) if ok => u,
+            _ => {
+                return Err(GrantError::InvalidGrant(
+                    "bad credentials: unknown user or wrong password".into(),
+                ));
+            }
+        };
+        if let Some(c) = &client
+            && c.tenant.id != user.tenant.id
+        {
+            return Err(GrantError::InvalidGrant(
+                "the user does not belong to this client's tenant".into(),
+            ));
+        }
+        Ok(self
+            .issue_pair(realm, policy, &user, client.as_ref().map(|c| c.id))
+            .await?)
+    }
+
+    /// OAuth2 refresh grant: the old pair dies, a new one is issued.
+    pub async fn refresh_grant(
+        &self,
+        realm: &str,
+        policy: TokenPolicy,
+        client: Option<&ClientCredentials>,
+        refresh_token: &str,
+    ) -> Result<Grant, GrantError> {
+        let client = self.check_client(realm, client).await?;
+        let now = self.clock.now_millis();
+        let row = sqlx::query(
+            "SELECT k.grant_id, k.client_id, a.id, t.id, t.name, a.name FROM login_tokens k \
+             JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.token_hash = $1 AND k.kind = 'refresh' AND k.realm = $2 \
+               AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL",
+        )
+        .bind(hash(refresh_token))
+        .bind(realm)
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| {
+            GrantError::InvalidGrant("invalid refresh token (unknown, expired or revoked)".into())
+        })?;
+        let grant_id: String = row.get(0);
+        let token_client: Option<i64> = row.get(1);
+        if token_client != client.as_ref().map(|c| c.id) {
+            return Err(GrantError::InvalidGrant(
+                "the refresh token was issued to another client".into(),
+            ));
+        }
+        let user = AccountRow {
+            id: row.get(2),
+            tenant: Tenant {
+                id: row.get(3),
+                name: row.get(4),
+            },
+            name: row.get(5),
+            secret_hash: String::new(),
+        };
+        // Only the request that revokes the old pair may issue the new one: two refreshes
+        // racing with one token cannot both succeed.
+        let revoked = sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&grant_id)
+        .execute(self.db.pool())
+        .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(GrantError::InvalidGrant(
+                "invalid refresh token (already used)".into(),
+            ));
+        }
+        Ok(self.issue_pair(realm, policy, &user, token_client).await?)
+    }
+
+    async fn issue_pair(
+        &self,
+        realm: &str,
+        policy: TokenPolicy,
+        user: &AccountRow,
+        client_id: Option<i64>,
+    ) -> Result<Grant, AuthError> {
+        let now = self.clock.now_millis();
+        let grant_id = new_token();
+        let access = new_token();
+        let refresh = new_token();
+        let mut tx = self.db.pool().begin().await?;
+        for (token, kind, ttl) in [
+            (&access, "access", policy.access_ttl_secs),
+            (&refresh, "refresh", policy.refresh_ttl_secs),
+        ] {
+            let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO login_tokens (token_hash, grant_id, kind, realm, tenant_id, \
+                   account_id, client_id, issued_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(hash(token))
+            .bind(&grant_id)
+            .bind(kind)
+            .bind(realm)
+            .bind(user.tenant.id)
+            .bind(user.id)
+            .bind(client_id)
+            .bind(now)
+            .bind(now.saturating_add(ttl_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Grant {
+            access_token: access,
+            refresh_token: refresh,
+            expires_in: policy.access_ttl_secs,
+            tenant: user.tenant.clone(),
+            subject: user.name.clone(),
+        })
+    }
+
+    /// Accept an access token issued in `realm`.
+    pub async fn verify_token(&self, realm: &str, token: &str) -> Result<TokenIdentity, AuthError> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, a.name FROM login_tokens k \
+             JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
+               AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL",
+        )
+        .bind(hash(token))
+        .bind(realm)
+        .bind(self.clock.now_millis())
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| {
+            AuthError::Unauthenticated("invalid access token (unknown, expired or revoked)".into())
+        })?;
+        Ok(TokenIdentity {
+            tenant: Tenant {
+                id: row.get(0),
+                name: row.get(1),
+            },
+            subject: row.get(2),
+        })
+    }
+
+    /// Revoke a token of `realm` and the other half of its pair; unknown tokens are fine.
+    pub async fn revoke_token(&self, realm: &str, token: &str) -> Result<(), AuthError> {
+        sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND grant_id IN \
+               (SELECT grant_id FROM login_tokens WHERE token_hash = $2 AND realm = $3)",
+        )
+        .bind(self.clock.now_millis())
+        .bind(hash(token))
+        .bind(realm)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_hashes_are_salted_and_verify() {
+        let a = slow_hash("secret_1").unwrap();
+        let b = slow_hash("secret_1").unwrap();
+        assert_ne!(a, b, "salted");
+        assert!(a.starts_with("$argon2id$"));
+        assert!(slow_verify("secret_1", &a));
+        assert!(!slow_verify("secret_2", &a));
+        assert!(!slow_verify("secret_1", "not a hash"));
+        assert!(!slow_verify("decoy", decoy_hash()));
+    }
+
+    #[test]
+    fn tokens_are_32_hex() {
+        let t = new_token();
+        assert_eq!(t.len(), 32);
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(new_token(), t);
+    }
+}
