@@ -32,7 +32,7 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.0");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.1");
     assert_eq!(manifest["routes"].as_array().unwrap().len(), 5);
 
     let bad = dir.path().join("bad.wasm");
@@ -157,6 +157,201 @@ async fn provision_then_serve_then_stop() {
         })
         .expect("serve did not stop on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Wait for `serve`'s "listening on" line; answers the URL and every line printed so far.
+fn listening(child: &mut std::process::Child) -> (String, Vec<String>) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return (url.to_string(), printed);
+        }
+    }
+}
+
+/// UBTech needs no SQL either: logins, a release from a local file and a campaign come from
+/// subcommands, and an unmodified robot flow then works against the served plugin.
+#[tokio::test]
+async fn ubtech_is_provisioned_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let product = "com.ubtechinc.alpha2services:service5mic:CN";
+    assert!(ota(&data, &["tenant", "create", "acme"]).0);
+    assert!(ota(&data, &["product", "create", "--tenant", "acme", product]).0);
+    let (ok, _, err) = ota(
+        &data,
+        &[
+            "login", "create", "--tenant", "acme", "--realm", "ubtech", "--kind", "client",
+            "mobile_1", "--secret", "secret_1",
+        ],
+    );
+    assert!(ok, "{err}");
+    // Without --secret one is generated and printed once.
+    let (ok, password, err) = ota(
+        &data,
+        &[
+            "login", "create", "--tenant", "acme", "--realm", "ubtech", "aa",
+        ],
+    );
+    assert!(ok, "{err}");
+    let password = password.trim().to_string();
+    assert_eq!(password.len(), 32);
+    let (ok, listing, _) = ota(&data, &["login", "list", "--tenant", "acme"]);
+    assert!(
+        ok && listing.contains("\tubtech\tUser\taa\tactive"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&password), "secrets are never listed");
+
+    let full = dir.path().join("full.bin");
+    std::fs::write(&full, b"alpha2 services 19").unwrap();
+    let (ok, out, err) = ota(
+        &data,
+        &[
+            "release",
+            "create",
+            "--tenant",
+            "acme",
+            "--product",
+            product,
+            "--version",
+            "19",
+            "--file",
+            full.to_str().unwrap(),
+            "--status",
+            "online",
+            "--name",
+            "service5mic",
+        ],
+    );
+    assert!(ok, "{err}");
+    let release: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = release["id"].as_i64().unwrap();
+    let patch = dir.path().join("patch.bin");
+    std::fs::write(&patch, b"18 to 19").unwrap();
+    let (ok, out, err) = ota(
+        &data,
+        &[
+            "release",
+            "create",
+            "--tenant",
+            "acme",
+            "--product",
+            product,
+            "--version",
+            "19",
+            "--from-version",
+            "18",
+            "--file",
+            patch.to_str().unwrap(),
+            "--status",
+            "online",
+        ],
+    );
+    assert!(ok, "{err}");
+    let patch_id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (ok, listing, _) = ota(&data, &["release", "list", "--tenant", "acme"]);
+    assert!(ok && listing.contains("18 -> 19\tonline"), "{listing}");
+    let (ok, out, err) = ota(
+        &data,
+        &[
+            "campaign",
+            "create",
+            "--tenant",
+            "acme",
+            "--release",
+            &id.to_string(),
+            "--name",
+            "all robots",
+            "--start",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"status\": \"running\""), "{out}");
+    let (ok, listing, _) = ota(&data, &["campaign", "list", "--tenant", "acme"]);
+    assert!(ok && listing.contains("running\t19"), "{listing}");
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("OTA_HOST_DATA_DIR", &data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (url, printed) = listening(&mut child);
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("loaded plugin ubtech")),
+        "{printed:?}"
+    );
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .get(format!(
+            "{url}/oauth/token?client_id=mobile_1&client_secret=secret_1&grant_type=password&username=aa&password={password}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().expect("a token");
+    let answer: serde_json::Value = http
+        .get(format!(
+            "{url}/file/download?access_token={access}&package_name=com.ubtechinc.alpha2services\
+             &version=18&file_name=service5mic&language=CN&robot_version=1&robot_id=r1"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["code"], "100", "{answer}");
+    assert_eq!(answer["id"], patch_id.to_string());
+    let bytes = http
+        .get(answer["data"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"18 to 19");
+
+    // Revoking the user's tokens from the command line ends the session.
+    let (_, listing, _) = ota(&data, &["login", "list", "--tenant", "acme"]);
+    let user_id = listing
+        .lines()
+        .find(|l| l.contains("\taa\t"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = ota(
+        &data,
+        &["login", "revoke-tokens", "--tenant", "acme", &user_id],
+    );
+    assert!(ok && out.contains("revoked 2 tokens"), "{out}{err}");
+    let r = http
+        .get(format!(
+            "{url}/file/download?access_token={access}&package_name=p&version=1&file_name=f&language=CN&robot_version=1&robot_id=r1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
 }
 
 /// Start `serve` on `data` with `config`, wait until it listens, answer the child.

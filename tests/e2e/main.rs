@@ -7,3 +7,4 @@ mod hot_reload;
 mod iotstack;
 mod sandbox;
 mod storage;
+mod ubtech;

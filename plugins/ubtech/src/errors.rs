@@ -1,0 +1,95 @@
+//! UBTech's envelope and codes. Every answer is `{"code": "<string>", "data": …}`; the spec's
+//! codes are `"100"` ok, `"101"` created, `"102"` no such version, `"103"` robot not allowed,
+//! `"104"` no such language, `"500"` server error. The business refusals (102-104) travel with
+//! HTTP 200, as robots read only `code`. What the spec does not cover is ours:
+//!
+//! | HTTP | code  | when |
+//! |------|-------|------|
+//! | 400  | "500" | a required parameter is missing or malformed (`data` names it) |
+//! | 401  | "103" | no, unknown, expired or revoked `access_token` (plus OAuth2's `error: invalid_token`, so OAuth-aware clients refresh) |
+//! | 405  | "500" | a method the call does not take |
+//! | 413  | "500" | body larger than the host allows |
+//! | 500  | "500" | the host failed (retry later) |
+
+use ota_plugin_sdk::{HostError, Response};
+use serde::Serialize;
+
+/// Everything a file call can fail with.
+#[derive(Debug)]
+pub enum UbError {
+    Missing(&'static str),
+    BadValue(&'static str, String),
+    BadToken(String),
+    NoVersion(String),
+    NotAllowed(String),
+    NoLanguage(String),
+    MethodNotAllowed,
+    BodyTooLarge,
+    Host(HostError),
+}
+
+impl From<HostError> for UbError {
+    fn from(e: HostError) -> Self {
+        UbError::Host(e)
+    }
+}
+
+/// The envelope, fields in the spec's order.
+#[derive(Serialize)]
+pub struct Envelope<'a> {
+    pub code: &'a str,
+    pub data: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+impl UbError {
+    fn parts(self) -> (u16, &'static str, String) {
+        match self {
+            UbError::Missing(p) => (400, "500", format!("missing required parameter {p}")),
+            UbError::BadValue(p, why) => (400, "500", format!("parameter {p}: {why}")),
+            UbError::BadToken(m) => (401, "103", m),
+            UbError::NoVersion(m) => (200, "102", m),
+            UbError::NotAllowed(m) => (200, "103", m),
+            UbError::NoLanguage(m) => (200, "104", m),
+            UbError::MethodNotAllowed => (405, "500", "method not allowed".into()),
+            UbError::BodyTooLarge => (413, "500", "request body too large".into()),
+            UbError::Host(e) => match e {
+                HostError::Unauthenticated(m) => (401, "103", m),
+                HostError::Forbidden(m) => (200, "103", m),
+                HostError::NotFound(m) => (200, "102", m),
+                HostError::Invalid(m) => (400, "500", m),
+                HostError::Conflict(m) | HostError::Unsupported(m) | HostError::Internal(m) => {
+                    (500, "500", m)
+                }
+            },
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, code, data) = self.parts();
+        let (error, error_description) = if status == 401 {
+            (Some("invalid_token"), Some(data.clone()))
+        } else {
+            (None, None)
+        };
+        let mut r = Response::json(
+            status,
+            &Envelope {
+                code,
+                data,
+                id: None,
+                error,
+                error_description,
+            },
+        );
+        if status == 401 {
+            r = r.header("www-authenticate", "Bearer error=\"invalid_token\"");
+        }
+        r
+    }
+}

@@ -1,0 +1,54 @@
+//! The UBTech robot dialect (`specs/ubtech.md`): `GET|POST /oauth/token` (OAuth2 password and
+//! refresh grants), `GET /file/download` (the patch chain that takes a robot's package to the
+//! newest release) and `POST /file/callback` (the robot's result). Accounts, tokens, releases,
+//! chains and jobs live in the host; this crate reads UBTech's query parameters and answers
+//! in its `{"code": "<string>", "data": …}` envelope.
+//!
+//! How UBTech's names map onto the host's model:
+//! - a **product** per package, file and language: serial number
+//!   `<package_name>:<file_name>:<language>` (e.g. `com.ubtechinc.alpha2services:service5mic:CN`);
+//! - a **device** per robot in that product, serial number = `robot_id`; the package version
+//!   is its `mcu` module (identify 0), its `robot_version` the `sub` module 0;
+//! - **releases** of module `mcu`: full packages, and patches (a from-version);
+//! - a robot is offered an update only through a running **campaign** that reaches it.
+
+mod errors;
+mod files;
+mod oauth;
+mod params;
+
+use ota_plugin_sdk::{Dialect, Refusal, Request, Response, Router, dialect};
+
+use errors::UbError;
+
+/// The dialect as the host sees it.
+pub struct Ubtech;
+
+impl Dialect for Ubtech {
+    const NAME: &'static str = "ubtech";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const VENDOR: &'static str = "UBTech";
+    const DESCRIPTION: &'static str =
+        "UBTech robot firmware API: OAuth2 token, patch-chain download, upgrade callback";
+
+    fn router() -> Router {
+        // The spec prints GET for the token and the download and POST for the callback;
+        // robots in the field are not that consistent, so each call takes both.
+        Router::new()
+            .get("/oauth/token", oauth::token)
+            .post("/oauth/token", oauth::token)
+            .get("/file/download", files::download)
+            .post("/file/download", files::download)
+            .post("/file/callback", files::callback)
+            .get("/file/callback", files::callback)
+            .fallback(|_| UbError::MethodNotAllowed.into_response())
+    }
+
+    fn refuse(_req: &Request, reason: Refusal) -> Response {
+        match reason {
+            Refusal::BodyTooLarge => UbError::BodyTooLarge.into_response(),
+        }
+    }
+}
+
+dialect!(Ubtech);
