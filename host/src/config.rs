@@ -332,6 +332,8 @@ mod tests {
             auth = "anonymous"
             tenant = "acme"
             settings = { memory = ">= 1G" }
+            [plugins.ubtech]
+            token-ttl-secs = 60
             [[tenants]]
             name = "acme"
             products = [{ sn = "P1" }]
@@ -350,6 +352,12 @@ mod tests {
         assert_eq!(c.limits.request_timeout_ms, 2_000);
         assert_eq!(c.mount("iotstack").prefix, "/iot");
         assert_eq!(c.mount("other").auth, AuthMode::ApiKey);
+        let tokens = c.mount("ubtech").token_policy();
+        assert_eq!(
+            (tokens.access_ttl_secs, tokens.refresh_ttl_secs),
+            (60, 2_592_000)
+        );
+        assert_eq!(c.mount("other").token_policy().access_ttl_secs, 43_200);
     }
 
     #[test]

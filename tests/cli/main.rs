@@ -107,15 +107,7 @@ async fn provision_then_serve_then_stop() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let url = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
+    let (url, printed) = listening(&mut child);
     assert!(
         printed
             .iter()

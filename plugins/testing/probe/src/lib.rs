@@ -1,7 +1,7 @@
 //! A test-only dialect that turns `POST /probe/<call>` with a JSON body of arguments into
 //! the host call of that name and answers `{"ok": result}` or `{"err": {"case", "message"}}`.
-//! It authenticates first with whatever the caller sent (`x-api-key`, or `x-device-key` +
-//! `x-device-secret`, or nothing). The end-to-end tests drive the whole 0.2 contract through
+//! It authenticates first with whatever the caller sent (`x-api-key`, `x-bearer-token`, or
+//! `x-device-key` + `x-device-secret`, or nothing); the grant calls need no prior login. The end-to-end tests drive the whole 0.2 contract through
 //! it: real component, real linker, real adapters, real database.
 
 use ota_plugin_sdk::{
@@ -55,6 +55,8 @@ macro_rules! take {
 fn login(req: &Request) -> Result<(), HostError> {
     if let Some(key) = req.header("x-api-key") {
         auth::verify_api_key(key).map(|_| ())
+    } else if let Some(token) = req.header("x-bearer-token") {
+        auth::verify_token(token).map(|_| ())
     } else if let (Some(k), Some(s)) = (req.header("x-device-key"), req.header("x-device-secret")) {
         auth::verify_device_secret(k, s).map(|_| ())
     } else {
@@ -134,6 +136,10 @@ fn call(name: &str, b: &Value) -> Value {
         "delete-release" => {
             let a = take!(b, { id: u64 });
             done(catalog::delete_release(a.id))
+        }
+        "upgrade-path" => {
+            let a = take!(b, { id: u64, from_version: String });
+            done(catalog::upgrade_path(a.id, &a.from_version))
         }
         "create-campaign" => {
             let a = take!(b, { campaign: rollout::NewCampaign });
@@ -227,6 +233,53 @@ fn call(name: &str, b: &Value) -> Value {
     }
 }
 
+fn grant(name: &str, b: &Value) -> Option<Value> {
+    let answer = |r: Result<auth::TokenGrant, auth::GrantError>| match r {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "err": e }),
+    };
+    Some(match name {
+        "password-grant" => {
+            #[derive(Deserialize)]
+            struct A {
+                client: Option<auth::ClientCredentials>,
+                username: String,
+                password: String,
+            }
+            match args::<A>(b) {
+                Ok(a) => answer(auth::password_grant(
+                    a.client.as_ref(),
+                    &a.username,
+                    &a.password,
+                )),
+                Err(e) => e,
+            }
+        }
+        "refresh-grant" => {
+            #[derive(Deserialize)]
+            struct A {
+                client: Option<auth::ClientCredentials>,
+                refresh_token: String,
+            }
+            match args::<A>(b) {
+                Ok(a) => answer(auth::refresh_grant(a.client.as_ref(), &a.refresh_token)),
+                Err(e) => e,
+            }
+        }
+        "revoke-token" => {
+            #[derive(Deserialize)]
+            struct A {
+                token: String,
+            }
+            match args::<A>(b) {
+                Ok(a) => done(auth::revoke_token(&a.token)),
+                Err(e) => e,
+            }
+        }
+        _ => return None,
+    })
+}
+
 fn probe(req: &Request) -> Response {
     let name = req.param("call").unwrap_or_default().to_string();
     let body: Value = if req.body().is_empty() {
@@ -237,6 +290,10 @@ fn probe(req: &Request) -> Response {
             Err(e) => return Response::json(400, &json!({ "err": e.to_string() })),
         }
     };
+    // The grants establish the principal themselves; they run before any other login.
+    if let Some(answer) = grant(&name, &body) {
+        return Response::json(200, &answer);
+    }
     if let Err(e) = login(req) {
         return Response::json(200, &err(e));
     }
