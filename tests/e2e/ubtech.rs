@@ -734,11 +734,16 @@ async fn callbacks_move_the_robots_jobs() {
         (job["state"].as_str(), job["result_code"].as_i64()),
         (Some("downloading"), Some(3))
     );
-    // The spec's example id, unknown here: "102". A robot that never asked: "103".
+    // An unknown release id: "102".
     let (s, b) = post(&t, &callback(23_000, "waiter", "1")).await;
     assert_eq!((s, b["code"].as_str()), (200, Some("102")), "{b}");
-    let (s, b) = post(&t, &callback(p16_17, "stranger", "1")).await;
-    assert_eq!((s, b["code"].as_str()), (200, Some("103")), "{b}");
+    // A robot never seen here (updated some other way) is registered: "101", created.
+    let (s, b) = post(&t, &callback(p17_19, "sideloaded", "1")).await;
+    assert_eq!(s, 200);
+    assert_eq!(b, json!({"code": "101", "data": "regisiter information"}));
+    assert_eq!(module_version(&t, &cn, "sideloaded", "mcu").await, "19");
+    let (_, b) = post(&t, &callback(p17_19, "sideloaded", "1")).await;
+    assert_eq!(b["code"], "100", "known from now on");
     // Bad code, missing parameters, bad token.
     let (s, b) = post(&t, &callback(p16_17, "waiter", "7")).await;
     assert_eq!((s, b["code"].as_str()), (400, Some("500")), "{b}");

@@ -17,7 +17,9 @@
 //! once the campaign's target is reached, an intermediate patch marks it installing), `2`
 //! failure (the job fails; the campaign's retries apply), `3` not updated yet (downloading),
 //! `0` no status (notified). Reports the job's state does not allow any more are recorded
-//! nowhere and still answered `"100"`: robots retransmit.
+//! nowhere and still answered `"100"`: robots retransmit. A robot this server has never seen
+//! (updated some other way) is registered by its callback, which answers `"101"` (created);
+//! an unknown release id is `"102"`.
 
 use ota_plugin_sdk::catalog::{self, ModuleVersion, Release, ReleaseFilter};
 use ota_plugin_sdk::rollout::{self, CampaignFilter, CampaignStatus, JobFilter, JobState};
@@ -32,17 +34,21 @@ fn respond(result: Result<Response, UbError>) -> Response {
     result.unwrap_or_else(UbError::into_response)
 }
 
-fn ok(data: String, id: Option<String>) -> Response {
+fn answer(code: &str, data: String, id: Option<String>) -> Response {
     Response::json(
         200,
         &Envelope {
-            code: "100",
+            code,
             data,
             id,
             error: None,
             error_description: None,
         },
     )
+}
+
+fn ok(data: String, id: Option<String>) -> Response {
+    answer("100", data, id)
 }
 
 /// The token as a query parameter (as printed) or `Authorization: Bearer`.
@@ -287,17 +293,22 @@ pub fn callback(req: &Request) -> Response {
         if releases.is_empty() {
             return Err(UbError::Missing("id"));
         }
+        let mut created = false;
         for release in &releases {
-            catalog::get_device(&release.product_sn, &robot).map_err(|e| match e {
-                HostError::NotFound(_) => UbError::NotAllowed(format!(
-                    "robot {robot} never asked for {}",
-                    release.product_sn
-                )),
-                e => e.into(),
-            })?;
+            // A robot updated some other way (sideloaded, another server) reports here
+            // first: it is registered, and the answer says so with "101".
+            match catalog::get_device(&release.product_sn, &robot) {
+                Ok(_) => {}
+                Err(HostError::NotFound(_)) => {
+                    catalog::register_device(&release.product_sn, &robot)?;
+                    created = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
             apply(release, &robot, code)?;
         }
-        Ok(ok("regisiter information".into(), None))
+        let code = if created { "101" } else { "100" };
+        Ok(answer(code, "regisiter information".into(), None))
     })())
 }
 
