@@ -149,9 +149,16 @@ pub struct MountConfig {
     pub token_ttl_secs: Option<u64>,
     /// Lifetime of refresh tokens [default: 2592000, 30 days].
     pub refresh_ttl_secs: Option<u64>,
+    /// How far the timestamp of a signed request may be from the host's clock, either way
+    /// [default: 900, 15 minutes].
+    pub hmac_max_skew_secs: Option<u64>,
 }
 
 impl MountConfig {
+    pub fn hmac_max_skew(&self) -> u64 {
+        self.hmac_max_skew_secs.unwrap_or(900)
+    }
+
     pub fn token_policy(&self) -> crate::auth::TokenPolicy {
         crate::auth::TokenPolicy {
             access_ttl_secs: self.token_ttl_secs.unwrap_or(43_200).max(1),

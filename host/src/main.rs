@@ -637,19 +637,26 @@ async fn campaign_cmd(s: &Services, cmd: CampaignCmd) -> anyhow::Result<()> {
         }
         CampaignCmd::List { tenant } => {
             let t = s.auth.tenant(&tenant).await?;
-            let (campaigns, _) = s
-                .rollout
-                .list_campaigns(t.id, &CampaignFilter::default(), 200, 0)
-                .await?;
-            for c in campaigns {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    c.id,
-                    c.status.as_str(),
-                    c.target_version,
-                    c.tag,
-                    c.name
-                );
+            let mut offset = 0;
+            loop {
+                let (campaigns, total) = s
+                    .rollout
+                    .list_campaigns(t.id, &CampaignFilter::default(), 200, offset)
+                    .await?;
+                for c in &campaigns {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        c.id,
+                        c.status.as_str(),
+                        c.target_version,
+                        c.tag,
+                        c.name
+                    );
+                }
+                offset += campaigns.len() as i64;
+                if campaigns.is_empty() || offset >= total {
+                    break;
+                }
             }
         }
         CampaignCmd::Act {
@@ -709,10 +716,10 @@ async fn login_cmd(s: &Services, cmd: LoginCmd) -> anyhow::Result<()> {
         LoginCmd::List { tenant } => {
             for a in s.auth.list_logins(&tenant).await? {
                 println!(
-                    "{}\t{}\t{:?}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     a.id,
                     a.realm,
-                    a.kind,
+                    a.kind.as_str(),
                     a.name,
                     if a.disabled_at.is_some() {
                         "disabled"

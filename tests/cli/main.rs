@@ -32,7 +32,7 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.1");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.2");
     assert_eq!(manifest["routes"].as_array().unwrap().len(), 5);
 
     let bad = dir.path().join("bad.wasm");
@@ -193,7 +193,7 @@ async fn ubtech_is_provisioned_from_the_command_line() {
     assert_eq!(password.len(), 32);
     let (ok, listing, _) = ota(&data, &["login", "list", "--tenant", "acme"]);
     assert!(
-        ok && listing.contains("\tubtech\tUser\taa\tactive"),
+        ok && listing.contains("\tubtech\tuser\taa\tactive"),
         "{listing}"
     );
     assert!(!listing.contains(&password), "secrets are never listed");

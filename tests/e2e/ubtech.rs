@@ -562,7 +562,17 @@ async fn download_answers_the_shortest_patch_chain_and_every_code() {
     let (s, b) = get(&t, &download_query(&tok, "CN", "19", "robot-19")).await;
     assert_eq!(s, 200);
     assert_eq!(b, json!({"code": "100", "data": "", "id": ""}));
-    assert!(p17_18 > 0);
+    // Withdrawing the direct patch makes the two-step chain the shortest.
+    let (s, _) = admin(
+        &t,
+        Method::PATCH,
+        &format!("{BASE}/releases/{p17_19}"),
+        Some(json!({"status": "invalid"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, _, ids) = download(&t, &tok, "CN", "17", "robot-17b").await;
+    assert_eq!(ids, vec![p17_18.to_string(), p18_19.to_string()]);
 
     // The URLs are this server's own blobs, and Range works on them.
     assert!(urls[0].starts_with(&t.server.url()), "{}", urls[0]);
@@ -591,7 +601,7 @@ async fn download_answers_the_shortest_patch_chain_and_every_code() {
     assert_eq!(module_version(&t, &cn, "robot-16", "sub").await, "1");
     assert_eq!(job_of(&t, c, "robot-16").await["state"], "notified");
     let (_, stats) = admin(&t, Method::GET, &format!("{BASE}/campaigns/{c}/jobs"), None).await;
-    assert_eq!(stats["total"], 4, "four robots below 19 joined: {stats}");
+    assert_eq!(stats["total"], 5, "five robots below 19 joined: {stats}");
 
     // "104": the package and file exist, but not in this language (no product at all, or a
     // product without releases).
@@ -727,7 +737,15 @@ async fn callbacks_move_the_robots_jobs() {
     );
     // 0 no status keeps the job notified; 3 not updated yet moves it to downloading.
     post(&t, &callback(p16_17, "waiter", "0")).await;
-    assert_eq!(job_of(&t, c, "waiter").await["state"], "notified");
+    let job = job_of(&t, c, "waiter").await;
+    assert_eq!(
+        (
+            job["state"].as_str(),
+            job["result_code"].as_i64(),
+            job["result_text"].as_str()
+        ),
+        (Some("notified"), Some(0), Some("no status"))
+    );
     post(&t, &callback(p16_17, "waiter", "3")).await;
     let job = job_of(&t, c, "waiter").await;
     assert_eq!(
@@ -759,6 +777,55 @@ async fn callbacks_move_the_robots_jobs() {
         job_of(&t, c, "waiter").await["state"],
         "downloading",
         "refusals changed nothing"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn another_plugins_token_is_refused() {
+    let t = TestServer::start(Options {
+        plugins: vec![("ubtech.wasm", "ubtech"), ("probe.wasm", "probe")],
+        ..Default::default()
+    })
+    .await;
+    for (realm, kind, name, secret) in [
+        ("probe", "user", "aa", "aa"),
+        ("ubtech", "client", "mobile_1", "secret_1"),
+    ] {
+        let (s, _) = admin(
+            &t,
+            Method::POST,
+            &format!("{BASE}/logins"),
+            Some(json!({"realm": realm, "kind": kind, "name": name, "secret": secret})),
+        )
+        .await;
+        assert_eq!(s, 201);
+    }
+    // A real token, issued by the probe plugin for the same user name and password.
+    let r = t
+        .http
+        .post(t.url("/probe/password-grant"))
+        .json(&json!({"client": null, "username": "aa", "password": "aa"}))
+        .send()
+        .await
+        .unwrap();
+    let g: Value = r.json().await.unwrap();
+    let foreign = g["ok"]["access_token"]
+        .as_str()
+        .expect("probe issued a token");
+    let (s, b) = get(&t, &download_query(foreign, "CN", "6", "r1")).await;
+    assert_eq!((s, b["code"].as_str()), (401, Some("103")), "{b}");
+    // And its refresh token is no UBTech refresh token either.
+    let refresh = g["ok"]["refresh_token"].as_str().unwrap();
+    let (s, b) = get(
+        &t,
+        &format!("/oauth/token?client_id=mobile_1&client_secret=secret_1&grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{b}"
     );
     t.stop().await;
 }

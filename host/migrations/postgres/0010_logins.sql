@@ -30,3 +30,4 @@ CREATE TABLE login_tokens (
 );
 CREATE INDEX login_tokens_by_grant ON login_tokens (grant_id);
 CREATE INDEX login_tokens_by_account ON login_tokens (account_id);
+CREATE INDEX login_tokens_by_client ON login_tokens (client_id);

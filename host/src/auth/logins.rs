@@ -9,7 +9,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rand::Rng;
 use sqlx::Row;
 
-use super::{Auth, AuthError, Tenant, hash, valid_name};
+use super::{Auth, AuthError, Tenant, hash};
+use crate::runtime::plugin::valid_plugin_name;
 
 /// What a login account is.
 #[derive(
@@ -24,7 +25,7 @@ pub enum LoginKind {
 }
 
 impl LoginKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             LoginKind::User => "user",
             LoginKind::Client => "client",
@@ -128,6 +129,75 @@ struct AccountRow {
     secret_hash: String,
 }
 
+/// Whether `secret` matches the account's hash; an unknown account is checked against a
+/// decoy, so it costs as much time as a wrong secret. Runs off the async workers.
+async fn checks_out(secret: &str, account: Option<&AccountRow>) -> Result<bool, AuthError> {
+    let secret = secret.to_string();
+    let stored = account.map(|a| a.secret_hash.clone());
+    off_worker(move || slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash())))
+        .await
+}
+
+/// At most this many Argon2 computations run at once (each takes ~19 MiB and tens of
+/// milliseconds): a burst of logins queues here instead of exhausting memory.
+static SLOW_HASHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Run an Argon2 computation on the blocking pool, never on an async worker.
+async fn off_worker<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    let _permit = SLOW_HASHES
+        .acquire()
+        .await
+        .map_err(|_| AuthError::Invalid("password hashing is shut down".into()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthError::Invalid(format!("password hashing failed: {e}")))
+}
+
+/// Issue an access + refresh pair for `user` inside `tx`.
+async fn issue_pair(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    realm: &str,
+    policy: TokenPolicy,
+    user: &AccountRow,
+    client_id: Option<i64>,
+    now: i64,
+) -> Result<Grant, AuthError> {
+    let grant_id = new_token();
+    let access = new_token();
+    let refresh = new_token();
+    for (token, kind, ttl) in [
+        (&access, "access", policy.access_ttl_secs),
+        (&refresh, "refresh", policy.refresh_ttl_secs),
+    ] {
+        let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO login_tokens (token_hash, grant_id, kind, realm, tenant_id, \
+               account_id, client_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(hash(token))
+        .bind(&grant_id)
+        .bind(kind)
+        .bind(realm)
+        .bind(user.tenant.id)
+        .bind(user.id)
+        .bind(client_id)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Grant {
+        access_token: access,
+        refresh_token: refresh,
+        expires_in: policy.access_ttl_secs,
+        tenant: user.tenant.clone(),
+        subject: user.name.clone(),
+    })
+}
+
 impl Auth {
     /// Provision a login account for a plugin; the name must be new among its live accounts
     /// of that kind. The secret is stored as an Argon2id hash.
@@ -139,9 +209,9 @@ impl Auth {
         name: &str,
         secret: &str,
     ) -> Result<LoginAccount, AuthError> {
-        if !valid_name(realm) {
+        if !valid_plugin_name(realm) {
             return Err(AuthError::Invalid(format!(
-                "realm {realm:?} must be a plugin name (1-64 characters of [A-Za-z0-9._-])"
+                "realm {realm:?} must be a plugin name (1-64 characters of [a-z0-9-])"
             )));
         }
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
@@ -157,7 +227,8 @@ impl Auth {
             ));
         }
         let t = self.tenant(tenant).await?;
-        let secret_hash = slow_hash(secret)?;
+        let secret = secret.to_string();
+        let secret_hash = off_worker(move || slow_hash(&secret)).await??;
         let now = self.clock.now_millis();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO login_accounts (tenant_id, realm, kind, name, secret_hash, created_at) \
@@ -311,10 +382,7 @@ impl Auth {
     ) -> Result<Option<AccountRow>, GrantError> {
         let Some(c) = client else { return Ok(None) };
         let row = self.live_account(realm, LoginKind::Client, &c.id).await?;
-        let stored = row
-            .as_ref()
-            .map_or(decoy_hash(), |r| r.secret_hash.as_str());
-        let ok = slow_verify(&c.secret, stored);
+        let ok = checks_out(&c.secret, row.as_ref()).await?;
         match row {
             Some(r) if ok => Ok(Some(r)),
             _ => Err(GrantError::InvalidClient(
@@ -334,10 +402,7 @@ impl Auth {
     ) -> Result<Grant, GrantError> {
         let client = self.check_client(realm, client).await?;
         let user = self.live_account(realm, LoginKind::User, username).await?;
-        let stored = user
-            .as_ref()
-            .map_or(decoy_hash(), |r| r.secret_hash.as_str());
-        let ok = slow_verify(password, stored);
+        let ok = checks_out(password, user.as_ref()).await?;
         let user = match user {
             Some(u) if ok => u,
             _ => {
@@ -353,9 +418,12 @@ impl Auth {
                 "the user does not belong to this client's tenant".into(),
             ));
         }
-        Ok(self
-            .issue_pair(realm, policy, &user, client.as_ref().map(|c| c.id))
-            .await?)
+        let mut tx = self.db.pool().begin().await?;
+        let now = self.clock.now_millis();
+        let client_id = client.as_ref().map(|c| c.id);
+        let grant = issue_pair(&mut tx, realm, policy, &user, client_id, now).await?;
+        tx.commit().await?;
+        Ok(grant)
     }
 
     /// OAuth2 refresh grant: the old pair dies, a new one is issued.
@@ -368,13 +436,14 @@ impl Auth {
     ) -> Result<Grant, GrantError> {
         let client = self.check_client(realm, client).await?;
         let now = self.clock.now_millis();
+        let token_hash = hash(refresh_token);
         let row = sqlx::query(
             "SELECT k.grant_id, k.client_id, a.id, t.id, t.name, a.name FROM login_tokens k \
              JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.token_hash = $1 AND k.kind = 'refresh' AND k.realm = $2 \
                AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL",
         )
-        .bind(hash(refresh_token))
+        .bind(&token_hash)
         .bind(realm)
         .bind(now)
         .fetch_optional(self.db.pool())
@@ -398,65 +467,32 @@ impl Auth {
             name: row.get(5),
             secret_hash: String::new(),
         };
-        // Only the request that revokes the old pair may issue the new one: two refreshes
-        // racing with one token cannot both succeed.
-        let revoked = sqlx::query(
-            "UPDATE login_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        // Only the request that revokes this very refresh token may issue the new pair (two
+        // refreshes racing with one token cannot both succeed); revoking and issuing share a
+        // transaction, so a failure leaves the old pair working rather than none.
+        let mut tx = self.db.pool().begin().await?;
+        let used = sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(&grant_id)
-        .execute(self.db.pool())
+        .bind(&token_hash)
+        .execute(&mut *tx)
         .await?;
-        if revoked.rows_affected() == 0 {
+        if used.rows_affected() == 0 {
             return Err(GrantError::InvalidGrant(
                 "invalid refresh token (already used)".into(),
             ));
         }
-        Ok(self.issue_pair(realm, policy, &user, token_client).await?)
-    }
-
-    async fn issue_pair(
-        &self,
-        realm: &str,
-        policy: TokenPolicy,
-        user: &AccountRow,
-        client_id: Option<i64>,
-    ) -> Result<Grant, AuthError> {
-        let now = self.clock.now_millis();
-        let grant_id = new_token();
-        let access = new_token();
-        let refresh = new_token();
-        let mut tx = self.db.pool().begin().await?;
-        for (token, kind, ttl) in [
-            (&access, "access", policy.access_ttl_secs),
-            (&refresh, "refresh", policy.refresh_ttl_secs),
-        ] {
-            let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO login_tokens (token_hash, grant_id, kind, realm, tenant_id, \
-                   account_id, client_id, issued_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(hash(token))
-            .bind(&grant_id)
-            .bind(kind)
-            .bind(realm)
-            .bind(user.tenant.id)
-            .bind(user.id)
-            .bind(client_id)
-            .bind(now)
-            .bind(now.saturating_add(ttl_ms))
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&grant_id)
+        .execute(&mut *tx)
+        .await?;
+        let grant = issue_pair(&mut tx, realm, policy, &user, token_client, now).await?;
         tx.commit().await?;
-        Ok(Grant {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: policy.access_ttl_secs,
-            tenant: user.tenant.clone(),
-            subject: user.name.clone(),
-        })
+        Ok(grant)
     }
 
     /// Accept an access token issued in `realm`.
@@ -464,8 +500,10 @@ impl Auth {
         let row = sqlx::query(
             "SELECT t.id, t.name, a.name FROM login_tokens k \
              JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
+             LEFT JOIN login_accounts c ON c.id = k.client_id \
              WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
-               AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL",
+               AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL \
+               AND c.disabled_at IS NULL",
         )
         .bind(hash(token))
         .bind(realm)

@@ -1,12 +1,15 @@
-//! Tenants and credentials: operator and tenant API keys, and the per-device key + secret that
-//! gateways receive in their install command. Secrets are generated here, shown once, and kept
-//! only as SHA-256 hashes; plugins hand over what a client sent and get a principal or a refusal.
+//! Tenants and credentials: operator and tenant API keys, the per-device key + secret that
+//! gateways receive in their install command, dialect logins (`logins`) and signed requests
+//! (`signed`). Secrets are generated here and shown once; plugins hand over what a client sent
+//! and get a principal or a refusal, never a secret.
 
 mod logins;
+mod signed;
 
 pub use logins::{
     ClientCredentials, Grant, GrantError, LoginAccount, LoginKind, TokenIdentity, TokenPolicy,
 };
+pub use signed::{HmacKeyInfo, SignedIdentity};
 
 use rand::Rng;
 use sha2::{Digest, Sha256};

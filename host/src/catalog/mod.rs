@@ -213,6 +213,77 @@ impl Catalog {
         })
     }
 
+    /// A product's operator-set attributes, sorted by name.
+    pub async fn product_attributes(
+        &self,
+        tenant_id: i64,
+        sn: &str,
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        let p = self.product(tenant_id, sn).await?;
+        let rows = sqlx::query(
+            "SELECT name, value FROM product_attributes WHERE product_id = $1 ORDER BY name",
+        )
+        .bind(p.id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Set (or, with `None`, remove) product attributes in one transaction. Names are
+    /// 1-64 characters of `[A-Za-z0-9._-]`, values at most 1024 bytes.
+    pub async fn set_product_attributes(
+        &self,
+        tenant_id: i64,
+        sn: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        for (name, value) in changes {
+            let ok_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok_name {
+                return Err(CatalogError::Invalid(format!(
+                    "attribute name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"
+                )));
+            }
+            if value.as_ref().is_some_and(|v| v.len() > 1024) {
+                return Err(CatalogError::Invalid(format!(
+                    "attribute {name} is longer than 1024 bytes"
+                )));
+            }
+        }
+        let p = self.product(tenant_id, sn).await?;
+        let mut tx = self.db.pool().begin().await?;
+        for (name, value) in changes {
+            match value {
+                Some(v) => {
+                    sqlx::query(
+                        "INSERT INTO product_attributes (product_id, name, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (product_id, name) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(p.id)
+                    .bind(name)
+                    .bind(v)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM product_attributes WHERE product_id = $1 AND name = $2",
+                    )
+                    .bind(p.id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.product_attributes(tenant_id, sn).await
+    }
+
     /// A product by its id (for flows that start from a campaign or a job).
     pub async fn product_by_id(&self, id: i64) -> Result<Product, CatalogError> {
         let row =

@@ -496,6 +496,11 @@ impl Catalog {
         from: &str,
     ) -> Result<Vec<Release>, CatalogError> {
         let target = self.release(tenant_id, id).await?;
+        if target.status == ReleaseStatus::Invalid {
+            return Err(CatalogError::Conflict(format!(
+                "release {id} is invalid; nothing upgrades to it"
+            )));
+        }
         match version::compare(from, &target.version) {
             Ordering::Equal => return Ok(Vec::new()),
             Ordering::Greater => {

@@ -376,6 +376,12 @@ const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, re
 
 const OPEN_JOB: &str = "('queued', 'notified', 'downloading', 'installing')";
 
+/// What an actor does to chosen jobs of a campaign.
+enum JobsChange {
+    Cancel,
+    Retry,
+}
+
 fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
     Campaign {
         id: r.get(0),
@@ -940,6 +946,83 @@ impl Rollout {
         tx.commit().await?;
         self.changed(Some(c.product_id)).await;
         Ok(removed)
+    }
+
+    /// Withdraw some of a campaign's open jobs (their devices stay listed); answers how many
+    /// were cancelled. Jobs of other campaigns and final jobs are left alone.
+    pub async fn cancel_jobs(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        jobs: &[i64],
+        actor: &str,
+    ) -> Result<u64, RolloutError> {
+        self.change_jobs(tenant_id, id, jobs, actor, JobsChange::Cancel)
+            .await
+    }
+
+    /// Try failed or timed-out jobs of a campaign again now (queued), whatever retries the
+    /// campaign allows; answers how many were re-queued.
+    pub async fn retry_jobs(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        jobs: &[i64],
+        actor: &str,
+    ) -> Result<u64, RolloutError> {
+        self.change_jobs(tenant_id, id, jobs, actor, JobsChange::Retry)
+            .await
+    }
+
+    async fn change_jobs(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        jobs: &[i64],
+        actor: &str,
+        change: JobsChange,
+    ) -> Result<u64, RolloutError> {
+        let c = self.campaign(tenant_id, id).await?;
+        c.check_unfinished()?;
+        let now = self.clock.now_millis();
+        let (set, from, what) = match change {
+            JobsChange::Cancel => (
+                "state = 'cancelled', result_text = 'cancelled by an operator'",
+                OPEN_JOB,
+                "cancel-jobs",
+            ),
+            JobsChange::Retry => (
+                "state = 'queued', retry_count = retry_count + 1, deadline_at = NULL",
+                "('failed', 'timed-out')",
+                "retry-jobs",
+            ),
+        };
+        let mut tx = self.db.pool().begin().await?;
+        let mut changed = 0;
+        for job in jobs {
+            changed += sqlx::query(&format!(
+                "UPDATE jobs SET previous_state = state, {set}, updated_at = $1 \
+                 WHERE id = $2 AND campaign_id = $3 AND kind = 'campaign' AND state IN {from}"
+            ))
+            .bind(now)
+            .bind(job)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        log(
+            &mut tx,
+            id,
+            now,
+            actor,
+            what,
+            &format!("{changed} of {} jobs", jobs.len()),
+        )
+        .await?;
+        tx.commit().await?;
+        self.changed(Some(c.product_id)).await;
+        Ok(changed)
     }
 
     /// The unfinished campaigns rolling out a release.

@@ -156,7 +156,8 @@ pub fn contract_version(
     }
 }
 
-fn valid_plugin_name(name: &str) -> bool {
+/// A plugin (manifest) name: 1-64 characters of `[a-z0-9-]`; also the realm of its logins.
+pub fn valid_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -240,6 +241,7 @@ impl Runtime {
             tenant: None,
             settings: Default::default(),
             tokens: MountConfig::default().token_policy(),
+            hmac_max_skew_secs: MountConfig::default().hmac_max_skew(),
         });
         let manifest = self.manifest(&pre, probe).await?;
         if !valid_plugin_name(&manifest.name) {
@@ -279,6 +281,7 @@ impl Runtime {
             tenant: mount.tenant.clone(),
             settings: mount.settings.clone(),
             tokens: mount.token_policy(),
+            hmac_max_skew_secs: mount.hmac_max_skew(),
         });
         Ok(LoadedPlugin {
             file: file.to_path_buf(),

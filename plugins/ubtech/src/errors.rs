@@ -17,14 +17,21 @@ use serde::Serialize;
 /// Everything a file call can fail with.
 #[derive(Debug)]
 pub enum UbError {
+    /// A required parameter is absent or blank.
     Missing(&'static str),
+    /// A parameter's value is out of range.
     BadValue(&'static str, String),
+    /// No, unknown, expired or revoked access token.
     BadToken(String),
+    /// "102": no such package, file, version or release.
     NoVersion(String),
+    /// "103": the robot may not have this update.
     NotAllowed(String),
+    /// "104": no release in the asked language.
     NoLanguage(String),
     MethodNotAllowed,
     BodyTooLarge,
+    /// Any other refusal of the host, mapped by its case.
     Host(HostError),
 }
 
@@ -37,12 +44,17 @@ impl From<HostError> for UbError {
 /// The envelope, fields in the spec's order.
 #[derive(Serialize)]
 pub struct Envelope<'a> {
+    /// UBTech's code, a string.
     pub code: &'a str,
+    /// The answer's payload, or what went wrong.
     pub data: String,
+    /// The `;`-joined release ids of a download answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// OAuth2's error code on 401s, for clients that refresh on `invalid_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// OAuth2's description beside `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
 }

@@ -124,6 +124,7 @@ fn newer(a: &str, b: &str) -> bool {
     ota_plugin_sdk::version::compare(a, b) == std::cmp::Ordering::Greater
 }
 
+/// `GET /file/download`: see the module documentation for the answers.
 pub fn download(req: &Request) -> Response {
     respond((|| {
         let p = Params::of(req);
@@ -264,6 +265,7 @@ fn is_final(s: JobState) -> bool {
     )
 }
 
+/// `POST /file/callback`: see the module documentation for the codes.
 pub fn callback(req: &Request) -> Response {
     respond((|| {
         let p = Params::of(req);
@@ -346,7 +348,7 @@ fn apply(release: &Release, robot: &str, code: i64) -> Result<(), UbError> {
     let version_now = (state == JobState::Succeeded).then(|| release.version.clone());
     match rollout::report_job(job.id, state, Some(code), &text, version_now.as_deref()) {
         // A report the job's state no longer allows (a retransmission, a late "no status").
-        Ok(_) | Err(HostError::Conflict(_)) | Err(HostError::Invalid(_)) => Ok(()),
+        Ok(_) | Err(HostError::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -32,15 +32,14 @@ impl Dialect for Ubtech {
         "UBTech robot firmware API: OAuth2 token, patch-chain download, upgrade callback";
 
     fn router() -> Router {
-        // The spec prints GET for the token and the download and POST for the callback;
-        // robots in the field are not that consistent, so each call takes both.
+        // The spec prints GET for the token and the download and POST for the callback. The
+        // two reads also take the other method; the callback changes state, so it stays POST.
         Router::new()
             .get("/oauth/token", oauth::token)
             .post("/oauth/token", oauth::token)
             .get("/file/download", files::download)
             .post("/file/download", files::download)
             .post("/file/callback", files::callback)
-            .get("/file/callback", files::callback)
             .fallback(|_| UbError::MethodNotAllowed.into_response())
     }
 

@@ -71,11 +71,12 @@ fn grant_error(e: GrantError) -> Response {
     }
 }
 
+/// `GET|POST /oauth/token`.
 pub fn token(req: &Request) -> Response {
     let p = Params::of(req);
     // The client may authenticate with parameters (as the spec shows) or, as RFC 6749
     // prefers, with HTTP Basic.
-    let client = match (p.get("client_id"), p.get("client_secret"), req.basic_auth()) {
+    let client = match (p.get("client_id"), p.raw("client_secret"), req.basic_auth()) {
         (Some(id), Some(secret), _) => ClientCredentials { id, secret },
         (_, _, Some((id, secret))) => ClientCredentials { id, secret },
         (Some(_), None, None) => {
@@ -88,7 +89,7 @@ pub fn token(req: &Request) -> Response {
     };
     let result = match grant_type.as_str() {
         "password" => {
-            let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
+            let (Some(username), Some(password)) = (p.get("username"), p.raw("password")) else {
                 return refuse(
                     400,
                     "invalid_request",
@@ -98,7 +99,7 @@ pub fn token(req: &Request) -> Response {
             auth::password_grant(Some(&client), &username, &password)
         }
         "refresh_token" => {
-            let Some(refresh) = p.get("refresh_token") else {
+            let Some(refresh) = p.raw("refresh_token") else {
                 return refuse(400, "invalid_request", "missing refresh_token");
             };
             auth::refresh_grant(Some(&client), &refresh)

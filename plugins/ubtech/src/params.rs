@@ -9,6 +9,7 @@ use crate::errors::UbError;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// The query's pairs, then a form body's (when the Content-Type says form).
     pub fn of(req: &Request) -> Self {
         let mut pairs = req.query_pairs();
         let form = req.header("content-type").is_some_and(|t| {
@@ -21,6 +22,15 @@ impl Params {
         Params(pairs)
     }
 
+    /// The first non-empty value of `name`, exactly as sent: for passwords, secrets and
+    /// tokens, whose spaces are theirs.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    }
+
     /// The first non-blank value of `name`, trimmed.
     pub fn get(&self, name: &str) -> Option<String> {
         self.0
@@ -31,6 +41,7 @@ impl Params {
             .map(str::to_string)
     }
 
+    /// [`Params::get`], or the error naming the missing parameter.
     pub fn required(&self, name: &'static str) -> Result<String, UbError> {
         self.get(name).ok_or(UbError::Missing(name))
     }

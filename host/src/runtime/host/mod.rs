@@ -36,6 +36,8 @@ pub struct PluginIdentity {
     pub settings: BTreeMap<String, String>,
     /// Lifetimes of the tokens this plugin's logins earn.
     pub tokens: TokenPolicy,
+    /// How far a signed request's timestamp may be from the host's clock.
+    pub hmac_max_skew_secs: u64,
 }
 
 /// The principal as the host keeps it (with ids the WIT never shows).

@@ -569,6 +569,54 @@ impl auth::Host for RequestState {
             .await
             .map_err(|e| self.auth_err(e))
     }
+
+    async fn verify_hmac_sha1(
+        &mut self,
+        key_id: String,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+        timestamp_millis: Option<u64>,
+    ) -> Result<Principal, HostError> {
+        let id = self
+            .services
+            .auth
+            .verify_hmac_sha1(
+                &self.plugin.name,
+                &key_id,
+                &message,
+                &signature,
+                timestamp_millis.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+                self.plugin.hmac_max_skew_secs,
+            )
+            .await
+            .map_err(|e| self.auth_err(e))?;
+        Ok(self.establish(Acting {
+            tenant_id: id.tenant.id,
+            tenant: id.tenant.name,
+            subject: id.app_key,
+            scheme: CredentialScheme::Hmac,
+            device: None,
+        }))
+    }
+
+    async fn verify_product_key(
+        &mut self,
+        product_sn: String,
+        key: String,
+    ) -> Result<(), HostError> {
+        let tenant_id = self.acting()?.tenant_id;
+        let product = self
+            .services
+            .catalog
+            .product(tenant_id, &product_sn)
+            .await
+            .map_err(|e| self.catalog_err(e))?;
+        self.services
+            .auth
+            .verify_product_key(product.id, &key)
+            .await
+            .map_err(|e| self.auth_err(e))
+    }
 }
 
 impl RequestState {
@@ -997,6 +1045,15 @@ impl catalog::Host for RequestState {
             .map_err(|e| self.catalog_err(e))?;
         Ok(path.into_iter().map(release_to).collect())
     }
+
+    async fn product_attributes(&mut self, sn: String) -> Result<Vec<(String, String)>, HostError> {
+        let tenant_id = self.check_product(&sn)?;
+        self.services
+            .catalog
+            .product_attributes(tenant_id, &sn)
+            .await
+            .map_err(|e| self.catalog_err(e))
+    }
 }
 
 impl rollout::Host for RequestState {
@@ -1263,6 +1320,44 @@ impl rollout::Host for RequestState {
         self.services
             .rollout
             .remove_devices(c.tenant_id, c.id, &ids, &actor)
+            .await
+            .map_err(|e| self.rollout_err(e))
+    }
+
+    async fn cancel_jobs(
+        &mut self,
+        campaign_id: u64,
+        job_ids: Vec<u64>,
+        actor: Option<String>,
+    ) -> Result<u64, HostError> {
+        let c = self.campaign_in_scope(campaign_id).await?;
+        let actor = self.actor(actor)?;
+        let ids: Vec<i64> = job_ids
+            .iter()
+            .filter_map(|j| i64::try_from(*j).ok())
+            .collect();
+        self.services
+            .rollout
+            .cancel_jobs(c.tenant_id, c.id, &ids, &actor)
+            .await
+            .map_err(|e| self.rollout_err(e))
+    }
+
+    async fn retry_jobs(
+        &mut self,
+        campaign_id: u64,
+        job_ids: Vec<u64>,
+        actor: Option<String>,
+    ) -> Result<u64, HostError> {
+        let c = self.campaign_in_scope(campaign_id).await?;
+        let actor = self.actor(actor)?;
+        let ids: Vec<i64> = job_ids
+            .iter()
+            .filter_map(|j| i64::try_from(*j).ok())
+            .collect();
+        self.services
+            .rollout
+            .retry_jobs(c.tenant_id, c.id, &ids, &actor)
             .await
             .map_err(|e| self.rollout_err(e))
     }
