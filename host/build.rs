@@ -11,6 +11,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str, bool)] = &[
     ("ota-plugin-iotstack", "iotstack.wasm", true),
     ("ota-plugin-ubtech", "ubtech.wasm", true),
+    ("ota-plugin-ctwing", "ctwing.wasm", true),
     ("ota-plugin-misbehave", "misbehave.wasm", false),
     ("ota-plugin-misbehave-v2", "misbehave-v2.wasm", false),
     ("ota-plugin-bad-manifest", "bad-manifest.wasm", false),

@@ -76,6 +76,62 @@ enum Command {
     /// Manage the user accounts and client applications a dialect's login calls accept.
     #[command(subcommand)]
     Login(LoginCmd),
+    /// Manage application keys for dialects whose clients sign requests (CTWing App Keys).
+    #[command(subcommand, name = "app-key")]
+    AppKey(AppKeyCmd),
+    /// Register or update devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+}
+
+#[derive(Subcommand)]
+enum AppKeyCmd {
+    /// Create a key for one plugin; prints its secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// The plugin (mount name) whose requests it signs, e.g. `ctwing`.
+        #[arg(long)]
+        realm: String,
+        /// The App Key clients send [default: generated].
+        #[arg(long)]
+        app_key: Option<String>,
+        /// The App Secret [default: generated]; prefer the environment variable.
+        #[arg(long, env = "OTA_APP_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// List a tenant's application keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Register a device, or set its name, IMEI, MAC or group (`""` clears one).
+    Put {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        product: String,
+        /// The device's serial number (CTWing's deviceId, XLINK's MAC, ...).
+        sn: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        imei: Option<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -268,6 +324,24 @@ enum ProductCmd {
         #[arg(long)]
         tenant: String,
     },
+    /// Set attributes dialects read (`name=value`; `name=` removes one), e.g.
+    /// `ctwing.protocol=t-link`.
+    SetAttr {
+        #[arg(long)]
+        tenant: String,
+        sn: String,
+        #[arg(required = true)]
+        attributes: Vec<String>,
+    },
+    /// Set the product's key (CTWing's MasterKey); prints it once.
+    Key {
+        #[arg(long)]
+        tenant: String,
+        sn: String,
+        /// The key [default: generated].
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -386,6 +460,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{}\t{}", p.sn, p.name);
                     }
                 }
+                ProductCmd::SetAttr {
+                    tenant,
+                    sn,
+                    attributes,
+                } => {
+                    let t = s.auth.tenant(&tenant).await?;
+                    let mut changes = Vec::new();
+                    for a in attributes {
+                        let (name, value) = a
+                            .split_once('=')
+                            .ok_or_else(|| anyhow::anyhow!("{a:?} is not name=value"))?;
+                        let value = (!value.is_empty()).then(|| value.to_string());
+                        changes.push((name.to_string(), value));
+                    }
+                    for (name, value) in s
+                        .catalog
+                        .set_product_attributes(t.id, &sn, &changes)
+                        .await?
+                    {
+                        println!("{name}={value}");
+                    }
+                }
+                ProductCmd::Key { tenant, sn, key } => {
+                    let t = s.auth.tenant(&tenant).await?;
+                    let p = s.catalog.product(t.id, &sn).await?;
+                    let key = s.auth.set_product_key(p.id, key.as_deref()).await?;
+                    eprintln!("product {sn} key set; it is shown only now:");
+                    println!("{key}");
+                }
             }
             Ok(())
         }
@@ -446,6 +549,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(cmd) => {
             let s = Services::open(&Config::resolve(o)?, clock).await?;
             login_cmd(&s, cmd).await
+        }
+        Command::AppKey(cmd) => {
+            let s = Services::open(&Config::resolve(o)?, clock).await?;
+            match cmd {
+                AppKeyCmd::Create {
+                    tenant,
+                    realm,
+                    app_key,
+                    secret,
+                } => {
+                    let (info, secret) = s
+                        .auth
+                        .create_hmac_key(&tenant, &realm, app_key.as_deref(), secret.as_deref())
+                        .await?;
+                    eprintln!(
+                        "created app key (id {}) for plugin {}; key, then secret (shown only now):",
+                        info.id, info.realm
+                    );
+                    println!("{}\n{secret}", info.app_key);
+                }
+                AppKeyCmd::List { tenant } => {
+                    for k in s.auth.list_hmac_keys(&tenant).await? {
+                        let state = if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!("{}\t{}\t{}\t{state}", k.id, k.realm, k.app_key);
+                    }
+                }
+                AppKeyCmd::Revoke { tenant, id } => {
+                    s.auth.revoke_hmac_key(&tenant, id).await?;
+                    println!("revoked app key {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Put {
+            tenant,
+            product,
+            sn,
+            name,
+            imei,
+            mac,
+            group,
+        }) => {
+            let s = Services::open(&Config::resolve(o)?, clock).await?;
+            let t = s.auth.tenant(&tenant).await?;
+            let patch = ota_host::catalog::DevicePatch {
+                name,
+                imei,
+                mac,
+                group,
+            };
+            let d = s.catalog.update_device(t.id, &product, &sn, &patch).await?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+            Ok(())
         }
         Command::Plugin(PluginCmd::Check { file }) => {
             let manifest = ota_host::runtime::check::check_file(&file).await?;

@@ -676,6 +676,12 @@ async fn the_openapi_document_describes_the_routes() {
         format!("POST {tenant}/logins"),
         format!("DELETE {tenant}/logins/{{id}}"),
         format!("POST {tenant}/logins/{{id}}/revoke-tokens"),
+        format!("GET {tenant}/app-keys"),
+        format!("POST {tenant}/app-keys"),
+        format!("DELETE {tenant}/app-keys/{{id}}"),
+        format!("GET {tenant}/products/{{sn}}/attributes"),
+        format!("PUT {tenant}/products/{{sn}}/attributes"),
+        format!("PUT {tenant}/products/{{sn}}/key"),
     ];
     expected.sort();
     assert_eq!(operations, expected);

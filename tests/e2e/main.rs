@@ -3,6 +3,7 @@
 mod admin;
 mod blobs;
 mod contract;
+mod ctwing;
 mod hot_reload;
 mod iotstack;
 mod sandbox;

@@ -6,6 +6,7 @@
 //! document served at `/admin/api/openapi.json` is generated from the routes themselves and
 //! cannot list a route that does not exist or miss one that does.
 
+mod app_keys;
 mod campaigns;
 mod keys;
 mod logins;
@@ -50,6 +51,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(tenants::router())
         .merge(keys::router())
         .merge(logins::router())
+        .merge(app_keys::router())
         .merge(releases::router())
         .merge(campaigns::router())
         .merge(super::blobs::admin_router())

@@ -19,6 +19,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product))
+        .routes(routes!(get_attributes, put_attributes))
+        .routes(routes!(put_product_key))
         .routes(routes!(list_devices))
         .routes(routes!(get_device, put_device))
 }
@@ -121,6 +123,80 @@ async fn get_product(
 ) -> Result<Json<Product>, ApiError> {
     let t = st.services.auth.tenant(&tenant).await?;
     Ok(Json(st.services.catalog.product(t.id, &sn).await?))
+}
+
+/// A product's attributes: facts dialects read that the canonical model does not carry
+/// (e.g. `ctwing.protocol`).
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/attributes", tag = "products",
+    params(("tenant" = String, Path), ("sn" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_attributes(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn)): Path<(String, String)>,
+) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
+    let t = st.services.auth.tenant(&tenant).await?;
+    let attrs = st.services.catalog.product_attributes(t.id, &sn).await?;
+    Ok(Json(attrs.into_iter().collect()))
+}
+
+/// Set attributes (`{"name": "value"}`; `null` removes one); answers them all.
+#[utoipa::path(put, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/attributes", tag = "products",
+    params(("tenant" = String, Path), ("sn" = String, Path)), request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_attributes(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
+    let changes: std::collections::BTreeMap<String, Option<String>> = body_json(&body)?;
+    let t = st.services.auth.tenant(&tenant).await?;
+    let changes: Vec<(String, Option<String>)> = changes.into_iter().collect();
+    let attrs = st
+        .services
+        .catalog
+        .set_product_attributes(t.id, &sn, &changes)
+        .await?;
+    Ok(Json(attrs.into_iter().collect()))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewProductKey {
+    /// The key clients will send; generated when omitted.
+    key: Option<String>,
+}
+
+/// A product key as set: shown only now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ProductKey {
+    key: String,
+}
+
+/// Set (or replace) the product's key, e.g. CTWing's MasterKey; only its hash is kept.
+#[utoipa::path(put, path = "/admin/api/v1/tenants/{tenant}/products/{sn}/key", tag = "products",
+    params(("tenant" = String, Path), ("sn" = String, Path)), request_body = NewProductKey,
+    responses((status = 200, body = ProductKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_product_key(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, sn)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ProductKey>, ApiError> {
+    let k: NewProductKey = if body.is_empty() {
+        NewProductKey::default()
+    } else {
+        body_json(&body)?
+    };
+    let t = st.services.auth.tenant(&tenant).await?;
+    let p = st.services.catalog.product(t.id, &sn).await?;
+    let key = st
+        .services
+        .auth
+        .set_product_key(p.id, k.key.as_deref())
+        .await?;
+    Ok(Json(ProductKey { key }))
 }
 
 /// A product's devices, oldest first; every given filter must match exactly.

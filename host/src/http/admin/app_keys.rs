@@ -1,0 +1,87 @@
+//! `/admin/api/v1/tenants/{tenant}/app-keys`: application keys for dialects whose clients sign
+//! every request with HMAC (CTWing's App Key / App Secret). Each belongs to one plugin
+//! (`realm`). The secret is answered once, at creation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Items, Operator, body_json};
+use crate::auth::HmacKeyInfo;
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
+}
+
+/// A tenant's application keys (never their secrets).
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/app-keys", tag = "app-keys",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = Items<HmacKeyInfo>), (status = 404, body = ErrorBody)))]
+async fn list(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Items<HmacKeyInfo>>, ApiError> {
+    Ok(Json(Items {
+        items: st.services.auth.list_hmac_keys(&tenant).await?,
+    }))
+}
+
+/// A new application key; key and secret are generated when omitted.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewAppKey {
+    /// The plugin whose requests it signs (its mount name, e.g. `ctwing`).
+    realm: String,
+    /// The App Key clients send (e.g. `dAaFG7DiPt8`).
+    app_key: Option<String>,
+    /// The App Secret they sign with.
+    secret: Option<String>,
+}
+
+/// An application key as created: the secret is shown only now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Created {
+    secret: String,
+    info: HmacKeyInfo,
+}
+
+/// Create an application key for one plugin.
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/app-keys", tag = "app-keys",
+    params(("tenant" = String, Path)), request_body = NewAppKey,
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create(
+    _: Operator,
+    State(st): State<AppState>,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let k: NewAppKey = body_json(&body)?;
+    let (info, secret) = st
+        .services
+        .auth
+        .create_hmac_key(&tenant, &k.realm, k.app_key.as_deref(), k.secret.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(Created { secret, info })))
+}
+
+/// Revoke an application key: its signatures stop verifying at once.
+#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/app-keys/{id}", tag = "app-keys",
+    params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
+async fn revoke(
+    _: Operator,
+    State(st): State<AppState>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    st.services.auth.revoke_hmac_key(&tenant, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

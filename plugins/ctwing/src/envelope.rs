@@ -1,0 +1,98 @@
+//! CTWing's envelope: `{"code": 0, "msg": "ok", "result": …}` on success. Refusals carry the
+//! HTTP status of the spec's error table both as the status and as `code`, with `msg` saying
+//! what was wrong and `result: null`:
+//!
+//! | HTTP / code | when |
+//! |------|------|
+//! | 400 | a parameter or body field is missing, ill-typed or out of range; the wrong body shape for the product's protocol; an action the task's state does not allow |
+//! | 401 | missing or bad signature headers, unknown application, wrong signature, stale timestamp |
+//! | 403 | wrong `MasterKey` for the product |
+//! | 404 | unknown product, task, firmware, device or subtask |
+//! | 405 | a method the path does not take |
+//! | 413 | body larger than the host allows |
+//! | 500 | the host failed (retry later) |
+
+use ota_plugin_sdk::{HostError, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Everything an API can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with this message.
+    Bad(String),
+    /// 401 with this message.
+    Unauthorized(String),
+    /// 403 with this message.
+    Forbidden(String),
+    /// 404 with this message.
+    NotFound(String),
+    MethodNotAllowed,
+    BodyTooLarge,
+    /// A host refusal, mapped by its case.
+    Host(HostError),
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        ApiError::Host(e)
+    }
+}
+
+impl ApiError {
+    fn parts(self) -> (u16, &'static str, String) {
+        match self {
+            ApiError::Bad(m) => (400, "Bad request", m),
+            ApiError::Unauthorized(m) => (401, "Unauthorized", m),
+            ApiError::Forbidden(m) => (403, "Forbidden", m),
+            ApiError::NotFound(m) => (404, "Not found", m),
+            ApiError::MethodNotAllowed => {
+                (405, "Method not allowed", "use the API's method".into())
+            }
+            ApiError::BodyTooLarge => (413, "Payload too large", "request body too large".into()),
+            ApiError::Host(e) => match e {
+                HostError::Unauthenticated(m) => (401, "Unauthorized", m),
+                HostError::Forbidden(m) => (403, "Forbidden", m),
+                HostError::NotFound(m) => (404, "Not found", m),
+                HostError::Conflict(m) | HostError::Invalid(m) => (400, "Bad request", m),
+                HostError::Unsupported(m) | HostError::Internal(m) => (500, "Internal Error", m),
+            },
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, title, detail) = self.parts();
+        Response::json(
+            status,
+            &json!({ "code": status, "msg": format!("{title}: {detail}"), "result": Value::Null }),
+        )
+    }
+}
+
+/// Success in the envelope, `result` first serialized as given.
+pub fn ok(result: impl Serialize) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<T> {
+        code: u16,
+        msg: &'static str,
+        result: T,
+    }
+    Response::json(
+        200,
+        &Envelope {
+            code: 0,
+            msg: "ok",
+            result,
+        },
+    )
+}
+
+/// CTWing's paging shape.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub page_num: u64,
+    pub page_size: u64,
+    pub total: u64,
+    pub list: Vec<T>,
+}
