@@ -346,6 +346,128 @@ async fn ubtech_is_provisioned_from_the_command_line() {
     let _ = child.wait();
 }
 
+/// CTWing's app key, product protocol, MasterKey and devices come from subcommands too; a
+/// request signed as the AEP SDK signs it then sees them.
+#[tokio::test]
+async fn ctwing_is_provisioned_from_the_command_line() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pid = "10005986";
+    for args in [
+        vec!["tenant", "create", "acme"],
+        vec!["product", "create", "--tenant", "acme", pid, "--name", "TV"],
+        vec![
+            "device",
+            "put",
+            "--tenant",
+            "acme",
+            "--product",
+            pid,
+            "1000598611113",
+            "--name",
+            "tv-1",
+        ],
+    ] {
+        let (ok, _, err) = ota(&data, &args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = ota(
+        &data,
+        &[
+            "product",
+            "set-attr",
+            "--tenant",
+            "acme",
+            pid,
+            "ctwing.protocol=t-link",
+            "note=x",
+        ],
+    );
+    assert!(ok && out.contains("ctwing.protocol=t-link"), "{out}{err}");
+    let (ok, out, _) = ota(
+        &data,
+        &["product", "set-attr", "--tenant", "acme", pid, "note="],
+    );
+    assert!(ok && !out.contains("note"), "an empty value removes: {out}");
+    let (ok, key, err) = ota(&data, &["product", "key", "--tenant", "acme", pid]);
+    assert!(ok, "{err}");
+    let master_key = key.trim().to_string();
+    assert_eq!(master_key.len(), 32);
+    let (ok, out, err) = ota(
+        &data,
+        &[
+            "app-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--realm",
+            "ctwing",
+            "--app-key",
+            "dAaFG7DiPt8",
+        ],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "dAaFG7DiPt8");
+    let secret = lines[1].to_string();
+    let (ok, listing, _) = ota(&data, &["app-key", "list", "--tenant", "acme"]);
+    assert!(
+        ok && listing.contains("ctwing\tdAaFG7DiPt8\tactive") && !listing.contains(&secret),
+        "{listing}"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("OTA_HOST_DATA_DIR", &data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (url, printed) = listening(&mut child);
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("loaded plugin ctwing")),
+        "{printed:?}"
+    );
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let to_sign = format!(
+        "application:dAaFG7DiPt8\ntimestamp:{timestamp}\nMasterKey:{master_key}\nisSelectDevice:2\nproductId:{pid}\n"
+    );
+    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{url}/aep_upgrade_management/devices?productId={pid}&isSelectDevice=2&MasterKey={master_key}"
+        ))
+        .header("application", "dAaFG7DiPt8")
+        .header("timestamp", &timestamp)
+        .header("signature", signature)
+        .header("MasterKey", &master_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["code"], 0, "{answer}");
+    assert_eq!(answer["result"]["list"][0]["deviceSn"], "11113", "{answer}");
+    assert_eq!(answer["result"]["list"][0]["deviceName"], "tv-1");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
+
 /// Start `serve` on `data` with `config`, wait until it listens, answer the child.
 fn spawn_serve(data: &Path, config: &Path) -> std::process::Child {
     let mut child = Command::new(BIN)

@@ -137,6 +137,30 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { id: u64 });
             done(catalog::delete_release(a.id))
         }
+        "product-attributes" => {
+            let a = take!(b, { sn: String });
+            done(catalog::product_attributes(&a.sn))
+        }
+        "verify-product-key" => {
+            let a = take!(b, { product_sn: String, key: String });
+            done(auth::verify_product_key(&a.product_sn, &a.key))
+        }
+        "cancel-jobs" => {
+            let a = take!(b, { campaign_id: u64, job_ids: Vec<u64>, actor: Option<String> });
+            done(rollout::cancel_jobs(
+                a.campaign_id,
+                &a.job_ids,
+                a.actor.as_deref(),
+            ))
+        }
+        "retry-jobs" => {
+            let a = take!(b, { campaign_id: u64, job_ids: Vec<u64>, actor: Option<String> });
+            done(rollout::retry_jobs(
+                a.campaign_id,
+                &a.job_ids,
+                a.actor.as_deref(),
+            ))
+        }
         "upgrade-path" => {
             let a = take!(b, { id: u64, from_version: String });
             done(catalog::upgrade_path(a.id, &a.from_version))
@@ -263,6 +287,24 @@ fn grant(name: &str, b: &Value) -> Option<Value> {
             }
             match args::<A>(b) {
                 Ok(a) => answer(auth::refresh_grant(a.client.as_ref(), &a.refresh_token)),
+                Err(e) => e,
+            }
+        }
+        "verify-hmac-sha1" => {
+            #[derive(Deserialize)]
+            struct A {
+                key_id: String,
+                message: String,
+                signature: Vec<u8>,
+                timestamp_millis: Option<u64>,
+            }
+            match args::<A>(b) {
+                Ok(a) => done(auth::verify_hmac_sha1(
+                    &a.key_id,
+                    a.message.as_bytes(),
+                    &a.signature,
+                    a.timestamp_millis,
+                )),
                 Err(e) => e,
             }
         }
