@@ -338,8 +338,9 @@ enum ProductCmd {
         #[arg(long)]
         tenant: String,
         sn: String,
-        /// The key [default: generated].
-        #[arg(long)]
+        /// The key [default: generated]; prefer the environment variable, which `ps` does
+        /// not show.
+        #[arg(long, env = "OTA_PRODUCT_KEY", hide_env_values = true)]
         key: Option<String>,
     },
 }

@@ -22,7 +22,7 @@ const BASE: &str = "/admin/api/v1/tenants/acme";
 /// `python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(b"p6mYxUBsvw",
 /// S.encode(), hashlib.sha1).digest()).decode())'`, the body of the second being Python's
 /// `json.dumps` of the spec's create example (so non-ASCII arrives as `\u` escapes).
-const PYTHON_VECTORS: [(&str, &str); 3] = [
+const PYTHON_VECTORS: [(&str, &str); 5] = [
     (
         "application:dAaFG7DiPt8\ntimestamp:1700000000000\nMasterKey:mk-10005977\nid:3456\nproductId:10005977\n",
         "mhGA/fBuxTe6RpzP7kn6vTuDFzY=",
@@ -32,8 +32,18 @@ const PYTHON_VECTORS: [(&str, &str); 3] = [
         "A8y54Yx+8yBk0AXCpXt2wDSpfoY=",
     ),
     (
-        "application:dAaFG7DiPt8\ntimestamp:1700000000000\nMasterKey:mk-10005977\npageNow:1\npageSize:20\nproductId:10005977\nsearchValue:北向 测试\n",
-        "1iedawelI6yb/Zf48i2Dv8pJM58=",
+        "application:dAaFG7DiPt8\ntimestamp:1700000000000\nMasterKey:mk-10005977\npageNow:1\npageSize:20\nproductId:10005977\nsearchValue:北向\n",
+        "lwTB5T4iPJc9WMgzr4WhY9GDCAc=",
+    ),
+    // Query and body together (ModifyRemoteUpgradeTask).
+    (
+        "application:dAaFG7DiPt8\ntimestamp:1700000000000\nMasterKey:mk-10005977\nid:1\n{\"updateBy\": \"huangliang\", \"jobDesc\": \"sddd\", \"jobName\": \"\\u5317\\u5411\\u6d4b\\u8bd5\", \"productId\": 10005977, \"retryTimes\": 2, \"outTime\": \"24\"}\n",
+        "XbyI5HihT/6pfyZTCLiVWorV9pw=",
+    ),
+    // Unset optionals as the Python SDK sends and signs them.
+    (
+        "application:dAaFG7DiPt8\ntimestamp:1700000000000\nMasterKey:mk-10005977\npageNow:None\npageSize:None\nproductId:10005977\nsearchValue:None\n",
+        "yGlN/nmU4owcWKWJ1NK2taHrBJA=",
     ),
 ];
 
@@ -144,11 +154,11 @@ impl<'a> Call<'a> {
         let url = t.url(&format!("/aep_upgrade_management{}?{encoded}", self.api));
         let mut req = t
             .http
-            .request(self.method, url)
+            .request(self.method.clone(), url)
             .header("application", self.app_key)
             .header("timestamp", timestamp.to_string())
             .header("signature", signature)
-            .header("version", "20190615001416");
+            .header("version", api_version(&self.method, self.api));
         if let Some(k) = self.master_key {
             req = req.header("MasterKey", k);
         }
@@ -163,6 +173,23 @@ impl<'a> Call<'a> {
         let v = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{} answered non-JSON ({e}): {text:?}", self.api));
         (status, v)
+    }
+}
+
+/// The `version` header each SDK function sends.
+fn api_version(method: &Method, api: &str) -> &'static str {
+    match (method.as_str(), api) {
+        ("GET", "/detail") => "20190615001517",
+        ("GET", "/task") => "20190615001509",
+        ("PUT", "/control") => "20190615001456",
+        ("GET", "/devices") => "20190615001451",
+        ("DELETE", "/task") => "20190615001444",
+        ("GET", "/tasks") => "20190615001440",
+        ("PUT", "/task") => "20190615001433",
+        ("POST", "/task") => "20190615001416",
+        ("POST", "/operational") => "20190615001412",
+        ("GET", "/details") => "20190615001406",
+        _ => "20190615001416",
     }
 }
 
@@ -321,7 +348,7 @@ async fn the_pinned_python_vectors_are_accepted_on_the_wire() {
         .http
         .get(t.url(
             "/aep_upgrade_management/tasks?productId=10005977&pageNow=1&pageSize=20\
-             &searchValue=%E5%8C%97%E5%90%91+%E6%B5%8B%E8%AF%95&MasterKey=mk-10005977",
+             &searchValue=%E5%8C%97%E5%90%91&MasterKey=mk-10005977",
         ))
         .header("application", APP_KEY)
         .header("timestamp", "1700000000000")
@@ -332,10 +359,50 @@ async fn the_pinned_python_vectors_are_accepted_on_the_wire() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["result"]["total"], 1, "{listed}");
+    assert_eq!(listed["result"]["list"][0]["jobName"], "北向测试");
+    // Vector 4: query and body together; the task's retries become 2.
+    let body = PYTHON_VECTORS[3]
+        .0
+        .split_once("id:1\n")
+        .unwrap()
+        .1
+        .trim_end();
+    let r = t
+        .http
+        .put(t.url("/aep_upgrade_management/task?id=1&MasterKey=mk-10005977"))
+        .header("application", APP_KEY)
+        .header("timestamp", "1700000000000")
+        .header("signature", PYTHON_VECTORS[3].1)
+        .header("version", "20190615001433")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Vector 5: `None` for unset optionals is signed as sent, then means "default".
+    let r = t
+        .http
+        .get(t.url(
+            "/aep_upgrade_management/tasks?productId=10005977&pageNow=None&pageSize=None\
+             &searchValue=None&MasterKey=mk-10005977",
+        ))
+        .header("application", APP_KEY)
+        .header("timestamp", "1700000000000")
+        .header("signature", PYTHON_VECTORS[4].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap();
     assert_eq!(
-        listed["result"]["total"], 0,
-        "no task name contains '北向 测试': {listed}"
+        (
+            listed["result"]["pageSize"].as_u64(),
+            listed["result"]["total"].as_u64()
+        ),
+        (Some(20), Some(1))
     );
+    assert_eq!(listed["result"]["list"][0]["retryTimes"], 2, "{listed}");
     // Vector 1 is a valid signature for a task that does not exist: past auth, 404.
     let r = t
         .http
@@ -391,7 +458,8 @@ async fn every_auth_refusal_changes_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    let s = r.status().as_u16();
+    assert_refused(s, &r.json().await.unwrap(), 401);
     let r = t
         .http
         .get(t.url("/aep_upgrade_management/tasks?productId=10005986"))
@@ -401,7 +469,18 @@ async fn every_auth_refusal_changes_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    let s = r.status().as_u16();
+    assert_refused(s, &r.json().await.unwrap(), 401);
+    // An unsigned body-carrying call is a 401 whatever its body.
+    let r = t
+        .http
+        .post(t.url("/aep_upgrade_management/task"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    assert_refused(s, &r.json().await.unwrap(), 401);
     // Wrong MasterKey: 403; a MasterKey for a product without one: 403.
     let (s, b) = Call::new(Method::POST, "/task")
         .body(create.clone())
@@ -704,7 +783,7 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
         .await;
     assert_eq!(b["result"]["total"], 1, "{b}");
 
-    // Control: only runStatus 2; then the task runs.
+    // Control: only runStatus 2; then the task runs. The refused calls changed nothing.
     let (s, b) = Call::new(Method::PUT, "/control")
         .q("id", job)
         .mk(MASTER_KEY)
@@ -712,6 +791,16 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
         .send(&t)
         .await;
     assert_refused(s, &b, 400);
+    let (_, c) = admin(&t, Method::GET, &format!("{BASE}/campaigns/{job}"), None).await;
+    assert_eq!(c["status"], "draft", "{c}");
+    let (_, jobs) = admin(
+        &t,
+        Method::GET,
+        &format!("{BASE}/campaigns/{job}/jobs"),
+        None,
+    )
+    .await;
+    assert_eq!(jobs["total"], 2, "the refused adds added nothing: {jobs}");
     let (s, b) = Call::new(Method::PUT, "/control")
         .q("id", job)
         .mk(MASTER_KEY)
@@ -752,7 +841,13 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
         .body(json!({"createBy": "ops", "jobId": job, "operational": 3, "productId": pid, "taskIdList": tasks[0]}))
         .send(&t)
         .await;
-    assert_eq!((s, b["result"].as_str()), (200, Some("SUCCESS")), "{b}");
+    assert_refused(s, &b, 400);
+    let (s, b) = Call::new(Method::POST, "/operational")
+        .mk(MASTER_KEY)
+        .body(json!({"createBy": "ops", "jobId": job, "operational": 2, "productId": pid, "taskIdList": "999999"}))
+        .send(&t)
+        .await;
+    assert_refused(s, &b, 404);
     let (_, b) = Call::new(Method::GET, "/details")
         .q("id", job)
         .q("productId", pid)
@@ -793,6 +888,37 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
         .send(&t)
         .await;
     assert_refused(s, &b, 400);
+
+    // Adding a cancelled device again brings its subtask back.
+    let (s, b) = Call::new(Method::POST, "/operational")
+        .mk(MASTER_KEY)
+        .body(json!({"createBy": "ops", "deviceInfoList": [{"deviceId": format!("{LWM2M}0001")}], "jobId": job, "operational": 1, "productId": pid}))
+        .send(&t)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = Call::new(Method::GET, "/details")
+        .q("id", job)
+        .q("productId", pid)
+        .q("taskStatus", 10)
+        .mk(MASTER_KEY)
+        .send(&t)
+        .await;
+    assert_eq!(b["result"]["total"], 0, "{b}");
+    // Bad paging and control characters are refused.
+    for (k, v) in [
+        ("pageNow", "1152921504606846977"),
+        ("pageNow", "0"),
+        ("searchValue", "a\u{0}b"),
+    ] {
+        let (s, b) = Call::new(Method::GET, "/details")
+            .q("id", job)
+            .q("productId", pid)
+            .q(k, v)
+            .mk(MASTER_KEY)
+            .send(&t)
+            .await;
+        assert_refused(s, &b, 400);
+    }
 
     // Delete; then the task is gone.
     let (s, b) = Call::new(Method::DELETE, "/task")

@@ -249,6 +249,40 @@ impl Campaign {
         }
         Ok(())
     }
+
+    /// Adding devices or retrying jobs gives a finished campaign more work: it runs again.
+    /// Stopped and cancelled campaigns stay as they are.
+    fn check_reopenable(&self) -> Result<bool, RolloutError> {
+        if self.status == CampaignStatus::Finished {
+            return Ok(true);
+        }
+        self.check_unfinished()?;
+        Ok(false)
+    }
+}
+
+/// Set a finished campaign running again (inside the caller's transaction).
+async fn reopen(tx: &mut Tx<'_>, campaign: i64, now: i64, actor: &str) -> Result<(), sqlx::Error> {
+    let reopened = sqlx::query(
+        "UPDATE campaigns SET status = 'running', updated_at = $1 WHERE id = $2 AND status = 'finished'",
+    )
+    .bind(now)
+    .bind(campaign)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if reopened == 1 {
+        log(
+            tx,
+            campaign,
+            now,
+            actor,
+            "reopen",
+            "new work for a finished campaign",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// One device in one campaign.
@@ -477,18 +511,20 @@ async fn list_device(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    if added == 1 {
-        // Listed again after being taken off: its withdrawn job becomes live again.
-        sqlx::query(
-            "UPDATE jobs SET previous_state = state, state = 'queued', deadline_at = NULL, updated_at = $1 \
-             WHERE campaign_id = $2 AND device_id = $3 AND state = 'cancelled'",
-        )
-        .bind(now)
-        .bind(campaign)
-        .bind(device)
-        .execute(&mut **tx)
-        .await?;
-    }
+    // Added again (after being taken off, or after its job was cancelled): the withdrawn job
+    // becomes live again.
+    let revived = sqlx::query(
+        "UPDATE jobs SET previous_state = state, state = 'queued', deadline_at = NULL, \
+           result_code = NULL, result_text = '', updated_at = $1 \
+         WHERE campaign_id = $2 AND device_id = $3 AND state = 'cancelled'",
+    )
+    .bind(now)
+    .bind(campaign)
+    .bind(device)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let added = added.max(revived);
     if manual {
         sqlx::query(
             "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
@@ -983,7 +1019,13 @@ impl Rollout {
         change: JobsChange,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        c.check_unfinished()?;
+        let reopening = match change {
+            JobsChange::Retry => c.check_reopenable()?,
+            JobsChange::Cancel => {
+                c.check_unfinished()?;
+                false
+            }
+        };
         let now = self.clock.now_millis();
         let (set, from, what) = match change {
             JobsChange::Cancel => (
@@ -992,7 +1034,8 @@ impl Rollout {
                 "cancel-jobs",
             ),
             JobsChange::Retry => (
-                "state = 'queued', retry_count = retry_count + 1, deadline_at = NULL",
+                "state = 'queued', retry_count = retry_count + 1, deadline_at = NULL, \
+                 result_code = NULL, result_text = ''",
                 "('failed', 'timed-out')",
                 "retry-jobs",
             ),
@@ -1010,6 +1053,9 @@ impl Rollout {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        }
+        if reopening && changed > 0 {
+            reopen(&mut tx, id, now, actor).await?;
         }
         log(
             &mut tx,
@@ -1210,12 +1256,15 @@ impl Rollout {
         actor: &str,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        c.check_unfinished()?;
+        let reopening = c.check_reopenable()?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let mut added = 0;
         for d in devices {
             added += list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
+        }
+        if reopening && added > 0 {
+            reopen(&mut tx, id, now, actor).await?;
         }
         log(
             &mut tx,
@@ -1227,6 +1276,9 @@ impl Rollout {
         )
         .await?;
         tx.commit().await?;
+        if reopening && added > 0 {
+            self.changed(Some(c.product_id)).await;
+        }
         Ok(added)
     }
 

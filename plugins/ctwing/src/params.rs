@@ -29,6 +29,15 @@ impl Query {
             .filter(|v| !unset(v))
     }
 
+    /// Refuse control characters (e.g. `%00`) in any value: no id, name or search term has
+    /// them, and some databases cannot store them.
+    pub fn check_printable(&self) -> Result<(), ApiError> {
+        match self.0.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            Some((k, _)) => Err(ApiError::Bad(format!("{k} contains control characters"))),
+            None => Ok(()),
+        }
+    }
+
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name)
             .ok_or_else(|| ApiError::Bad(format!("missing query parameter {name}")))
@@ -65,10 +74,12 @@ impl Body {
         }
     }
 
+    /// A field; `null` and `""` count as absent (in bodies `"None"` is a value: only the
+    /// query carries the Python SDK's unset marker).
     fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| match v {
             Value::Null => false,
-            Value::String(s) => !unset(s.trim()),
+            Value::String(s) => !s.trim().is_empty(),
             _ => true,
         })
     }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::envelope::{ApiError, Page, ok};
-use crate::params::{Body, Query, id_list};
+use crate::params::{Query, id_list};
 use crate::sign;
-use crate::tasks::paging;
+use crate::tasks::{paging, signed_body};
 use crate::view::{Ctx, Protocol, datetime, task_state};
 
 const BATCH: u32 = 200;
@@ -63,8 +63,12 @@ fn all_devices(product: &str, filter: &DeviceFilter) -> Result<Vec<Device>, ApiE
     }
 }
 
-/// T-Link's device number: CTWing's deviceId is the productId followed by it.
+/// T-Link's device number: CTWing's deviceId is the productId followed by it. LWM2M devices
+/// have none (`""`, as CTWing prints them).
 fn device_no(ctx: &Ctx, device_id: &str) -> String {
+    if ctx.protocol != Protocol::TLink {
+        return String::new();
+    }
     device_id
         .strip_prefix(&ctx.product.sn)
         .filter(|rest| !rest.is_empty())
@@ -132,8 +136,9 @@ fn device_row(ctx: &Ctx, d: &Device, job: Option<&Job>) -> DeviceRow {
     }
 }
 
-/// The exact-match filters of `/devices`, checked against the product's protocol.
-fn device_filter(ctx: &Ctx, q: &Query) -> Result<DeviceFilter, ApiError> {
+/// The exact-match filters of `/devices`, checked against the product's protocol; `None`
+/// when they contradict each other (nothing can match).
+fn device_filter(ctx: &Ctx, q: &Query) -> Result<Option<DeviceFilter>, ApiError> {
     if q.get("imeiSearch").is_some() && ctx.protocol != Protocol::Lwm2m {
         return Err(ApiError::Bad(
             "imeiSearch applies only to LWM2M products".into(),
@@ -152,21 +157,15 @@ fn device_filter(ctx: &Ctx, q: &Query) -> Result<DeviceFilter, ApiError> {
         && a != b
     {
         // Both given and naming different devices: nothing matches.
-        return Ok(DeviceFilter {
-            sn: Some(format!("{a}\u{0}{b}")),
-            name: None,
-            imei: None,
-            mac: None,
-            group: None,
-        });
+        return Ok(None);
     }
-    Ok(DeviceFilter {
+    Ok(Some(DeviceFilter {
         sn: by_id.or(by_no),
         name: q.get("deviceNameSearch").map(str::to_string),
         imei: q.get("imeiSearch").map(str::to_string),
         mac: None,
         group: q.get("deviceGroupIdSearch").map(str::to_string),
-    })
+    }))
 }
 
 fn matches(f: &DeviceFilter, d: &Device) -> bool {
@@ -178,11 +177,11 @@ fn matches(f: &DeviceFilter, d: &Device) -> bool {
         && eq(&f.group, d.group.as_deref())
 }
 
-fn page_of<T>(items: Vec<T>, page: u64, size: u32) -> Page<T> {
+fn page_of<T>(items: Vec<T>, page: u64, size: u32, offset: u64) -> Page<T> {
     let total = items.len() as u64;
     let list = items
         .into_iter()
-        .skip(((page - 1) * u64::from(size)) as usize)
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(size as usize)
         .collect();
     Page {
@@ -200,9 +199,11 @@ pub fn devices(req: &Request) -> Response {
         let q = Query::of(req);
         let principal = sign::authenticate(req, &q)?;
         let ctx = Ctx::for_product(req, &q, principal, q.required_id("productId")?)?;
-        let (page, size) = paging(&q)?;
-        let filter = device_filter(&ctx, &q)?;
+        let (page, size, offset) = paging(&q)?;
         let mode = q.required("isSelectDevice")?;
+        let Some(filter) = device_filter(&ctx, &q)? else {
+            return Ok(ok(page_of(Vec::<DeviceRow>::new(), page, size, offset)));
+        };
         let rows = match mode {
             "1" => {
                 let task = ctx.task(q.required_id("id").map_err(|_| {
@@ -210,7 +211,9 @@ pub fn devices(req: &Request) -> Response {
                 })?)?;
                 let mut rows = Vec::new();
                 for job in all_jobs(task.id)? {
-                    let d = catalog::get_device(&ctx.product.sn, &job.device_sn)?;
+                    let Some(d) = device_of(&ctx, &job)? else {
+                        continue;
+                    };
                     if matches(&filter, &d) {
                         rows.push(device_row(&ctx, &d, Some(&job)));
                     }
@@ -218,12 +221,12 @@ pub fn devices(req: &Request) -> Response {
                 rows
             }
             "2" => {
-                let taken: Vec<String> = match q.optional_u64("id")? {
+                let taken: std::collections::HashSet<String> = match q.optional_u64("id")? {
                     Some(id) => all_jobs(ctx.task(id)?.id)?
                         .into_iter()
                         .map(|j| j.device_sn)
                         .collect(),
-                    None => Vec::new(),
+                    None => Default::default(),
                 };
                 all_devices(&ctx.product.sn, &filter)?
                     .iter()
@@ -237,8 +240,17 @@ pub fn devices(req: &Request) -> Response {
                 )));
             }
         };
-        Ok(ok(page_of(rows, page, size)))
+        Ok(ok(page_of(rows, page, size, offset)))
     })
+}
+
+/// A job's device; `None` when it has gone (its row is left out rather than failing the list).
+fn device_of(ctx: &Ctx, job: &Job) -> Result<Option<Device>, ApiError> {
+    match catalog::get_device(&ctx.product.sn, &job.device_sn) {
+        Ok(d) => Ok(Some(d)),
+        Err(HostError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /operational` (OperationalRemoteUpgradeTask). T-Link: 1 adds `deviceIdList`
@@ -248,11 +260,7 @@ pub fn devices(req: &Request) -> Response {
 pub fn operational(req: &Request) -> Response {
     respond(|| {
         let q = Query::of(req);
-        let b = Body::parse(req)?;
-        let principal = sign::authenticate(req, &q)?;
-        let product_id = u64::try_from(b.int("productId")?)
-            .map_err(|_| ApiError::Bad("productId must be positive".into()))?;
-        let ctx = Ctx::for_product(req, &q, principal, product_id)?;
+        let (ctx, b) = signed_body(req, &q)?;
         let actor = b.string("createBy")?;
         let job_id = u64::try_from(b.int("jobId")?)
             .map_err(|_| ApiError::Bad("jobId must be positive".into()))?;
@@ -274,8 +282,21 @@ pub fn operational(req: &Request) -> Response {
             _ => {}
         }
         let task = ctx.task(job_id)?;
-        let task_ids =
-            || -> Result<Vec<u64>, ApiError> { id_list("taskIdList", &b.string("taskIdList")?) };
+        // Subtask ids must be this task's; then at least one must be in a state that allows
+        // the operation.
+        let task_ids = || -> Result<Vec<u64>, ApiError> {
+            let ids = id_list("taskIdList", &b.string("taskIdList")?)?;
+            let known: std::collections::HashSet<u64> =
+                all_jobs(task.id)?.into_iter().map(|j| j.id).collect();
+            if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
+                return Err(ApiError::NotFound(format!(
+                    "unknown subtask {unknown} of task {}",
+                    task.id
+                )));
+            }
+            Ok(ids)
+        };
+        let none_changed = |what: &str| ApiError::Bad(format!("no listed subtask can be {what}"));
         match (ctx.protocol, op) {
             (_, 1) => {
                 let sns: Vec<String> = match ctx.protocol {
@@ -297,10 +318,16 @@ pub fn operational(req: &Request) -> Response {
                 })?;
             }
             (_, 2) => {
-                rollout::cancel_jobs(task.id, &task_ids()?, Some(&actor))?;
+                if rollout::cancel_jobs(task.id, &task_ids()?, Some(&actor))? == 0 {
+                    return Err(none_changed(
+                        "cancelled (only waiting or upgrading ones can)",
+                    ));
+                }
             }
             (Protocol::Lwm2m, 3) => {
-                rollout::retry_jobs(task.id, &task_ids()?, Some(&actor))?;
+                if rollout::retry_jobs(task.id, &task_ids()?, Some(&actor))? == 0 {
+                    return Err(none_changed("retried (only failed ones can)"));
+                }
             }
             (Protocol::TLink, other) => {
                 return Err(ApiError::Bad(format!(
@@ -367,7 +394,7 @@ pub fn details(req: &Request) -> Response {
         let principal = sign::authenticate(req, &q)?;
         let ctx = Ctx::for_product(req, &q, principal, q.required_id("productId")?)?;
         let task = ctx.task(q.required_id("id")?)?;
-        let (page, size) = paging(&q)?;
+        let (page, size, offset) = paging(&q)?;
         let status = q.optional_u64("taskStatus")?;
         match (ctx.protocol, status) {
             (Protocol::TLink, None) => {
@@ -394,7 +421,9 @@ pub fn details(req: &Request) -> Response {
             if status.is_some_and(|s| s != u64::from(state)) {
                 continue;
             }
-            let d = catalog::get_device(&ctx.product.sn, &job.device_sn)?;
+            let Some(d) = device_of(&ctx, &job)? else {
+                continue;
+            };
             if let Some(s) = &search {
                 let hit = [Some(d.sn.as_str()), d.imei.as_deref(), d.name.as_deref()]
                     .into_iter()
@@ -435,6 +464,6 @@ pub fn details(req: &Request) -> Response {
                 upgraded_version: job.version_after.clone().unwrap_or_default(),
             });
         }
-        Ok(ok(page_of(rows, page, size)))
+        Ok(ok(page_of(rows, page, size, offset)))
     })
 }

@@ -23,13 +23,15 @@ fn respond(f: impl FnOnce() -> Result<Response, ApiError>) -> Response {
     f().unwrap_or_else(ApiError::into_response)
 }
 
-/// The body's `productId`, then the product context.
-fn ctx_from_body(req: &Request, q: &Query, b: &Body) -> Result<Ctx, ApiError> {
+/// Authenticate (before reading the body: a bad signature is a 401 whatever the body), then
+/// the body and the product its `productId` names.
+pub fn signed_body(req: &Request, q: &Query) -> Result<(Ctx, Body), ApiError> {
     let principal = sign::authenticate(req, q)?;
+    let b = Body::parse(req)?;
     let product_id = b.int("productId")?;
     let product_id = u64::try_from(product_id)
         .map_err(|_| ApiError::Bad("productId must be positive".into()))?;
-    Ctx::for_product(req, q, principal, product_id)
+    Ok((Ctx::for_product(req, q, principal, product_id)?, b))
 }
 
 fn ctx_from_query(req: &Request, q: &Query) -> Result<Ctx, ApiError> {
@@ -51,7 +53,7 @@ fn limits(ctx: &Ctx, b: &Body, required: bool) -> Result<(Option<u8>, Option<u64
             None => Ok((None, None)),
         },
         Protocol::TLink => match b.opt_int("outTime")? {
-            Some(h @ 1..=168) => Ok((None, Some(h as u64 * 3600))),
+            Some(h @ 1..=168) => Ok((None, Some(h.unsigned_abs() * 3600))),
             Some(h) => Err(ApiError::Bad(format!(
                 "outTime must be 1-168 hours, not {h}"
             ))),
@@ -97,8 +99,7 @@ struct Created {
 pub fn create(req: &Request) -> Response {
     respond(|| {
         let q = Query::of(req);
-        let b = Body::parse(req)?;
-        let ctx = ctx_from_body(req, &q, &b)?;
+        let (ctx, b) = signed_body(req, &q)?;
         let firmware_id = u64::try_from(b.int("firmwareId")?)
             .map_err(|_| ApiError::Bad("firmwareId must be positive".into()))?;
         let job_name = b.string("jobName")?;
@@ -143,8 +144,7 @@ pub fn create(req: &Request) -> Response {
 pub fn modify(req: &Request) -> Response {
     respond(|| {
         let q = Query::of(req);
-        let b = Body::parse(req)?;
-        let ctx = ctx_from_body(req, &q, &b)?;
+        let (ctx, b) = signed_body(req, &q)?;
         let task = ctx.task(q.required_id("id")?)?;
         let (retries, timeout) = limits(&ctx, &b, false)?;
         rollout::update_campaign(
@@ -203,17 +203,19 @@ pub fn detail(req: &Request) -> Response {
     })
 }
 
-/// `pageNow` (from 1, default 1) and `pageSize` (1-200, default 20).
-pub fn paging(q: &Query) -> Result<(u64, u32), ApiError> {
+/// `pageNow` (from 1, default 1), `pageSize` (default 20, at most 200: larger asks get 200,
+/// which the answer's `pageSize` says) and the offset they make.
+pub fn paging(q: &Query) -> Result<(u64, u32, u64), ApiError> {
     let page = q.optional_u64("pageNow")?.unwrap_or(1);
-    let size = q.optional_u64("pageSize")?.unwrap_or(20);
-    if page == 0 {
-        return Err(ApiError::Bad("pageNow starts at 1".into()));
+    let size = q.optional_u64("pageSize")?.unwrap_or(20).min(200);
+    if page == 0 || size == 0 {
+        return Err(ApiError::Bad("pageNow and pageSize start at 1".into()));
     }
-    if !(1..=200).contains(&size) {
-        return Err(ApiError::Bad("pageSize must be 1-200".into()));
-    }
-    Ok((page, size as u32))
+    let offset = (page - 1)
+        .checked_mul(size)
+        .filter(|o| i64::try_from(*o).is_ok())
+        .ok_or_else(|| ApiError::Bad(format!("pageNow {page} is out of range")))?;
+    Ok((page, size as u32, offset))
 }
 
 /// `GET /tasks?productId=&pageNow=&pageSize=&searchValue=` (QueryRemoteUpgradeTaskList).
@@ -221,7 +223,7 @@ pub fn list(req: &Request) -> Response {
     respond(|| {
         let q = Query::of(req);
         let ctx = ctx_from_query(req, &q)?;
-        let (page, size) = paging(&q)?;
+        let (page, size, offset) = paging(&q)?;
         let found = rollout::list_campaigns(
             &CampaignFilter {
                 product_sn: Some(ctx.product.sn.clone()),
@@ -231,7 +233,7 @@ pub fn list(req: &Request) -> Response {
                 status: None,
             },
             Window {
-                offset: (page - 1) * u64::from(size),
+                offset,
                 limit: size,
             },
         )?;
@@ -254,8 +256,7 @@ pub fn list(req: &Request) -> Response {
 pub fn control(req: &Request) -> Response {
     respond(|| {
         let q = Query::of(req);
-        let b = Body::parse(req)?;
-        let ctx = ctx_from_body(req, &q, &b)?;
+        let (ctx, b) = signed_body(req, &q)?;
         let task: Campaign = ctx.task(q.required_id("id")?)?;
         match b.int("runStatus")? {
             2 => {}

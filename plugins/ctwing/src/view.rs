@@ -43,6 +43,7 @@ impl Ctx {
         principal: Principal,
         product_id: u64,
     ) -> Result<Ctx, ApiError> {
+        query.check_printable()?;
         let sn = product_id.to_string();
         let product = catalog::get_product(&sn).map_err(|e| match e {
             HostError::NotFound(_) => ApiError::NotFound(format!("unknown product {sn}")),
@@ -59,9 +60,9 @@ impl Ctx {
             None | Some("lwm2m") | Some("3") => Protocol::Lwm2m,
             Some("t-link") | Some("tlink") | Some("t_link") | Some("1") => Protocol::TLink,
             Some(other) => {
-                return Err(ApiError::Host(HostError::Internal(format!(
-                    "product {sn} has an unknown ctwing.protocol {other:?}"
-                ))));
+                return Err(ApiError::Bad(format!(
+                    "product {sn} has an unknown ctwing.protocol {other:?} (lwm2m or t-link)"
+                )));
             }
         };
         Ok(Ctx {
