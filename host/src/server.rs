@@ -148,6 +148,24 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         shutdown.clone(),
     )));
     {
+        // Dead login tokens would otherwise pile up for ever; an hourly sweep is plenty.
+        let auth = services.auth.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut timer = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => match auth.prune_tokens().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(tokens = n, "pruned dead login tokens"),
+                        Err(e) => tracing::warn!(error = %e, "pruning login tokens failed"),
+                    },
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }));
+    }
+    {
         // Other replicas' campaign changes (PostgreSQL NOTIFY); a no-op on SQLite.
         let rollout = services.rollout.clone();
         let shutdown = shutdown.clone();

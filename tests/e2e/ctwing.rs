@@ -801,6 +801,8 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
     )
     .await;
     assert_eq!(jobs["total"], 2, "the refused adds added nothing: {jobs}");
+    // The task waits an hour before it starts: takeTime counts from the start.
+    t.clock.advance_secs(3600);
     let (s, b) = Call::new(Method::PUT, "/control")
         .q("id", job)
         .mk(MASTER_KEY)

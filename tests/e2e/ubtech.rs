@@ -250,6 +250,11 @@ async fn token_lifecycle_issue_use_expire_refresh_revoke() {
         get(&t, &download_query(&access3, "CN", "6", "r1")).await.0,
         401
     );
+    // A day later the dead tokens are swept (the server does this hourly).
+    t.clock.advance_secs(86_401);
+    let pruned = t.server.services.auth.prune_tokens().await.unwrap();
+    assert!(pruned >= 6, "every pair issued so far is dead: {pruned}");
+    assert_eq!(t.server.services.auth.prune_tokens().await.unwrap(), 0);
 
     // Revocation by the operator: every token of the user dies, the account keeps working.
     let (access4, _) = token(&t).await;

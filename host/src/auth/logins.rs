@@ -522,6 +522,19 @@ impl Auth {
         })
     }
 
+    /// Delete tokens that expired or were revoked more than a day ago (kept that long so an
+    /// operator can still see why a client was refused); answers how many went.
+    pub async fn prune_tokens(&self) -> Result<u64, AuthError> {
+        let cutoff = self.clock.now_millis() - 86_400_000;
+        Ok(
+            sqlx::query("DELETE FROM login_tokens WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(cutoff)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Revoke a token of `realm` and the other half of its pair; unknown tokens are fine.
     pub async fn revoke_token(&self, realm: &str, token: &str) -> Result<(), AuthError> {
         sqlx::query(

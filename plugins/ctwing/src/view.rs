@@ -134,16 +134,37 @@ pub fn job_status(s: CampaignStatus) -> u8 {
     }
 }
 
-/// `takeTime`: how long the task has run (`93时43分`), from its creation to now or to its
-/// end; empty before it starts.
-pub fn take_time(c: &Campaign) -> String {
+/// `takeTime`: how long the task has run (`93时43分`), from when it first started (its op
+/// log's first `start` or `approve`) to now or to its end; empty before it starts.
+pub fn take_time(c: &Campaign) -> Result<String, ApiError> {
     let end = match c.status {
-        CampaignStatus::Draft | CampaignStatus::Pending => return String::new(),
+        CampaignStatus::Draft | CampaignStatus::Pending => return Ok(String::new()),
         CampaignStatus::Running | CampaignStatus::Paused => clock::now_millis(),
         _ => c.updated_at,
     };
-    let minutes = end.saturating_sub(c.created_at) / 60_000;
-    format!("{}时{}分", minutes / 60, minutes % 60)
+    let mut started = None;
+    let mut offset = 0;
+    while started.is_none() {
+        let page = ota_plugin_sdk::rollout::campaign_log(
+            c.id,
+            ota_plugin_sdk::Window { offset, limit: 200 },
+        )?;
+        started = page
+            .items
+            .iter()
+            .find(|e| e.action == "start" || e.action == "approve")
+            .map(|e| e.at);
+        offset += page.items.len() as u64;
+        if page.items.is_empty() || offset >= page.total {
+            break;
+        }
+    }
+    // A task stopped or cancelled before it ever ran took no time.
+    let Some(started) = started else {
+        return Ok(String::new());
+    };
+    let minutes = end.saturating_sub(started) / 60_000;
+    Ok(format!("{}时{}分", minutes / 60, minutes % 60))
 }
 
 /// A subtask's state in the product's vocabulary: T-Link 1 waiting, 2 upgrading,
@@ -231,7 +252,7 @@ pub fn task_view(ctx: &Ctx, c: &Campaign, release: &Release) -> Result<TaskView,
         file_name: release.name.clone(),
         firmware_version: release.version.clone(),
         job_desc: c.description.clone(),
-        take_time: take_time(c),
+        take_time: take_time(c)?,
         create_time: datetime(c.created_at),
         upgrade_plan: Some(1),
         retry_times: match ctx.protocol {
