@@ -243,6 +243,20 @@ impl Services {
     }
 
     /// The product serial number of a campaign (its devices are named within it).
+    /// Whether a finished campaign may run again (devices added, jobs retried): its release
+    /// is still live, not invalid, and at the campaign's target version.
+    pub async fn may_reopen(&self, campaign: &Campaign) -> Result<bool, FlowError> {
+        match self
+            .catalog
+            .release(campaign.tenant_id, campaign.release_id)
+            .await
+        {
+            Ok(r) => Ok(r.status != ReleaseStatus::Invalid && r.version == campaign.target_version),
+            Err(crate::catalog::CatalogError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn campaign_product(&self, campaign: &Campaign) -> Result<String, FlowError> {
         Ok(self.catalog.product_by_id(campaign.product_id).await?.sn)
     }

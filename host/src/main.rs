@@ -361,6 +361,9 @@ enum ApiKeyCmd {
         operator: bool,
         #[arg(long)]
         name: String,
+        /// `hex40` for 40 hex characters, the token shape MXChip clients send.
+        #[arg(long, default_value = "ota", value_parser = ["ota", "hex40"])]
+        format: String,
     },
     /// List keys (never their secrets).
     List,
@@ -500,8 +503,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tenant,
                     operator: _,
                     name,
+                    format,
                 } => {
-                    let (info, secret) = s.auth.create_api_key(tenant.as_deref(), &name).await?;
+                    let format = if format == "hex40" {
+                        ota_host::auth::KeyFormat::Hex40
+                    } else {
+                        ota_host::auth::KeyFormat::Ota
+                    };
+                    let (info, secret) = s
+                        .auth
+                        .create_api_key_as(tenant.as_deref(), &name, format)
+                        .await?;
                     eprintln!(
                         "created {:?} key {} (id {}); it is shown only now:",
                         info.role, info.name, info.id

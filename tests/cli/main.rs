@@ -79,6 +79,21 @@ async fn provision_then_serve_then_stop() {
     let op = op.trim().to_string();
     let (_, listing, _) = ota(&data, &["api-key", "list"]);
     assert!(!listing.contains(&key), "secrets are never listed");
+    let (ok, drf, err) = ota(
+        &data,
+        &[
+            "api-key", "create", "--tenant", "acme", "--name", "mx", "--format", "hex40",
+        ],
+    );
+    assert!(ok, "{err}");
+    let drf = drf.trim();
+    assert!(
+        drf.len() == 40
+            && drf
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{drf}"
+    );
 
     let firmware = dir.path().join("fw.bin");
     std::fs::write(&firmware, b"firmware image v1").unwrap();

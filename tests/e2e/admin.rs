@@ -187,6 +187,32 @@ async fn admin_api_manages_tenants_products_keys_and_releases() {
     assert_eq!(s, 201, "{b}");
     let key = b["key"].as_str().unwrap().to_string();
     let key_id = b["info"]["id"].as_i64().unwrap();
+    // A key in a Django REST framework token's shape works the same way.
+    let (s, b) = call(
+        Method::POST,
+        "/admin/api/v1/api-keys",
+        Some(json!({"tenant": "initech", "name": "mx", "format": "hex40"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let drf = b["key"].as_str().unwrap().to_string();
+    assert!(
+        drf.len() == 40 && drf.chars().all(|c| c.is_ascii_hexdigit()),
+        "{drf}"
+    );
+    // Authenticated (an unknown deployment is a 404, a bad key a 401).
+    let info = r#"{"DeploymentID":999999}"#;
+    assert_eq!(
+        t.post("/api/v1/deployment/info", Some(&drf), info).await.0,
+        404
+    );
+    let forged = "0123456789abcdef0123456789abcdef01234567";
+    assert_eq!(
+        t.post("/api/v1/deployment/info", Some(forged), info)
+            .await
+            .0,
+        401
+    );
     let dep = r#"{"ProductSN":"TPS-1","DeviceSN":"gw-7"}"#;
     assert_eq!(
         t.post("/api/v1/deployment/create", Some(&key), dep).await.0,

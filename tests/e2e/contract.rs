@@ -955,6 +955,88 @@ async fn signatures_product_facts_and_job_control_through_the_contract() {
         actions.contains(&"retry-jobs") && actions.contains(&"cancel-jobs"),
         "{actions:?}"
     );
+    // A finished campaign runs again when a job is retried, while its release is offered.
+    let mut single = new_campaign(
+        release["id"].as_u64().unwrap(),
+        "single",
+        json!({ "Devices": [] }),
+        "Formal",
+    );
+    single["campaign"]["mode"] = json!("Manual");
+    single["campaign"]["retries"] = json!(0);
+    let c2 = ok(&t, "create-campaign", single).await["id"]
+        .as_u64()
+        .unwrap();
+    ok(
+        &t,
+        "add-devices",
+        json!({"id": c2, "device_sns": ["d3"], "actor": "ops"}),
+    )
+    .await;
+    ok(
+        &t,
+        "act",
+        json!({ "id": c2, "action": "Start", "actor": "ops", "note": "" }),
+    )
+    .await;
+    let fail_d3 = || async {
+        let offer = ok(&t, "check-in", check("d3")).await;
+        let j = offer["job"]["id"].as_u64().expect("an offer");
+        ok(
+            &t,
+            "report-job",
+            json!({"job_id": j, "state": "Failed", "code": 1, "text": "x", "version_now": null}),
+        )
+        .await;
+        t.server.scheduler_tick().await;
+        j
+    };
+    let j = fail_d3().await;
+    assert_eq!(
+        ok(&t, "get-campaign", json!({"id": c2})).await["status"],
+        "Finished"
+    );
+    assert_eq!(
+        ok(
+            &t,
+            "retry-jobs",
+            json!({"campaign_id": c2, "job_ids": [j], "actor": "ops"})
+        )
+        .await,
+        1
+    );
+    t.server.scheduler_tick().await;
+    assert_eq!(
+        ok(&t, "get-campaign", json!({"id": c2})).await["status"],
+        "Running",
+        "the queued job keeps it open"
+    );
+    // Once the release is invalid, a finished campaign stays finished.
+    let j = fail_d3().await;
+    assert_eq!(
+        ok(&t, "get-campaign", json!({"id": c2})).await["status"],
+        "Finished"
+    );
+    ok(
+        &t,
+        "set-release-status",
+        json!({"id": release["id"], "status": "Invalid"}),
+    )
+    .await;
+    let v = call(
+        &t,
+        "retry-jobs",
+        json!({"campaign_id": c2, "job_ids": [j], "actor": "ops"}),
+    )
+    .await;
+    assert_eq!(case(&v), "conflict", "{v}");
+    let v = call(
+        &t,
+        "add-devices",
+        json!({"id": c2, "device_sns": ["d2"], "actor": "ops"}),
+    )
+    .await;
+    assert_eq!(case(&v), "conflict", "{v}");
     // Another tenant cannot touch the campaign.
     let v = call_as(
         &t,

@@ -906,6 +906,21 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
         .send(&t)
         .await;
     assert_eq!(b["result"]["total"], 0, "{b}");
+    let (_, b) = Call::new(Method::GET, "/details")
+        .q("id", job)
+        .q("productId", pid)
+        .q("taskStatus", 0)
+        .mk(MASTER_KEY)
+        .send(&t)
+        .await;
+    assert_eq!(b["result"]["total"], 2, "both wait again (LWM2M 0): {b}");
+    let waiting: Vec<String> = b["result"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["taskId"].as_u64().unwrap().to_string())
+        .collect();
+    assert!(waiting.contains(&tasks[0]), "{waiting:?}");
     // Bad paging and control characters are refused.
     for (k, v) in [
         ("pageNow", "1152921504606846977"),

@@ -587,7 +587,7 @@ async fn campaign_suite(s: &Services, clock: &ManualClock) {
         .await
         .unwrap();
     s.rollout
-        .add_devices(t.id, m.id, &[facts[2].id], "bob")
+        .add_devices(t.id, m.id, &[facts[2].id], "bob", false)
         .await
         .unwrap();
     s.rollout
@@ -1202,7 +1202,7 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
     assert_eq!(jobs[0].state, JobState::Notified);
     // Listing it again revives the withdrawn job; taking it off again withdraws it again.
     s.rollout
-        .add_devices(t.id, c.id, &[devices[1].id], "ops")
+        .add_devices(t.id, c.id, &[devices[1].id], "ops", false)
         .await
         .unwrap();
     let of_m2 = JobFilter {
@@ -1295,7 +1295,7 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
         .await
         .unwrap();
     s.rollout
-        .add_devices(t.id, c.id, &[late.id], "ops")
+        .add_devices(t.id, c.id, &[late.id], "ops", false)
         .await
         .unwrap();
     assert!(

@@ -252,7 +252,13 @@ async fn token_lifecycle_issue_use_expire_refresh_revoke() {
     );
     // A day later the dead tokens are swept (the server does this hourly).
     t.clock.advance_secs(86_401);
+    let (live, _) = token(&t).await;
     let pruned = t.server.services.auth.prune_tokens().await.unwrap();
+    assert_eq!(
+        get(&t, &download_query(&live, "CN", "6", "r1")).await.0,
+        200,
+        "a live token survives the sweep"
+    );
     assert!(pruned >= 6, "every pair issued so far is dead: {pruned}");
     assert_eq!(t.server.services.auth.prune_tokens().await.unwrap(), 0);
 

@@ -522,17 +522,20 @@ impl Auth {
         })
     }
 
-    /// Delete tokens that expired or were revoked more than a day ago (kept that long so an
-    /// operator can still see why a client was refused); answers how many went.
+    /// Delete the pairs whose tokens all died (expired or were revoked) more than a day ago
+    /// (kept that long so an operator can still see why a client was refused). A pair goes
+    /// whole, so revoking through a dead access token still reaches its live refresh token.
     pub async fn prune_tokens(&self) -> Result<u64, AuthError> {
         let cutoff = self.clock.now_millis() - 86_400_000;
-        Ok(
-            sqlx::query("DELETE FROM login_tokens WHERE expires_at < $1 OR revoked_at < $1")
-                .bind(cutoff)
-                .execute(self.db.pool())
-                .await?
-                .rows_affected(),
+        Ok(sqlx::query(
+            "DELETE FROM login_tokens WHERE grant_id IN (SELECT grant_id FROM login_tokens \
+               GROUP BY grant_id HAVING MAX(CASE WHEN revoked_at IS NOT NULL \
+                 AND revoked_at < expires_at THEN revoked_at ELSE expires_at END) < $1)",
         )
+        .bind(cutoff)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
     }
 
     /// Revoke a token of `realm` and the other half of its pair; unknown tokens are fine.

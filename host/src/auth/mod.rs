@@ -51,6 +51,18 @@ pub enum Role {
     Tenant,
 }
 
+/// The shape of a generated API key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFormat {
+    /// `ota_` and 40 characters of `[a-z0-9]` (the default).
+    #[default]
+    Ota,
+    /// 40 lower-case hex characters, the shape of a Django REST framework token, which
+    /// MXChip's clients send as `Authorization: token <key>`.
+    Hex40,
+}
+
 /// An API key as listed to operators (never the secret).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
@@ -197,7 +209,23 @@ impl Auth {
         tenant: Option<&str>,
         name: &str,
     ) -> Result<(ApiKeyInfo, String), AuthError> {
-        let secret = format!("ota_{}", random_token(40));
+        self.create_api_key_as(tenant, name, KeyFormat::Ota).await
+    }
+
+    /// [`Auth::create_api_key`] in a chosen shape, for clients that insist on one.
+    pub async fn create_api_key_as(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        format: KeyFormat,
+    ) -> Result<(ApiKeyInfo, String), AuthError> {
+        let secret = match format {
+            KeyFormat::Ota => format!("ota_{}", random_token(40)),
+            KeyFormat::Hex40 => {
+                let bytes: [u8; 20] = rand::rng().random();
+                hex::encode(bytes)
+            }
+        };
         let info = self.store_api_key(tenant, name, &secret).await?;
         Ok((info, secret))
     }

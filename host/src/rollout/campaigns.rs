@@ -250,21 +250,29 @@ impl Campaign {
         Ok(())
     }
 
-    /// Adding devices or retrying jobs gives a finished campaign more work: it runs again.
+    /// Adding devices or retrying jobs gives a finished campaign more work: it runs again,
+    /// when `may_reopen` (its release is still offered; the caller asks the catalog).
     /// Stopped and cancelled campaigns stay as they are.
-    fn check_reopenable(&self) -> Result<bool, RolloutError> {
+    fn check_reopenable(&self, may_reopen: bool) -> Result<(), RolloutError> {
         if self.status == CampaignStatus::Finished {
-            return Ok(true);
+            if may_reopen {
+                return Ok(());
+            }
+            return Err(RolloutError::Conflict(format!(
+                "campaign {} is finished and its release is no longer offered",
+                self.id
+            )));
         }
-        self.check_unfinished()?;
-        Ok(false)
+        self.check_unfinished()
     }
 }
 
-/// Set a finished campaign running again (inside the caller's transaction).
+/// Set a finished campaign running again (inside the caller's transaction); a no-op for a
+/// campaign in any other status.
 async fn reopen(tx: &mut Tx<'_>, campaign: i64, now: i64, actor: &str) -> Result<(), sqlx::Error> {
     let reopened = sqlx::query(
-        "UPDATE campaigns SET status = 'running', updated_at = $1 WHERE id = $2 AND status = 'finished'",
+        "UPDATE campaigns SET status = 'running', updated_at = $1 \
+         WHERE id = $2 AND status = 'finished' AND deleted_at IS NULL",
     )
     .bind(now)
     .bind(campaign)
@@ -413,7 +421,10 @@ const OPEN_JOB: &str = "('queued', 'notified', 'downloading', 'installing')";
 /// What an actor does to chosen jobs of a campaign.
 enum JobsChange {
     Cancel,
-    Retry,
+    /// Retry; a finished campaign may run again when `may_reopen`.
+    Retry {
+        may_reopen: bool,
+    },
 }
 
 fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
@@ -494,16 +505,27 @@ async fn log(
     Ok(())
 }
 
+/// What listing a device did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Listed {
+    /// Newly listed, or its cancelled job revived.
+    added: u64,
+    /// The device has work left in the campaign (an open job, or none yet).
+    open_work: bool,
+}
+
 /// Put a device on a campaign's list; in manual mode the operator's choice also queues its
-/// job at once. Returns whether the device was newly listed.
+/// job at once. With `revive` (an operator adding devices), a cancelled job of the device
+/// is queued again; edits of a campaign's scope never revive.
 async fn list_device(
     tx: &mut Tx<'_>,
     campaign: i64,
     device: i64,
     manual: bool,
+    revive: bool,
     now: i64,
-) -> Result<u64, sqlx::Error> {
-    let added = sqlx::query(
+) -> Result<Listed, sqlx::Error> {
+    let newly = sqlx::query(
         "INSERT INTO campaign_devices (campaign_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
     .bind(campaign)
@@ -511,20 +533,23 @@ async fn list_device(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    // Added again (after being taken off, or after its job was cancelled): the withdrawn job
-    // becomes live again.
-    let revived = sqlx::query(
-        "UPDATE jobs SET previous_state = state, state = 'queued', deadline_at = NULL, \
-           result_code = NULL, result_text = '', updated_at = $1 \
-         WHERE campaign_id = $2 AND device_id = $3 AND state = 'cancelled'",
-    )
-    .bind(now)
-    .bind(campaign)
-    .bind(device)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let added = added.max(revived);
+    // Listed again after being taken off (or, with `revive`, added again after a cancel):
+    // the withdrawn job becomes live again.
+    let revived = if newly == 1 || revive {
+        sqlx::query(
+            "UPDATE jobs SET previous_state = state, state = 'queued', deadline_at = NULL, \
+               result_code = NULL, result_text = '', updated_at = $1 \
+             WHERE campaign_id = $2 AND device_id = $3 AND state = 'cancelled'",
+        )
+        .bind(now)
+        .bind(campaign)
+        .bind(device)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+    } else {
+        0
+    };
     if manual {
         sqlx::query(
             "INSERT INTO jobs (campaign_id, device_id, state, previous_state, retry_count, result_text, created_at, updated_at) \
@@ -536,7 +561,20 @@ async fn list_device(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(added)
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM jobs WHERE campaign_id = $1 AND device_id = $2")
+            .bind(campaign)
+            .bind(device)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let open_work = state
+        .as_deref()
+        .and_then(JobState::parse)
+        .is_none_or(|s| !s.is_final());
+    Ok(Listed {
+        added: newly.max(revived),
+        open_work,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), RolloutError> {
@@ -686,7 +724,7 @@ impl Rollout {
         .fetch_one(&mut *tx)
         .await?;
         for d in &devices {
-            list_device(&mut tx, id, *d, n.mode == Mode::Manual, now).await?;
+            list_device(&mut tx, id, *d, n.mode == Mode::Manual, false, now).await?;
         }
         log(
             &mut tx,
@@ -854,7 +892,7 @@ impl Rollout {
                 let gone: Vec<i64> = listed.into_iter().filter(|d| !keep.contains(d)).collect();
                 unlist(&mut tx, id, &gone, now).await?;
                 for d in devices {
-                    list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
+                    list_device(&mut tx, id, *d, c.mode == "manual", false, now).await?;
                 }
                 // Devices admitted under the old scope that the new list leaves out.
                 sqlx::query(&format!(
@@ -1005,8 +1043,9 @@ impl Rollout {
         id: i64,
         jobs: &[i64],
         actor: &str,
+        may_reopen: bool,
     ) -> Result<u64, RolloutError> {
-        self.change_jobs(tenant_id, id, jobs, actor, JobsChange::Retry)
+        self.change_jobs(tenant_id, id, jobs, actor, JobsChange::Retry { may_reopen })
             .await
     }
 
@@ -1020,7 +1059,10 @@ impl Rollout {
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
         let reopening = match change {
-            JobsChange::Retry => c.check_reopenable()?,
+            JobsChange::Retry { may_reopen } => {
+                c.check_reopenable(may_reopen)?;
+                may_reopen
+            }
             JobsChange::Cancel => {
                 c.check_unfinished()?;
                 false
@@ -1033,7 +1075,7 @@ impl Rollout {
                 OPEN_JOB,
                 "cancel-jobs",
             ),
-            JobsChange::Retry => (
+            JobsChange::Retry { .. } => (
                 "state = 'queued', retry_count = retry_count + 1, deadline_at = NULL, \
                  result_code = NULL, result_text = ''",
                 "('failed', 'timed-out')",
@@ -1254,16 +1296,22 @@ impl Rollout {
         id: i64,
         devices: &[i64],
         actor: &str,
+        may_reopen: bool,
     ) -> Result<u64, RolloutError> {
         let c = self.campaign(tenant_id, id).await?;
-        let reopening = c.check_reopenable()?;
+        c.check_reopenable(may_reopen)?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let mut added = 0;
+        let mut open_work = false;
         for d in devices {
-            added += list_device(&mut tx, id, *d, c.mode == "manual", now).await?;
+            let listed = list_device(&mut tx, id, *d, c.mode == "manual", true, now).await?;
+            added += listed.added;
+            open_work |= listed.added > 0 && listed.open_work;
         }
-        if reopening && added > 0 {
+        // Re-checked in the transaction: the scheduler may have finished it meanwhile.
+        let reopening = open_work && may_reopen;
+        if reopening {
             reopen(&mut tx, id, now, actor).await?;
         }
         log(
@@ -1276,7 +1324,7 @@ impl Rollout {
         )
         .await?;
         tx.commit().await?;
-        if reopening && added > 0 {
+        if reopening {
             self.changed(Some(c.product_id)).await;
         }
         Ok(added)

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Items, Operator, body_json};
-use crate::auth::ApiKeyInfo;
+use crate::auth::{ApiKeyInfo, KeyFormat};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 
@@ -43,6 +43,9 @@ struct NewKey {
     /// Omit for an operator key.
     tenant: Option<String>,
     name: String,
+    /// `ota` (default) or `hex40` (a Django REST framework token's shape).
+    #[serde(default)]
+    format: KeyFormat,
 }
 
 /// Create a tenant key (for dialect requests) or, without `tenant`, an operator key.
@@ -57,7 +60,7 @@ async fn create(
     let (info, key) = st
         .services
         .auth
-        .create_api_key(k.tenant.as_deref(), &k.name)
+        .create_api_key_as(k.tenant.as_deref(), &k.name, k.format)
         .await?;
     Ok((StatusCode::CREATED, Json(Created { key, info })))
 }

@@ -1297,9 +1297,14 @@ impl rollout::Host for RequestState {
             .campaign_device_ids(&c, &device_sns)
             .await
             .map_err(|e| self.flow_err(e))?;
+        let may_reopen = self
+            .services
+            .may_reopen(&c)
+            .await
+            .map_err(|e| self.flow_err(e))?;
         self.services
             .rollout
-            .add_devices(c.tenant_id, c.id, &ids, &actor)
+            .add_devices(c.tenant_id, c.id, &ids, &actor, may_reopen)
             .await
             .map_err(|e| self.rollout_err(e))
     }
@@ -1355,9 +1360,14 @@ impl rollout::Host for RequestState {
             .iter()
             .filter_map(|j| i64::try_from(*j).ok())
             .collect();
+        let may_reopen = self
+            .services
+            .may_reopen(&c)
+            .await
+            .map_err(|e| self.flow_err(e))?;
         self.services
             .rollout
-            .retry_jobs(c.tenant_id, c.id, &ids, &actor)
+            .retry_jobs(c.tenant_id, c.id, &ids, &actor, may_reopen)
             .await
             .map_err(|e| self.rollout_err(e))
     }
