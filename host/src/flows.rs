@@ -243,9 +243,39 @@ impl Services {
     }
 
     /// The product serial number of a campaign (its devices are named within it).
+    /// Put devices on a campaign's list (see [`rollout::Rollout::add_devices`]); a finished
+    /// campaign runs again only while its release is still offered.
+    pub async fn add_devices(
+        &self,
+        campaign: &Campaign,
+        devices: &[i64],
+        actor: &str,
+    ) -> Result<u64, FlowError> {
+        let may_reopen = self.may_reopen(campaign).await?;
+        Ok(self
+            .rollout
+            .add_devices(campaign.tenant_id, campaign.id, devices, actor, may_reopen)
+            .await?)
+    }
+
+    /// Queue failed jobs again (see [`rollout::Rollout::retry_jobs`]); a finished campaign
+    /// runs again only while its release is still offered.
+    pub async fn retry_jobs(
+        &self,
+        campaign: &Campaign,
+        jobs: &[i64],
+        actor: &str,
+    ) -> Result<u64, FlowError> {
+        let may_reopen = self.may_reopen(campaign).await?;
+        Ok(self
+            .rollout
+            .retry_jobs(campaign.tenant_id, campaign.id, jobs, actor, may_reopen)
+            .await?)
+    }
+
     /// Whether a finished campaign may run again (devices added, jobs retried): its release
     /// is still live, not invalid, and at the campaign's target version.
-    pub async fn may_reopen(&self, campaign: &Campaign) -> Result<bool, FlowError> {
+    async fn may_reopen(&self, campaign: &Campaign) -> Result<bool, FlowError> {
         match self
             .catalog
             .release(campaign.tenant_id, campaign.release_id)

@@ -114,15 +114,7 @@ async fn provision_then_serve_then_stop() {
     assert_eq!(blob["size"], 17);
     let sha = blob["sha256"].as_str().unwrap().to_string();
 
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("OTA_HOST_DATA_DIR", &data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (url, printed) = listening(&mut child);
+    let (mut child, url, printed) = serve(&data);
     assert!(
         printed
             .iter()
@@ -164,6 +156,21 @@ async fn provision_then_serve_then_stop() {
         })
         .expect("serve did not stop on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Start `serve` on `data` (default config, a free port); answers the child, its URL and
+/// the lines it printed until it listened.
+fn serve(data: &Path) -> (std::process::Child, String, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("OTA_HOST_DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (url, printed) = listening(&mut child);
+    (child, url, printed)
 }
 
 /// Wait for `serve`'s "listening on" line; answers the URL and every line printed so far.
@@ -283,15 +290,7 @@ async fn ubtech_is_provisioned_from_the_command_line() {
     let (ok, listing, _) = ota(&data, &["campaign", "list", "--tenant", "acme"]);
     assert!(ok && listing.contains("running\t19"), "{listing}");
 
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("OTA_HOST_DATA_DIR", &data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (url, printed) = listening(&mut child);
+    let (mut child, url, printed) = serve(&data);
     assert!(
         printed
             .iter()
@@ -433,15 +432,7 @@ async fn ctwing_is_provisioned_from_the_command_line() {
         "{listing}"
     );
 
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("OTA_HOST_DATA_DIR", &data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (url, printed) = listening(&mut child);
+    let (mut child, url, printed) = serve(&data);
     assert!(
         printed
             .iter()

@@ -138,6 +138,10 @@ async fn checks_out(secret: &str, account: Option<&AccountRow>) -> Result<bool, 
         .await
 }
 
+/// Revoke every live token issued to ($2 as user) or through ($2 as client) an account.
+const REVOKE_ACCOUNT_TOKENS: &str = "UPDATE login_tokens SET revoked_at = $1 \
+    WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL";
+
 /// At most this many Argon2 computations run at once (each takes ~19 MiB and tens of
 /// milliseconds): a burst of logins queues here instead of exhausting memory.
 static SLOW_HASHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
@@ -295,14 +299,11 @@ impl Auth {
     pub async fn revoke_login_tokens(&self, tenant: &str, id: i64) -> Result<u64, AuthError> {
         let t = self.tenant(tenant).await?;
         self.login_of(t.id, id).await?;
-        let done = sqlx::query(
-            "UPDATE login_tokens SET revoked_at = $1 \
-             WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL",
-        )
-        .bind(self.clock.now_millis())
-        .bind(id)
-        .execute(self.db.pool())
-        .await?;
+        let done = sqlx::query(REVOKE_ACCOUNT_TOKENS)
+            .bind(self.clock.now_millis())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -323,14 +324,11 @@ impl Auth {
         if done.rows_affected() == 0 {
             return Err(AuthError::NotFound(format!("no active login {id}")));
         }
-        sqlx::query(
-            "UPDATE login_tokens SET revoked_at = $1 \
-             WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(REVOKE_ACCOUNT_TOKENS)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

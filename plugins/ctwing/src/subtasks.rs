@@ -4,63 +4,32 @@
 
 use ota_plugin_sdk::catalog::{self, Device, DeviceFilter};
 use ota_plugin_sdk::rollout::{self, Job, JobFilter};
-use ota_plugin_sdk::{HostError, Module, Request, Response, Window};
+use ota_plugin_sdk::{HostError, Module, Request, Response};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::envelope::{ApiError, Page, ok};
 use crate::params::{Query, id_list};
 use crate::sign;
-use crate::tasks::{paging, signed_body};
+use crate::tasks::{paging, respond, signed_body};
 use crate::view::{Ctx, Protocol, datetime, task_state};
-
-const BATCH: u32 = 200;
-
-fn respond(f: impl FnOnce() -> Result<Response, ApiError>) -> Response {
-    f().unwrap_or_else(ApiError::into_response)
-}
 
 /// Every job of a task, oldest first.
 fn all_jobs(task: u64) -> Result<Vec<Job>, ApiError> {
-    let mut jobs = Vec::new();
-    loop {
-        let page = rollout::list_jobs(
-            task,
-            &JobFilter {
-                state: None,
-                device_sn: None,
-            },
-            Window {
-                offset: jobs.len() as u64,
-                limit: BATCH,
-            },
-        )?;
-        let n = page.items.len();
-        jobs.extend(page.items);
-        if n == 0 || jobs.len() as u64 >= page.total {
-            return Ok(jobs);
-        }
-    }
+    let filter = JobFilter {
+        state: None,
+        device_sn: None,
+    };
+    Ok(ota_plugin_sdk::all_pages(|w| {
+        rollout::list_jobs(task, &filter, w).map(|p| (p.items, p.total))
+    })?)
 }
 
 /// Every device of the product matching `filter`, oldest first.
 fn all_devices(product: &str, filter: &DeviceFilter) -> Result<Vec<Device>, ApiError> {
-    let mut devices = Vec::new();
-    loop {
-        let page = catalog::list_devices(
-            product,
-            filter,
-            Window {
-                offset: devices.len() as u64,
-                limit: BATCH,
-            },
-        )?;
-        let n = page.items.len();
-        devices.extend(page.items);
-        if n == 0 || devices.len() as u64 >= page.total {
-            return Ok(devices);
-        }
-    }
+    Ok(ota_plugin_sdk::all_pages(|w| {
+        catalog::list_devices(product, filter, w).map(|p| (p.items, p.total))
+    })?)
 }
 
 /// T-Link's device number: CTWing's deviceId is the productId followed by it. LWM2M devices
@@ -433,13 +402,7 @@ pub fn details(req: &Request) -> Response {
                     continue;
                 }
             }
-            let finished = !matches!(
-                job.state,
-                rollout::JobState::Queued
-                    | rollout::JobState::Notified
-                    | rollout::JobState::Downloading
-                    | rollout::JobState::Installing
-            );
+            let finished = job.state.is_final();
             rows.push(SubtaskRow {
                 job_id: task.id,
                 task_id: job.id,

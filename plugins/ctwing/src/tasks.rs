@@ -19,7 +19,8 @@ use crate::view::{Ctx, Protocol, task_view};
 /// one): a day.
 const LWM2M_TIMEOUT_SECS: u64 = 86_400;
 
-fn respond(f: impl FnOnce() -> Result<Response, ApiError>) -> Response {
+/// A handler's result, refusals rendered in the envelope.
+pub fn respond(f: impl FnOnce() -> Result<Response, ApiError>) -> Response {
     f().unwrap_or_else(ApiError::into_response)
 }
 

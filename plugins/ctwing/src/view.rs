@@ -3,7 +3,7 @@
 
 use ota_plugin_sdk::catalog::{self, Product, Release};
 use ota_plugin_sdk::rollout::{Campaign, CampaignStatus, Job, JobState};
-use ota_plugin_sdk::{HostError, Principal, Request, blobs, clock, config};
+use ota_plugin_sdk::{HostError, Principal, Request, clock, config};
 use serde::Serialize;
 
 use crate::envelope::ApiError;
@@ -196,11 +196,7 @@ pub fn task_state(p: Protocol, j: &Job) -> u8 {
 
 /// Where the firmware is downloaded from.
 pub fn firmware_url(r: &Release) -> Result<String, ApiError> {
-    Ok(match (&r.blob_id, &r.external_url) {
-        (Some(blob), _) => blobs::download_url(blob, None)?,
-        (None, Some(url)) => url.clone(),
-        (None, None) => String::new(),
-    })
+    Ok(ota_plugin_sdk::release_url(r)?.unwrap_or_default())
 }
 
 /// A task as `QueryRemoteUpgradeTask`, `QueryRemoteUpgradeTaskList` and

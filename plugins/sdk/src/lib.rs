@@ -99,6 +99,48 @@ pub fn warn(message: impl AsRef<str>) {
     log::log(log::Level::Warn, message.as_ref());
 }
 
+/// Every item of a windowed host listing (`list-releases`, `list-jobs`, ...), fetched 200 at
+/// a time: `fetch` answers one window's items and the listing's total.
+pub fn all_pages<T>(
+    mut fetch: impl FnMut(Window) -> Result<(Vec<T>, u64), HostError>,
+) -> Result<Vec<T>, HostError> {
+    let mut all = Vec::new();
+    loop {
+        let (items, total) = fetch(Window {
+            offset: all.len() as u64,
+            limit: 200,
+        })?;
+        let n = items.len();
+        all.extend(items);
+        if n == 0 || all.len() as u64 >= total {
+            return Ok(all);
+        }
+    }
+}
+
+/// Where a release is downloaded from: a host link to its stored file, or its external
+/// URL; `None` for a release with neither.
+pub fn release_url(r: &catalog::Release) -> Result<Option<String>, HostError> {
+    match (&r.blob_id, &r.external_url) {
+        (Some(blob), _) => blobs::download_url(blob, None).map(Some),
+        (None, Some(url)) => Ok(Some(url.clone())),
+        (None, None) => Ok(None),
+    }
+}
+
+impl rollout::JobState {
+    /// Succeeded, failed, cancelled or timed out: no device report moves it any more.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            rollout::JobState::Queued
+                | rollout::JobState::Notified
+                | rollout::JobState::Downloading
+                | rollout::JobState::Installing
+        )
+    }
+}
+
 impl HostError {
     /// The human-readable message carried by every case.
     pub fn message(&self) -> &str {

@@ -23,7 +23,7 @@
 
 use ota_plugin_sdk::catalog::{self, ModuleVersion, Release, ReleaseFilter};
 use ota_plugin_sdk::rollout::{self, CampaignFilter, CampaignStatus, JobFilter, JobState};
-use ota_plugin_sdk::{HostError, Module, Request, Response, Window, auth, blobs};
+use ota_plugin_sdk::{HostError, Module, Request, Response, Window, auth};
 
 use crate::errors::{Envelope, UbError};
 use crate::params::Params;
@@ -91,32 +91,14 @@ fn releases_of(product: &str) -> Result<Vec<Release>, UbError> {
         module: Some(Module::Mcu),
         status: None,
     };
-    let mut all = Vec::new();
-    loop {
-        let page = catalog::list_releases(
-            &filter,
-            Window {
-                offset: all.len() as u64,
-                limit: PAGE,
-            },
-        )?;
-        let n = page.items.len();
-        all.extend(page.items);
-        if n == 0 || all.len() as u64 >= page.total {
-            return Ok(all);
-        }
-    }
+    Ok(ota_plugin_sdk::all_pages(|w| {
+        catalog::list_releases(&filter, w).map(|p| (p.items, p.total))
+    })?)
 }
 
 fn download_url(r: &Release) -> Result<String, UbError> {
-    match (&r.blob_id, &r.external_url) {
-        (Some(blob), _) => Ok(blobs::download_url(blob, None)?),
-        (None, Some(url)) => Ok(url.clone()),
-        (None, None) => Err(UbError::Host(HostError::Internal(format!(
-            "release {} has no file",
-            r.id
-        )))),
-    }
+    ota_plugin_sdk::release_url(r)?
+        .ok_or_else(|| UbError::Host(HostError::Internal(format!("release {} has no file", r.id))))
 }
 
 /// `a` is a newer version than `b`, by the host's own ordering rule.
@@ -247,7 +229,7 @@ fn open_job(
                     limit: 1,
                 },
             )?;
-            if let Some(job) = jobs.items.into_iter().find(|j| !is_final(j.state)) {
+            if let Some(job) = jobs.items.into_iter().find(|j| !j.state.is_final()) {
                 return Ok(Some((c.clone(), job)));
             }
         }
@@ -256,13 +238,6 @@ fn open_job(
             return Ok(None);
         }
     }
-}
-
-fn is_final(s: JobState) -> bool {
-    !matches!(
-        s,
-        JobState::Queued | JobState::Notified | JobState::Downloading | JobState::Installing
-    )
 }
 
 /// `POST /file/callback`: see the module documentation for the codes.

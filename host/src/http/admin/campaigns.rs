@@ -431,12 +431,7 @@ async fn add_devices(
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
     let ids = st.services.campaign_device_ids(&c, &a.devices).await?;
-    let may_reopen = st.services.may_reopen(&c).await?;
-    let added = st
-        .services
-        .rollout
-        .add_devices(t.id, id, &ids, &op.name, may_reopen)
-        .await?;
+    let added = st.services.add_devices(&c, &ids, &op.name).await?;
     Ok(Json(Changed {
         added: Some(added),
         removed: None,

@@ -19,6 +19,20 @@ use super::super::bindings::{CredentialScheme, HostError, Principal};
 use super::{Acting, RequestState, to_wit_principal};
 use crate::config::AuthMode;
 
+/// Job ids as the host stores them; ids beyond `i64` name no job and are skipped, as
+/// unknown ids are.
+fn job_ids_of(ids: &[u64]) -> Vec<i64> {
+    ids.iter().filter_map(|j| i64::try_from(*j).ok()).collect()
+}
+
+/// A client's credentials as the auth module takes them.
+fn client_of(c: auth::ClientCredentials) -> ClientCredentials {
+    ClientCredentials {
+        id: c.id,
+        secret: c.secret,
+    }
+}
+
 fn ms(v: i64) -> u64 {
     v.max(0) as u64
 }
@@ -506,10 +520,7 @@ impl auth::Host for RequestState {
         username: String,
         password: String,
     ) -> Result<auth::TokenGrant, auth::GrantError> {
-        let client = client.map(|c| ClientCredentials {
-            id: c.id,
-            secret: c.secret,
-        });
+        let client = client.map(client_of);
         let grant = self
             .services
             .auth
@@ -529,10 +540,7 @@ impl auth::Host for RequestState {
         client: Option<auth::ClientCredentials>,
         refresh_token: String,
     ) -> Result<auth::TokenGrant, auth::GrantError> {
-        let client = client.map(|c| ClientCredentials {
-            id: c.id,
-            secret: c.secret,
-        });
+        let client = client.map(client_of);
         let grant = self
             .services
             .auth
@@ -1297,16 +1305,10 @@ impl rollout::Host for RequestState {
             .campaign_device_ids(&c, &device_sns)
             .await
             .map_err(|e| self.flow_err(e))?;
-        let may_reopen = self
-            .services
-            .may_reopen(&c)
-            .await
-            .map_err(|e| self.flow_err(e))?;
         self.services
-            .rollout
-            .add_devices(c.tenant_id, c.id, &ids, &actor, may_reopen)
+            .add_devices(&c, &ids, &actor)
             .await
-            .map_err(|e| self.rollout_err(e))
+            .map_err(|e| self.flow_err(e))
     }
 
     async fn remove_devices(
@@ -1337,13 +1339,9 @@ impl rollout::Host for RequestState {
     ) -> Result<u64, HostError> {
         let c = self.campaign_in_scope(campaign_id).await?;
         let actor = self.actor(actor)?;
-        let ids: Vec<i64> = job_ids
-            .iter()
-            .filter_map(|j| i64::try_from(*j).ok())
-            .collect();
         self.services
             .rollout
-            .cancel_jobs(c.tenant_id, c.id, &ids, &actor)
+            .cancel_jobs(c.tenant_id, c.id, &job_ids_of(&job_ids), &actor)
             .await
             .map_err(|e| self.rollout_err(e))
     }
@@ -1356,20 +1354,10 @@ impl rollout::Host for RequestState {
     ) -> Result<u64, HostError> {
         let c = self.campaign_in_scope(campaign_id).await?;
         let actor = self.actor(actor)?;
-        let ids: Vec<i64> = job_ids
-            .iter()
-            .filter_map(|j| i64::try_from(*j).ok())
-            .collect();
-        let may_reopen = self
-            .services
-            .may_reopen(&c)
-            .await
-            .map_err(|e| self.flow_err(e))?;
         self.services
-            .rollout
-            .retry_jobs(c.tenant_id, c.id, &ids, &actor, may_reopen)
+            .retry_jobs(&c, &job_ids_of(&job_ids), &actor)
             .await
-            .map_err(|e| self.rollout_err(e))
+            .map_err(|e| self.flow_err(e))
     }
 
     async fn list_jobs(
