@@ -24,6 +24,7 @@ pub mod bindings {
 mod request;
 mod response;
 mod router;
+pub mod time;
 
 pub use bindings::ota::dialect::types::{
     CredentialScheme, DeviceRef, HostError, Manifest, Module, Principal, Refusal, Route, Window,
