@@ -12,6 +12,9 @@ use sqlx::Row;
 use crate::clock::SharedClock;
 use crate::storage::Db;
 
+/// How stale a device's `online_at` may get before a contact refreshes it.
+const ONLINE_RESOLUTION_MILLIS: i64 = 60_000;
+
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -229,31 +232,15 @@ impl Catalog {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Set (or, with `None`, remove) product attributes in one transaction. Names are
-    /// 1-64 characters of `[A-Za-z0-9._-]`, values at most 1024 bytes.
+    /// Set (or, with `None`, remove) product attributes in one transaction (see
+    /// [`check_attributes`] for the rules).
     pub async fn set_product_attributes(
         &self,
         tenant_id: i64,
         sn: &str,
         changes: &[(String, Option<String>)],
     ) -> Result<Vec<(String, String)>, CatalogError> {
-        for (name, value) in changes {
-            let ok_name = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            if !ok_name {
-                return Err(CatalogError::Invalid(format!(
-                    "attribute name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"
-                )));
-            }
-            if value.as_ref().is_some_and(|v| v.len() > 1024) {
-                return Err(CatalogError::Invalid(format!(
-                    "attribute {name} is longer than 1024 bytes"
-                )));
-            }
-        }
+        check_attributes(changes)?;
         let p = self.product(tenant_id, sn).await?;
         let mut tx = self.db.pool().begin().await?;
         for (name, value) in changes {
@@ -328,6 +315,11 @@ impl Catalog {
         device_sn: &str,
     ) -> Result<Device, CatalogError> {
         check_sn("device", device_sn)?;
+        // Known devices are the common case: find them without taking the write lock.
+        match self.find_device(tenant_id, product_sn, device_sn).await {
+            Err(CatalogError::NotFound(_)) => {}
+            found => return found,
+        }
         let product = self.product(tenant_id, product_sn).await?;
         // ON CONFLICT makes first contact from two replicas (or two requests) converge.
         sqlx::query(
@@ -387,23 +379,41 @@ impl Catalog {
             return Err(CatalogError::Invalid(format!("unknown module {module:?}")));
         }
         let now = self.clock.now_millis();
-        sqlx::query(
-            "INSERT INTO device_modules (device_id, module, identify, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, module, identify) \
-             DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+        // Devices poll with the version they already reported: read first, so a repeat poll
+        // writes nothing (on SQLite every write statement queues behind the one writer).
+        let known = sqlx::query(
+            "SELECT m.version, d.online_at FROM devices d LEFT JOIN device_modules m \
+             ON m.device_id = d.id AND m.module = $2 AND m.identify = $3 WHERE d.id = $1",
         )
         .bind(device_id)
         .bind(module)
         .bind(identify)
-        .bind(version)
-        .bind(now)
-        .execute(self.db.pool())
+        .fetch_optional(self.db.pool())
         .await?;
-        sqlx::query("UPDATE devices SET online_at = $1 WHERE id = $2")
-            .bind(now)
+        let (stored, online_at): (Option<String>, Option<i64>) =
+            known.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
+        if stored.as_deref() != Some(version) {
+            sqlx::query(
+                "INSERT INTO device_modules (device_id, module, identify, version, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, module, identify) \
+                 DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+            )
             .bind(device_id)
+            .bind(module)
+            .bind(identify)
+            .bind(version)
+            .bind(now)
             .execute(self.db.pool())
             .await?;
+        }
+        // "Last seen" to the minute is all anyone reads from it.
+        if online_at.is_none_or(|t| now - t >= ONLINE_RESOLUTION_MILLIS || now < t) {
+            sqlx::query("UPDATE devices SET online_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(device_id)
+                .execute(self.db.pool())
+                .await?;
+        }
         Ok(())
     }
 
@@ -586,4 +596,27 @@ impl Catalog {
             updated_at: r.get(6),
         }))
     }
+}
+
+/// Attribute names are 1-64 characters of `[A-Za-z0-9._-]` (so a dialect can namespace them,
+/// `ctwing.protocol`), values at most 1024 bytes.
+pub(crate) fn check_attributes(changes: &[(String, Option<String>)]) -> Result<(), CatalogError> {
+    for (name, value) in changes {
+        let ok_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok_name {
+            return Err(CatalogError::Invalid(format!(
+                "attribute name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"
+            )));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > 1024) {
+            return Err(CatalogError::Invalid(format!(
+                "attribute {name} is longer than 1024 bytes"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1478,10 +1478,13 @@ impl Rollout {
             // Outside its maintenance window a campaign starts nothing new; a job already
             // under way is still answered, so the device keeps going.
             let window_open = c.window.is_none_or(|w| w.contains(now));
-            if c.mode == "auto" && window_open {
+            // Repeat polls find their job with a read; only first contact takes the write lock.
+            let mut job = self.job_of(c.id, device.id).await?;
+            if job.is_none() && c.mode == "auto" && window_open {
                 self.admit(c, device.id, current, now).await?;
+                job = self.job_of(c.id, device.id).await?;
             }
-            let Some(job) = self.job_of(c.id, device.id).await? else {
+            let Some(job) = job else {
                 continue; // manual campaign without this device, or a full wave
             };
             let job = match job.state {
