@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod uploads;
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub struct Services {
     pub catalog: catalog::Catalog,
     pub rollout: rollout::Rollout,
     pub blobs: blobs::BlobStore,
+    pub uploads: uploads::Uploads,
     pub clock: SharedClock,
     pub db: Db,
 }
@@ -69,6 +71,11 @@ impl Services {
                 });
         Ok(Services {
             blobs,
+            uploads: uploads::Uploads::new(
+                db.clone(),
+                clock.clone(),
+                config.blobs.max_upload_mib << 20,
+            ),
             auth: auth::Auth::new(db.clone(), clock.clone()),
             catalog: catalog::Catalog::new(db.clone(), clock.clone()),
             rollout: rollout::Rollout::new(

@@ -82,6 +82,23 @@ enum Command {
     /// Register or update devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// The key that signs a tenant's browser-upload forms (the OSS-compatible `/oss/` endpoint).
+    #[command(subcommand, name = "upload-key")]
+    UploadKey(UploadKeyCmd),
+}
+
+#[derive(Subcommand)]
+enum UploadKeyCmd {
+    /// Print the tenant's upload access id (the key is created on first use).
+    Show {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Replace the tenant's upload key: forms signed with the old one stop working.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -597,6 +614,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("revoked app key {id}");
                 }
             }
+            Ok(())
+        }
+        Command::UploadKey(cmd) => {
+            let s = Services::open(&Config::resolve(o)?, clock).await?;
+            let key = match cmd {
+                UploadKeyCmd::Show { tenant } => {
+                    let t = s.auth.tenant(&tenant).await?;
+                    s.uploads.key_for(t.id).await?
+                }
+                UploadKeyCmd::Rotate { tenant } => {
+                    let t = s.auth.tenant(&tenant).await?;
+                    s.uploads.rotate_key(t.id).await?
+                }
+            };
+            println!("{}", key.access_id);
             Ok(())
         }
         Command::Device(DeviceCmd::Put {

@@ -32,7 +32,7 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.2");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.3");
     assert_eq!(manifest["routes"].as_array().unwrap().len(), 5);
 
     let bad = dir.path().join("bad.wasm");
@@ -467,6 +467,138 @@ async fn ctwing_is_provisioned_from_the_command_line() {
     assert_eq!(answer["code"], 0, "{answer}");
     assert_eq!(answer["result"]["list"][0]["deviceSn"], "11113", "{answer}");
     assert_eq!(answer["result"]["list"][0]["deviceName"], "tv-1");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn mxchip_is_provisioned_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        vec!["tenant", "create", "acme"],
+        vec![
+            "product",
+            "create",
+            "--tenant",
+            "acme",
+            "test",
+            "--name",
+            "Anxin plug",
+        ],
+    ] {
+        let (ok, _, err) = ota(&data, &args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, token, err) = ota(
+        &data,
+        &[
+            "api-key", "create", "--tenant", "acme", "--name", "console", "--format", "hex40",
+        ],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+
+    let (mut child, url, printed) = serve(&data);
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("loaded plugin mxchip")),
+        "{printed:?}"
+    );
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{url}/api/v1/ota/test/files/"))
+        .header("Authorization", format!("token {token}"))
+        .json(
+            &serde_json::json!({"file_name": "ota.bin", "file_url": "https://cdn.example/a.bin",
+            "md5": "0123456789abcdef0123456789abcdef", "size": "20kb", "version": "1.0.1"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["meta"]["code"], 0, "{created}");
+    assert_eq!(created["data"]["status"], 0);
+    let id = created["data"]["id"].as_i64().unwrap().to_string();
+    let check = format!(
+        "{url}/api/v1/ota/device/?product_id=test&wifi_version=1.0.0&mcu_version=1.0.0&device_id=plug-1"
+    );
+    let ask = || async {
+        http.get(&check)
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(ask().await["data"]["need_ota"], false, "test firmware");
+    // The operator puts it online with the CLI while the server runs.
+    let (ok, listing, err) = ota(
+        &data,
+        &["release", "list", "--tenant", "acme", "--product", "test"],
+    );
+    assert!(ok && listing.contains("1.0.1"), "{listing}{err}");
+    let (ok, _, err) = ota(
+        &data,
+        &["release", "set-status", "--tenant", "acme", &id, "online"],
+    );
+    assert!(ok, "{err}");
+    let answer = ask().await;
+    assert_eq!(answer["data"]["need_ota"], true, "{answer}");
+    assert_eq!(
+        answer["data"]["files"][0]["file_url"],
+        "https://cdn.example/a.bin"
+    );
+    let (ok, campaigns, _) = ota(&data, &["campaign", "list", "--tenant", "acme"]);
+    assert!(
+        ok && campaigns.contains(&format!("mxchip:{id}:online")),
+        "{campaigns}"
+    );
+    // The upload key: the token's access id, until the operator rotates it.
+    let form: serde_json::Value = http
+        .get(format!("{url}/oss_token/ota/"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (ok, shown, err) = ota(&data, &["upload-key", "show", "--tenant", "acme"]);
+    assert!(ok, "{err}");
+    assert_eq!(shown.trim(), form["data"]["accessid"], "{form}");
+    let (ok, rotated, err) = ota(&data, &["upload-key", "rotate", "--tenant", "acme"]);
+    assert!(ok && rotated.trim() != shown.trim(), "{err}");
+    let upload = reqwest::multipart::Form::new()
+        .text("key", "ota/x.bin")
+        .text("OSSAccessKeyId", shown.trim().to_string())
+        .text(
+            "policy",
+            form["data"]["policy"].as_str().unwrap().to_string(),
+        )
+        .text(
+            "Signature",
+            form["data"]["signature"].as_str().unwrap().to_string(),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"fw".to_vec()).file_name("x.bin"),
+        );
+    let r = http
+        .post(format!("{url}/oss/acme"))
+        .multipart(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the old key's forms stop working");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -6,6 +6,7 @@ mod contract;
 mod ctwing;
 mod hot_reload;
 mod iotstack;
+mod mxchip;
 mod sandbox;
 mod storage;
 mod ubtech;

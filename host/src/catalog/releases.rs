@@ -614,6 +614,64 @@ pub fn plan_upgrade(candidates: &[Release], target: &Release, from: &str) -> Opt
         .map(|r| vec![r.clone()])
 }
 
+/// Release attributes: facts a dialect keeps about a release beyond the common record.
+impl Catalog {
+    /// A live release's attributes, by name.
+    pub async fn release_attributes(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        let r = self.release(tenant_id, id).await?;
+        let rows = sqlx::query(
+            "SELECT name, value FROM release_attributes WHERE release_id = $1 ORDER BY name",
+        )
+        .bind(r.id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Set (or, with `None`, remove) attributes of a live release in one transaction, under
+    /// the same naming rules as product attributes.
+    pub async fn set_release_attributes(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String)>, CatalogError> {
+        super::check_attributes(changes)?;
+        let r = self.release(tenant_id, id).await?;
+        let mut tx = self.db.pool().begin().await?;
+        for (name, value) in changes {
+            match value {
+                Some(v) => {
+                    sqlx::query(
+                        "INSERT INTO release_attributes (release_id, name, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (release_id, name) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(r.id)
+                    .bind(name)
+                    .bind(v)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM release_attributes WHERE release_id = $1 AND name = $2",
+                    )
+                    .bind(r.id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.release_attributes(tenant_id, id).await
+    }
+}
+
 #[cfg(test)]
 mod plan_tests {
     use super::*;

@@ -132,7 +132,18 @@ async fn download(
         (None, None) if !state.config.blobs.require_signed_urls => {}
         _ => return Err(BlobError::BadSignature.into()),
     }
-    let info = blobs.stat(&sha256).await?;
+    serve(&state, &sha256, &headers).await
+}
+
+/// Serve a stored blob (its access already checked) with `ETag`, `If-None-Match`, `If-Range`
+/// and single-range `Range` requests.
+pub async fn serve(
+    state: &AppState,
+    sha256: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let blobs = &state.services.blobs;
+    let info = blobs.stat(sha256).await?;
     let etag = format!("\"{}\"", info.sha256);
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
@@ -163,7 +174,7 @@ async fn download(
         Some(tag) if tag.trim() != etag => None,
         _ => header_str(header::RANGE),
     };
-    let mut file = tokio::fs::File::open(blobs.path(&sha256))
+    let mut file = tokio::fs::File::open(blobs.path(sha256))
         .await
         .map_err(|e| {
             ApiError::Internal(format!("blob {sha256} is recorded but unreadable: {e}"))

@@ -1,5 +1,5 @@
 //! The HTTP edge: one axum router per listener. Host-owned routes (`/admin/*`, `/install/*`,
-//! `/blobs/*`, `/healthz`; see `runtime::registry::RESERVED_SEGMENTS`) are matched first;
+//! `/blobs/*`, `/oss/*`, `/healthz`; see `runtime::registry::RESERVED_SEGMENTS`) are matched first;
 //! everything else is dispatched to the plugin whose mount and routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
 //! responses here, once.
 
@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod dispatch;
 pub mod error;
 pub mod install;
+pub mod oss;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .merge(admin::router())
             .merge(install::router())
             .merge(blobs::router())
+            .merge(oss::router())
     } else {
         Router::new()
     };

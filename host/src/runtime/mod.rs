@@ -22,7 +22,7 @@ use wasmtime::{
 
 use crate::Services;
 use crate::config::Limits;
-pub use host::{PluginIdentity, RequestState};
+pub use host::{PluginIdentity, Preauthorized, RequestState};
 pub use plugin::{Instance, LoadError, LoadedPlugin, Pre};
 pub use registry::Registry;
 
@@ -146,6 +146,7 @@ impl Runtime {
         identity: Arc<PluginIdentity>,
         request_id: String,
         host_url: String,
+        preauthorized: Option<Preauthorized>,
     ) -> Store<RequestState> {
         let state = RequestState::new(
             self.services.clone(),
@@ -153,6 +154,7 @@ impl Runtime {
             request_id,
             host_url,
             (self.limits.memory_mib as usize) << 20,
+            preauthorized,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -195,12 +197,14 @@ impl Runtime {
         plugin: &LoadedPlugin,
         request_id: &str,
         host_url: &str,
+        preauthorized: Option<Preauthorized>,
         call: impl AsyncFnOnce(Instance, &mut Store<RequestState>) -> wasmtime::Result<R>,
     ) -> Result<R, InvokeError> {
         let mut store = self.store(
             plugin.identity.clone(),
             request_id.to_string(),
             host_url.to_string(),
+            preauthorized,
         );
         let run = async {
             let instance = plugin.pre.instantiate(&mut store).await?;
@@ -222,12 +226,30 @@ impl Runtime {
         req: &bindings::Request,
         host_url: &str,
     ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(plugin, &req.request_id, host_url, async |i, s| match i {
-            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
-                i.call_handle(s, &bindings::to_v0_1::request(req)).await?,
-            )),
-            Instance::V0_2(i) => i.call_handle(s, req).await,
-        })
+        self.handle_as(plugin, req, host_url, None).await
+    }
+
+    /// Hand one request to a plugin with a principal the host already established (the
+    /// callback after an upload the host authorized itself): `auth.current` answers it.
+    pub async fn handle_as(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &bindings::Request,
+        host_url: &str,
+        preauthorized: Option<Preauthorized>,
+    ) -> Result<bindings::Response, InvokeError> {
+        self.with_instance(
+            plugin,
+            &req.request_id,
+            host_url,
+            preauthorized,
+            async |i, s| match i {
+                Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                    i.call_handle(s, &bindings::to_v0_1::request(req)).await?,
+                )),
+                Instance::V0_2(i) => i.call_handle(s, req).await,
+            },
+        )
         .await
     }
 
@@ -239,17 +261,23 @@ impl Runtime {
         reason: bindings::Refusal,
         host_url: &str,
     ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(plugin, &req.request_id, host_url, async |i, s| match i {
-            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
-                i.call_refuse(
-                    s,
-                    &bindings::to_v0_1::request(req),
-                    bindings::to_v0_1::refusal(reason),
-                )
-                .await?,
-            )),
-            Instance::V0_2(i) => i.call_refuse(s, req, reason).await,
-        })
+        self.with_instance(
+            plugin,
+            &req.request_id,
+            host_url,
+            None,
+            async |i, s| match i {
+                Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                    i.call_refuse(
+                        s,
+                        &bindings::to_v0_1::request(req),
+                        bindings::to_v0_1::refusal(reason),
+                    )
+                    .await?,
+                )),
+                Instance::V0_2(i) => i.call_refuse(s, req, reason).await,
+            },
+        )
         .await
     }
 }

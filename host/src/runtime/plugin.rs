@@ -304,7 +304,7 @@ impl Runtime {
         pre: &Pre,
         identity: Arc<PluginIdentity>,
     ) -> Result<bindings::Manifest, InvokeError> {
-        let mut store = self.store(identity, "load".into(), String::new());
+        let mut store = self.store(identity, "load".into(), String::new(), None);
         let run = async {
             match pre.instantiate(&mut store).await? {
                 Instance::V0_1(i) => Ok(bindings::to_v0_1::manifest(

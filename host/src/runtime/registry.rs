@@ -42,7 +42,7 @@ pub struct Registry {
 /// First path segments the host serves itself on the main listener (`/admin/...`,
 /// `/install/...`, `/blobs/...`, `/healthz`); a plugin mounted there would be shadowed, so
 /// it is refused.
-pub const RESERVED_SEGMENTS: &[&str] = &["admin", "install", "blobs", "healthz"];
+pub const RESERVED_SEGMENTS: &[&str] = &["admin", "install", "blobs", "oss", "healthz"];
 
 /// What a plugin claims, as far as conflicts go.
 pub struct Claim<'a> {

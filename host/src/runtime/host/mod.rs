@@ -40,6 +40,16 @@ pub struct PluginIdentity {
     pub hmac_max_skew_secs: u64,
 }
 
+/// A principal the host established itself before a plugin runs: the tenant whose signed
+/// upload form it accepted, when it delivers that upload's callback. The plugin sees it from
+/// `auth.current` with the `hmac` scheme (the form's signature is an HMAC).
+#[derive(Debug, Clone)]
+pub struct Preauthorized {
+    pub tenant_id: i64,
+    pub tenant: String,
+    pub subject: String,
+}
+
 /// The principal as the host keeps it (with ids the WIT never shows).
 #[derive(Debug, Clone)]
 struct Acting {
@@ -78,6 +88,7 @@ impl RequestState {
         request_id: String,
         host_url: String,
         memory_bytes: usize,
+        preauthorized: Option<Preauthorized>,
     ) -> Self {
         // WASI is satisfied with an empty sandbox: no args, env, preopened dirs or sockets,
         // stdin closed, stdout/stderr discarded. Plugins log through the `log` import.
@@ -97,7 +108,13 @@ impl RequestState {
             plugin,
             request_id,
             host_url,
-            acting: None,
+            acting: preauthorized.map(|p| Acting {
+                tenant_id: p.tenant_id,
+                tenant: p.tenant,
+                subject: p.subject,
+                scheme: CredentialScheme::Hmac,
+                device: None,
+            }),
         }
     }
 

@@ -1062,6 +1062,28 @@ impl catalog::Host for RequestState {
             .await
             .map_err(|e| self.catalog_err(e))
     }
+
+    async fn release_attributes(&mut self, id: u64) -> Result<Vec<(String, String)>, HostError> {
+        let tenant_id = self.acting_tenant()?.tenant_id;
+        self.services
+            .catalog
+            .release_attributes(tenant_id, id_of(id, "release")?)
+            .await
+            .map_err(|e| self.catalog_err(e))
+    }
+
+    async fn set_release_attributes(
+        &mut self,
+        id: u64,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<(String, String)>, HostError> {
+        let tenant_id = self.acting_tenant()?.tenant_id;
+        self.services
+            .catalog
+            .set_release_attributes(tenant_id, id_of(id, "release")?, &changes)
+            .await
+            .map_err(|e| self.catalog_err(e))
+    }
 }
 
 impl rollout::Host for RequestState {
@@ -1592,5 +1614,124 @@ impl blobs::Host for RequestState {
             .services
             .blobs
             .download_url(&self.host_url, &info.id, ttl_seconds.map(u64::from)))
+    }
+
+    async fn post_policy(
+        &mut self,
+        dir: String,
+        max_bytes: u64,
+        ttl_seconds: u32,
+        callback: Option<blobs::UploadCallback>,
+    ) -> Result<blobs::UploadForm, HostError> {
+        let a = self.acting_tenant()?.clone();
+        let callback = match callback {
+            Some(cb) => {
+                if !cb.url.starts_with(&format!("{}/", self.host_url)) {
+                    return Err(HostError::Invalid(format!(
+                        "callback URL {} is not on this host ({})",
+                        cb.url, self.host_url
+                    )));
+                }
+                Some(crate::uploads::Callback {
+                    url: cb.url,
+                    body: cb.body,
+                    body_type: cb.body_type,
+                })
+            }
+            None => None,
+        };
+        let p = self
+            .services
+            .uploads
+            .issue(
+                a.tenant_id,
+                &self.bucket_url(&a.tenant),
+                &dir,
+                max_bytes,
+                ttl_seconds,
+                callback.as_ref(),
+            )
+            .await
+            .map_err(|e| self.upload_err(e))?;
+        Ok(blobs::UploadForm {
+            access_id: p.access_id,
+            host: p.host,
+            policy: p.policy,
+            signature: p.signature,
+            expire: p.expire.max(0) as u64,
+            dir: p.dir,
+            callback: p.callback,
+        })
+    }
+
+    async fn get_object(&mut self, key: String) -> Result<blobs::StoredObject, HostError> {
+        let a = self.acting_tenant()?.clone();
+        let object = self
+            .services
+            .uploads
+            .object(a.tenant_id, &key)
+            .await
+            .map_err(|e| self.upload_err(e))?
+            .ok_or_else(|| HostError::NotFound(format!("no object {key}")))?;
+        let blob = self.stat(object.sha256).await?;
+        Ok(blobs::StoredObject {
+            url: format!("{}/{}", self.bucket_url(&a.tenant), object.key),
+            key: object.key,
+            blob,
+        })
+    }
+
+    async fn find_url(&mut self, url: String) -> Result<Option<blobs::BlobInfo>, HostError> {
+        let a = self.acting_tenant()?.clone();
+        let Some(rest) = url.strip_prefix(&format!("{}/", self.host_url)) else {
+            return Ok(None);
+        };
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        if let Some(key) = path
+            .strip_prefix("oss/")
+            .and_then(|p| p.strip_prefix(a.tenant.as_str()))
+            .and_then(|p| p.strip_prefix('/'))
+        {
+            let decoded = crate::http::oss::percent_decode(key);
+            for k in [key, decoded.as_str()] {
+                if let Some(o) = self
+                    .services
+                    .uploads
+                    .object(a.tenant_id, k)
+                    .await
+                    .map_err(|e| self.upload_err(e))?
+                {
+                    return self.stat(o.sha256).await.map(Some);
+                }
+            }
+            return Ok(None);
+        }
+        if let Some(id) = path.strip_prefix("blobs/") {
+            let sha = id.split('/').next().unwrap_or_default();
+            if crate::blobs::valid_sha256(sha) {
+                return match self.stat(sha.to_string()).await {
+                    Ok(info) => Ok(Some(info)),
+                    Err(HostError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl RequestState {
+    /// The tenant's bucket on the OSS-compatible upload endpoint.
+    fn bucket_url(&self, tenant: &str) -> String {
+        format!("{}/oss/{tenant}", self.host_url)
+    }
+
+    fn upload_err(&self, e: crate::uploads::UploadError) -> HostError {
+        use crate::uploads::UploadError as U;
+        match e {
+            U::Invalid(m) | U::BadPolicy(m) => HostError::Invalid(m),
+            U::Storage(e) => self.internal("upload storage", e),
+            e => HostError::Unauthenticated(e.to_string()),
+        }
     }
 }

@@ -253,6 +253,31 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { id: String, ttl_seconds: Option<u32> });
             done(blobs::download_url(&a.id, a.ttl_seconds))
         }
+        "post-policy" => {
+            let a = take!(b, { dir: String, max_bytes: u64, ttl_seconds: u32, callback: Option<blobs::UploadCallback> });
+            done(blobs::post_policy(
+                &a.dir,
+                a.max_bytes,
+                a.ttl_seconds,
+                a.callback.as_ref(),
+            ))
+        }
+        "get-object" => {
+            let a = take!(b, { key: String });
+            done(blobs::get_object(&a.key))
+        }
+        "find-url" => {
+            let a = take!(b, { url: String });
+            done(blobs::find_url(&a.url))
+        }
+        "release-attributes" => {
+            let a = take!(b, { id: u64 });
+            done(catalog::release_attributes(a.id))
+        }
+        "set-release-attributes" => {
+            let a = take!(b, { id: u64, changes: Vec<(String, Option<String>)> });
+            done(catalog::set_release_attributes(a.id, &a.changes))
+        }
         other => json!({ "err": { "case": "no-such-call", "message": other } }),
     }
 }

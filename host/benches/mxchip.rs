@@ -1,0 +1,361 @@
+//! Plugin path vs native handler for MXChip's device check, `GET /api/v1/ota/device/`: token
+//! verified, the product's firmware read, and both modules checked in through the engine
+//! (active campaigns cached), answered in MXChip's envelope. 10 000 devices per path (two
+//! identical products, so neither path sees the other's jobs) and four running campaigns each
+//! (three mcu releases, one wifi). Each path makes two rounds over its devices: the first
+//! contact creates the jobs, the repeat polls find them. Prints requests/s, p50/p99 and the
+//! ratios. Run: `cargo bench -p ota-host --bench mxchip` (`BENCH_DEVICES`,
+//! `BENCH_CONCURRENCY`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use ota_host::Services;
+use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseFilter, ReleaseStatus};
+use ota_host::clock::SystemClock;
+use ota_host::config::{Config, FileConfig, KeyDecl, Overrides, ProductDecl, TenantDecl};
+use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
+use serde_json::{Value, json};
+
+/// A Django REST framework token's shape.
+const TOKEN: &str = "d79be1d657d9a8b45f6f903620e84b06cbf225e0";
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(serde::Deserialize)]
+struct CheckQuery {
+    product_id: Option<String>,
+    wifi_version: Option<String>,
+    mcu_version: Option<String>,
+    device_id: Option<String>,
+}
+
+/// The native twin of the plugin's check: the same reads, writes and answer.
+async fn native_check(
+    State(s): State<Services>,
+    headers: HeaderMap,
+    Query(q): Query<CheckQuery>,
+) -> (StatusCode, Json<Value>) {
+    let err = |status: StatusCode, code: i64, msg: &str| {
+        (
+            status,
+            Json(json!({"meta": {"code": code, "message": msg}, "data": null})),
+        )
+    };
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("token"))
+        .map(|(_, k)| k.trim().to_string());
+    let Some(key) = key else {
+        return err(StatusCode::UNAUTHORIZED, 10401, "no token");
+    };
+    let Ok(id) = s.auth.verify_api_key(&key).await else {
+        return err(StatusCode::UNAUTHORIZED, 10401, "Invalid token.");
+    };
+    let tenant = id.tenant.expect("tenant key");
+    let (Some(product), Some(wifi), Some(mcu), Some(sn)) =
+        (q.product_id, q.wifi_version, q.mcu_version, q.device_id)
+    else {
+        return err(StatusCode::BAD_REQUEST, 10000, "missing parameter");
+    };
+    if s.catalog.product(tenant.id, &product).await.is_err() {
+        return err(StatusCode::BAD_REQUEST, 10000, "unknown product");
+    }
+    let page = ota_host::catalog::releases::PageReq {
+        page: 1,
+        page_size: 200,
+        offset: None,
+    };
+    let filter = ReleaseFilter {
+        product: Some(product.clone()),
+        module: None,
+        status: None,
+    };
+    let _firmware = s
+        .catalog
+        .list_releases(tenant.id, &filter, page)
+        .await
+        .unwrap();
+    let device = s
+        .catalog
+        .register_device(tenant.id, &product, &sn)
+        .await
+        .unwrap();
+    let mut files = Vec::new();
+    for (module, current, ota_type) in [("mcu", &mcu, 0), ("wifi", &wifi, 1)] {
+        if let Some(offer) = s.check_in(&device, module, 0, current).await.unwrap() {
+            let r = s
+                .catalog
+                .release(tenant.id, offer.campaign.release_id)
+                .await
+                .unwrap();
+            let _attrs = s.catalog.release_attributes(tenant.id, r.id).await.unwrap();
+            files.push(json!({
+                "file_url": r.external_url, "md5": r.md5, "version": r.version,
+                "ota_type": ota_type, "customize": r.customize,
+            }));
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"meta": {"code": 0, "message": "ota file info"},
+                    "data": {"need_ota": !files.is_empty(), "files": files}})),
+    )
+}
+
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    n: usize,
+}
+
+/// One round: every device checks once, `concurrency` at a time.
+async fn round(client: &reqwest::Client, urls: &[String], concurrency: usize) -> Stats {
+    let started = Instant::now();
+    let per = urls.len().div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for mine in urls.chunks(per) {
+        let (client, mine) = (client.clone(), mine.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(mine.len());
+            for url in &mine {
+                let t = Instant::now();
+                let r = client
+                    .get(url)
+                    .header("Authorization", format!("token {TOKEN}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["data"]["files"].as_array().map(Vec::len), Some(2), "{v}");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        rps: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        n: all.len(),
+    }
+}
+
+/// Four running formal campaigns for a product, named as the dialect names its own.
+async fn provision(s: &Services, tenant_id: i64, product: &str) {
+    let p = s.catalog.product(tenant_id, product).await.unwrap();
+    for (module, version) in [
+        (Module::Mcu, "1.5.0"),
+        (Module::Mcu, "1.8.0"),
+        (Module::Mcu, "2.0.0"),
+        (Module::Wifi, "3.0.0"),
+    ] {
+        let r = s
+            .catalog
+            .create_release(
+                tenant_id,
+                NewRelease {
+                    product_sn: product.into(),
+                    module,
+                    identify: 0,
+                    name: format!("{version}.bin"),
+                    version: version.into(),
+                    from_version: None,
+                    payload: Payload::External {
+                        url: format!("https://cdn.example/{version}.bin"),
+                        md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                        size: 4096,
+                    },
+                    status: ReleaseStatus::Online,
+                    description: String::new(),
+                    customize: String::new(),
+                    mac_range: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        let c = s
+            .rollout
+            .create_campaign(
+                tenant_id,
+                NewCampaign {
+                    description: String::new(),
+                    name: format!("mxchip:{}:online", r.id),
+                    target: Target {
+                        release_id: r.id,
+                        product_id: p.id,
+                        module: module.as_str().into(),
+                        identify: 0,
+                        version: version.into(),
+                    },
+                    from_version: None,
+                    scope: Scope::All,
+                    mode: Mode::Auto,
+                    tag: "formal".into(),
+                    retries: 0,
+                    timeout_secs: 7 * 86_400,
+                    waves: None,
+                    window: None,
+                },
+                "bench",
+            )
+            .await
+            .unwrap();
+        s.rollout
+            .act(tenant_id, c.id, Action::Start, "bench", "")
+            .await
+            .unwrap();
+    }
+}
+
+fn main() {
+    let n = env("BENCH_DEVICES", 10_000) as usize;
+    let concurrency = env("BENCH_CONCURRENCY", 16) as usize;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::copy(
+            std::path::Path::new(ota_host::bundled::BUILD_DIR).join("ota_plugin_mxchip.wasm"),
+            plugins.join("mxchip.wasm"),
+        )
+        .unwrap();
+        let product = |sn: &str| ProductDecl {
+            sn: sn.into(),
+            name: None,
+        };
+        let file = FileConfig {
+            tenants: vec![TenantDecl {
+                name: "bench".into(),
+                products: vec![product("P-plugin"), product("P-native")],
+                api_keys: vec![KeyDecl {
+                    name: "console".into(),
+                    key: TOKEN.into(),
+                }],
+            }],
+            ..Default::default()
+        };
+        let config = Config::from_parts(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                data_dir: Some(dir.path().join("data")),
+                plugins_dir: Some(plugins),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let server = ota_host::server::start(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let s = server.services.clone();
+        let tenant = s.auth.tenant("bench").await.unwrap();
+        let setup = Instant::now();
+        for p in ["P-plugin", "P-native"] {
+            provision(&s, tenant.id, p).await;
+            let pid = s.catalog.product(tenant.id, p).await.unwrap().id;
+            // Bulk-load the devices: registration one by one is not what is measured.
+            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+                let values: Vec<String> = batch
+                    .iter()
+                    .map(|i| format!("({pid}, 'dev-{i}', 0)"))
+                    .collect();
+                sqlx::query(&format!(
+                    "INSERT INTO devices (product_id, sn, created_at) VALUES {}",
+                    values.join(",")
+                ))
+                .execute(s.db.pool())
+                .await
+                .unwrap();
+            }
+        }
+
+        let native = axum::Router::new()
+            .route("/api/v1/ota/device/", get(native_check))
+            .with_state(s.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let native_base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, native).await.unwrap() });
+        let urls = |base: &str, product: &str| -> Vec<String> {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "{base}/api/v1/ota/device/?product_id={product}&wifi_version=2.9.0\
+                         &mcu_version=1.0.{}&device_id=dev-{i}",
+                        i % 7
+                    )
+                })
+                .collect()
+        };
+        let plugin_urls = urls(&server.url(), "P-plugin");
+        let native_urls = urls(&native_base, "P-native");
+        let client = reqwest::Client::new();
+        println!(
+            "setup: {n} devices and 4 running campaigns per path in {:.1}s",
+            setup.elapsed().as_secs_f64()
+        );
+
+        // Same answer from both (modulo product), and warm-up of the instance pool.
+        let get = |url: String| {
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .header("Authorization", format!("token {TOKEN}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let a = get(plugin_urls[0].clone()).await;
+        let b = get(native_urls[0].clone()).await;
+        assert_eq!(a, b, "plugin and native answers differ");
+
+        println!(
+            "mxchip GET /api/v1/ota/device/ (token, 2 modules, 4 campaigns), {concurrency} concurrent clients, SQLite"
+        );
+        let mut results = Vec::new();
+        for label in ["first contact", "repeat poll"] {
+            let native = round(&client, &native_urls, concurrency).await;
+            let plugin = round(&client, &plugin_urls, concurrency).await;
+            for (name, st) in [("native", &native), ("plugin", &plugin)] {
+                println!(
+                    "{label:>14} {name:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests)",
+                    st.rps,
+                    st.p50.as_secs_f64() * 1e3,
+                    st.p99.as_secs_f64() * 1e3,
+                    st.n
+                );
+            }
+            results.push((label, plugin.rps / native.rps, plugin.p50.as_secs_f64() / native.p50.as_secs_f64()));
+        }
+        for (label, thr, lat) in results {
+            println!("{label:>14} ratio plugin/native: throughput {thr:.2}, p50 latency {lat:.2}x");
+        }
+        server.shutdown().await;
+    });
+}

@@ -1,0 +1,1021 @@
+//! The MXChip FogCloud dialect over HTTP against `plugins/mxchip`: token auth, the OSS
+//! upload token and the host's OSS-compatible PostObject endpoint with real multipart forms,
+//! firmware CRUD with the spec's fixtures, the dual-module device check (through the rollout
+//! engine) and the version report.
+
+use base64::Engine as _;
+use ota_tests::{OPERATOR_KEY, Options, PRODUCT, TestServer};
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "/admin/api/v1/tenants/acme";
+const FILES: &str = "/api/v1/ota/fqhmuglv1fybql33/files/";
+
+/// The spec's create example, as MXChip's console sends it.
+const CREATE_FIXTURE: &str = r#"{"file_name":"ota.bin","file_url":"https://xxx.com/a.bin","md5":"0123456789abcdef0123456789abcdef","size":"20kb","ug_type":0,"version":"1.0.1","description":"","customize":"xxx"}"#;
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
+
+async fn admin(t: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = t
+        .http
+        .request(method, t.url(path))
+        .bearer_auth(OPERATOR_KEY);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A call as MXChip's clients make it: `Authorization: token <key>`, JSON body.
+async fn mx(
+    t: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = t.http.request(method, t.url(path));
+    if let Some(k) = token {
+        req = req.header("Authorization", format!("token {k}"));
+    }
+    if let Some(b) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {text:?}"));
+    (status, v)
+}
+
+fn code(v: &Value) -> i64 {
+    v["meta"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no meta.code in {v}"))
+}
+
+/// A server with the MXChip plugin, uploads capped at `max_bytes`, and a hex40 token made
+/// through the admin API; answers the token and its key id.
+async fn start(max_bytes: u64) -> (TestServer, String, i64) {
+    let t = TestServer::start(Options {
+        plugins: vec![("mxchip.wasm", "mxchip")],
+        configure: Box::new(move |f| {
+            let mut m = ota_host::config::MountConfig::default();
+            m.settings
+                .insert("upload-max-bytes".into(), max_bytes.to_string());
+            m.settings.insert("upload-ttl-secs".into(), "600".into());
+            f.plugins.insert("mxchip".into(), m);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (s, b) = admin(
+        &t,
+        Method::POST,
+        "/admin/api/v1/api-keys",
+        Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["key"].as_str().unwrap().to_string();
+    assert!(token.len() == 40 && token.bytes().all(|c| c.is_ascii_hexdigit()));
+    (t, token, b["info"]["id"].as_i64().unwrap())
+}
+
+async fn set_status(t: &TestServer, id: i64, status: &str) {
+    let (s, b) = admin(
+        t,
+        Method::PATCH,
+        &format!("{ADMIN}/releases/{id}"),
+        Some(json!({"status": status})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+async fn create(t: &TestServer, token: &str, body: Value) -> (u16, Value) {
+    mx(t, Method::POST, FILES, Some(token), Some(&body.to_string())).await
+}
+
+/// An upload form as Aliyun's browser uploader builds it, `file` last.
+fn form(fields: &[(&str, &str)], file: Vec<u8>) -> Form {
+    let mut f = Form::new();
+    for (k, v) in fields {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    f.part(
+        "file",
+        Part::bytes(file)
+            .file_name("firmware.bin")
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    )
+}
+
+async fn post_form(
+    t: &TestServer,
+    url: &str,
+    form: Form,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let r = t.http.post(url).multipart(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.text().await.unwrap(), headers)
+}
+
+async fn oss_token(t: &TestServer, token: &str) -> Value {
+    let (s, b) = mx(t, Method::GET, "/oss_token/ota/", Some(token), None).await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    assert_eq!(b["meta"]["message"], "oss token");
+    b["data"].clone()
+}
+
+fn xml_code(body: &str) -> String {
+    body.split("<Code>")
+        .nth(1)
+        .and_then(|r| r.split("</Code>").next())
+        .unwrap_or_else(|| panic!("not an OSS error: {body}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn tokens_are_required_checked_and_revocable() {
+    let (t, token, key_id) = start(1 << 20).await;
+    let check =
+        "/api/v1/ota/device/?product_id=fqhmuglv1fybql33&wifi_version=1.0.0&mcu_version=1.0.0";
+    let create_body = Some(CREATE_FIXTURE);
+    for (method, path, body) in [
+        (Method::GET, "/oss_token/ota/", None),
+        (Method::GET, FILES, None),
+        (Method::POST, FILES, create_body),
+        (Method::GET, check, None),
+        (
+            Method::PUT,
+            "/api/v1/ota/version/",
+            Some(r#"{"device_id":"d1","wifi_version":"1","mcu_version":"1"}"#),
+        ),
+    ] {
+        // Missing, wrong scheme, empty, malformed and unknown tokens.
+        for header in [
+            None,
+            Some(format!("Bearer {token}")),
+            Some("token".to_string()),
+            Some(format!("token {token} extra")),
+            Some("token 0123456789abcdef0123456789abcdef01234567".to_string()),
+        ] {
+            let mut req = t.http.request(method.clone(), t.url(path));
+            if let Some(h) = &header {
+                req = req.header("Authorization", h);
+            }
+            if let Some(b) = body {
+                req = req.body(b);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{method} {path} with {header:?}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(code(&v), 10401, "{v}");
+            assert!(v["meta"]["message"].as_str().unwrap().len() > 3);
+        }
+    }
+    // Nothing was written by the refused create.
+    let (s, b) = mx(&t, Method::GET, FILES, Some(&token), None).await;
+    assert_eq!((s, b["data"]["count"].as_u64()), (200, Some(0)), "{b}");
+    // The scheme name is case-insensitive, as DRF's is.
+    let r = t
+        .http
+        .get(t.url(FILES))
+        .header("authorization", format!("Token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A revoked token stops working.
+    let (s, _) = admin(
+        &t,
+        Method::DELETE,
+        &format!("/admin/api/v1/api-keys/{key_id}"),
+        None,
+    )
+    .await;
+    assert!(s == 200 || s == 204, "{s}");
+    let (s, b) = mx(&t, Method::GET, FILES, Some(&token), None).await;
+    assert_eq!((s, code(&b)), (401, 10401));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn upload_create_check_download_report() {
+    let (t, token, _) = start(1 << 20).await;
+    let tok = oss_token(&t, &token).await;
+    // The spec's fields, in Aliyun's PostObject shape.
+    let policy: Value = serde_json::from_slice(&b64(tok["policy"].as_str().unwrap())).unwrap();
+    let expiration = policy["expiration"].as_str().unwrap();
+    assert!(
+        expiration.starts_with("2023-11-14T22:23:20"),
+        "{expiration}"
+    );
+    assert_eq!(tok["expire"], 1_700_000_600);
+    assert_eq!(tok["dir"], "ota/");
+    assert_eq!(tok["host"], t.url("/oss/acme"));
+    let conditions = policy["conditions"].as_array().unwrap();
+    assert!(conditions.contains(&json!(["starts-with", "$key", "ota/"])));
+    assert!(conditions.contains(&json!(["content-length-range", 0, 1 << 20])));
+    let callback: Value = serde_json::from_slice(&b64(tok["callback"].as_str().unwrap())).unwrap();
+    assert_eq!(callback["callbackUrl"], t.url("/oss_callback/ota/"));
+    assert!(
+        callback["callbackBody"]
+            .as_str()
+            .unwrap()
+            .contains("${object}")
+    );
+    assert_eq!(
+        b64(tok["signature"].as_str().unwrap()).len(),
+        20,
+        "HMAC-SHA1"
+    );
+    assert!(tok["accessid"].as_str().unwrap().len() >= 16);
+
+    // Upload with the callback: the uploader gets the callback's JSON.
+    let firmware: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let md5 = md5_hex(&firmware);
+    let key = "ota/fw-1.0.1.bin";
+    let fields = [
+        ("key", key),
+        ("OSSAccessKeyId", tok["accessid"].as_str().unwrap()),
+        ("policy", tok["policy"].as_str().unwrap()),
+        ("Signature", tok["signature"].as_str().unwrap()),
+        ("success_action_status", "200"),
+        ("callback", tok["callback"].as_str().unwrap()),
+    ];
+    let host = tok["host"].as_str().unwrap().to_string();
+    let (s, body, headers) = post_form(&t, &host, form(&fields, firmware.clone())).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        headers["etag"].to_str().unwrap(),
+        format!("\"{}\"", md5.to_uppercase())
+    );
+    let cb: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code(&cb), 0, "{cb}");
+    let file_url = format!("{host}/{key}");
+    assert_eq!(cb["data"]["file_url"], file_url);
+    assert_eq!(cb["data"]["md5"], md5);
+    assert_eq!(cb["data"]["size"], "40000");
+    assert_eq!(cb["data"]["file_name"], "fw-1.0.1.bin");
+    // Without the callback field, OSS's default answer: 204.
+    let (s, body, _) = post_form(&t, &host, form(&fields[..4], firmware.clone())).await;
+    assert_eq!(s, 204, "{body}");
+    // The callback route refuses anyone but the host.
+    let (s, b) = mx(
+        &t,
+        Method::POST,
+        "/oss_callback/ota/",
+        Some(&token),
+        Some("object=ota/fw-1.0.1.bin"),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (401, 10401));
+
+    // Register it: md5 and byte size are checked against the stored object.
+    let mut bad = json!({"file_name": "fw.bin", "file_url": file_url, "md5": "0".repeat(32), "size": "40000", "version": "1.0.1"});
+    let (s, b) = create(&t, &token, bad.clone()).await;
+    assert_eq!((s, code(&b)), (400, 10000), "{b}");
+    bad["md5"] = json!(md5);
+    bad["size"] = json!("39999");
+    let (s, b) = create(&t, &token, bad).await;
+    assert_eq!((s, code(&b)), (400, 10000), "{b}");
+    let (s, b) = create(
+        &t,
+        &token,
+        json!({"file_name": "fw.bin", "file_url": file_url, "md5": md5.to_uppercase(), "size": "40000",
+               "version": "1.0.1", "mac_range": ["C8:93:46:00:00:10~C8:93:46:00:00:1F"], "customize": "{\"k\":1}"}),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    let fw = &b["data"];
+    let id = fw["id"].as_i64().unwrap();
+    assert_eq!(fw["status"], 0);
+    assert_eq!(fw["ota_type"], 0);
+    assert_eq!(fw["product"], PRODUCT);
+    assert_eq!(fw["file_url"], file_url);
+    assert_eq!(fw["md5"], md5);
+    // 2023-11-14T22:13:20Z in China time.
+    assert_eq!(fw["created_at"], "2023-11-15T06:13:20");
+    // The operator sees it as a release backed by the uploaded file.
+    let (s, r) = admin(&t, Method::GET, &format!("{ADMIN}/releases/{id}"), None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["version"], "1.0.1");
+    assert_eq!(r["status"], "test");
+    assert_eq!(r["size"], 40000);
+
+    let check = |q: &str| {
+        format!("/api/v1/ota/device/?product_id={PRODUCT}&wifi_version=2.0.0&mcu_version=1.0.0{q}")
+    };
+    // Test firmware: withheld from a device outside its mac_range, offered inside it.
+    let (s, b) = mx(
+        &t,
+        Method::GET,
+        &check("&mac=C89346000020&device_id=outside"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    assert_eq!(b["data"], json!({"need_ota": false, "files": []}));
+    let (s, b) = mx(
+        &t,
+        Method::GET,
+        &check("&mac=c8:93:46:00:00:15&device_id=tester"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["data"]["need_ota"].clone()),
+        (200, json!(true)),
+        "{b}"
+    );
+    let offered = &b["data"]["files"][0];
+    assert_eq!(offered["version"], "1.0.1");
+    assert_eq!(offered["ota_type"], 0);
+    assert_eq!(offered["customize"], "{\"k\":1}");
+    assert_eq!(offered["md5"], md5);
+    assert_eq!(b["data"]["files"].as_array().unwrap().len(), 1);
+    let (_, dev) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/products/{PRODUCT}/devices/tester"),
+        None,
+    )
+    .await;
+    assert_eq!(dev["mac"], "C89346000015", "{dev}");
+    // Anonymous checks (no device_id / mac) see online firmware only.
+    let (_, b) = mx(&t, Method::GET, &check(""), Some(&token), None).await;
+    assert_eq!(b["data"]["need_ota"], false);
+
+    // Online: every device gets it, through a formal campaign the dialect started.
+    set_status(&t, id, "online").await;
+    let (s, b) = mx(
+        &t,
+        Method::GET,
+        &check("&device_id=dev-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["need_ota"], true, "{b}");
+    let url = b["data"]["files"][0]["file_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, campaigns) = admin(&t, Method::GET, &format!("{ADMIN}/campaigns"), None).await;
+    let items = campaigns["items"].as_array().unwrap();
+    let online = items
+        .iter()
+        .find(|c| c["name"] == format!("mxchip:{id}:online"))
+        .unwrap_or_else(|| panic!("{campaigns}"));
+    assert_eq!(online["status"], "running");
+    assert_eq!(online["tag"], "formal");
+    let cid = online["id"].as_i64().unwrap();
+    // The same campaign serves the next device; no duplicate.
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("&device_id=dev-2"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["need_ota"], true);
+    let (_, campaigns) = admin(&t, Method::GET, &format!("{ADMIN}/campaigns"), None).await;
+    let n = campaigns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == format!("mxchip:{id}:online"))
+        .count();
+    assert_eq!(n, 1);
+
+    // Download with a Range request, as firmware resumes.
+    let r = t
+        .http
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &firmware[100..200]);
+    let whole = t.http.get(&file_url).send().await.unwrap();
+    assert_eq!(whole.status().as_u16(), 200);
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), &firmware[..]);
+
+    // Report: the job succeeds, and the device needs nothing more.
+    let (s, b) = mx(
+        &t,
+        Method::PUT,
+        "/api/v1/ota/version/",
+        Some(&token),
+        Some(r#"{"device_id":"dev-1","wifi_version":"2.0.0","mcu_version":"1.0.1"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    assert_eq!(
+        b,
+        json!({"meta": {"code": 0, "message": "update version ok"}, "data": {}})
+    );
+    let (_, jobs) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/campaigns/{cid}/jobs?device=dev-1"),
+        None,
+    )
+    .await;
+    assert_eq!(jobs["items"][0]["state"], "succeeded", "{jobs}");
+    let (_, dev) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/products/{PRODUCT}/devices/dev-1"),
+        None,
+    )
+    .await;
+    let modules = dev["modules"].as_array().unwrap();
+    assert!(
+        modules
+            .iter()
+            .any(|m| m["module"] == "mcu" && m["version"] == "1.0.1"),
+        "{dev}"
+    );
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &format!("/api/v1/ota/device/?product_id={PRODUCT}&wifi_version=2.0.0&mcu_version=1.0.1&device_id=dev-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"], json!({"need_ota": false, "files": []}));
+    // Reports validate too.
+    for body in [
+        r#"{"wifi_version":"1","mcu_version":"1"}"#,
+        r#"{"device_id":"dev-1","mcu_version":"1"}"#,
+        r#"{"device_id":"nobody","wifi_version":"1","mcu_version":"1"}"#,
+        r#"{"device_id":"dev-1""#,
+    ] {
+        let (s, b) = mx(
+            &t,
+            Method::PUT,
+            "/api/v1/ota/version/",
+            Some(&token),
+            Some(body),
+        )
+        .await;
+        assert_eq!((s, code(&b)), (400, 10000), "{body}: {b}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_upload_endpoint_refuses_bad_forms_and_keeps_nothing() {
+    let (t, token, _) = start(4096).await;
+    let tok = oss_token(&t, &token).await;
+    let host = tok["host"].as_str().unwrap().to_string();
+    let (id, policy, sig) = (
+        tok["accessid"].as_str().unwrap().to_string(),
+        tok["policy"].as_str().unwrap().to_string(),
+        tok["signature"].as_str().unwrap().to_string(),
+    );
+    let small = vec![7u8; 1000];
+    let base = |key: &'static str| {
+        vec![
+            ("key", key),
+            ("OSSAccessKeyId", ""),
+            ("policy", ""),
+            ("Signature", ""),
+        ]
+    };
+    let fill = |mut f: Vec<(&'static str, &'static str)>,
+                id: &'static str,
+                p: &'static str,
+                s: &'static str| {
+        f[1].1 = id;
+        f[2].1 = p;
+        f[3].1 = s;
+        f
+    };
+    let (id, policy, sig): (&'static str, &'static str, &'static str) = (
+        Box::leak(id.into_boxed_str()),
+        Box::leak(policy.into_boxed_str()),
+        Box::leak(sig.into_boxed_str()),
+    );
+    let mut tampered = b64(sig);
+    tampered[0] ^= 1;
+    let tampered: &'static str = Box::leak(
+        base64::engine::general_purpose::STANDARD
+            .encode(tampered)
+            .into_boxed_str(),
+    );
+    let forged_policy: &'static str = Box::leak(
+        base64::engine::general_purpose::STANDARD
+            .encode(
+                br#"{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["content-length-range",0,999999999]]}"#,
+            )
+            .into_boxed_str(),
+    );
+    for (fields, file, status, expected) in [
+        (
+            fill(base("ota/a.bin"), id, policy, tampered),
+            small.clone(),
+            403,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            fill(base("ota/a.bin"), id, forged_policy, sig),
+            small.clone(),
+            403,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            fill(base("ota/a.bin"), "LTAIUNKNOWN", policy, sig),
+            small.clone(),
+            403,
+            "InvalidAccessKeyId",
+        ),
+        (
+            fill(base("other/a.bin"), id, policy, sig),
+            small.clone(),
+            403,
+            "AccessDenied",
+        ),
+        (
+            fill(base("ota/a.bin"), id, policy, sig),
+            vec![1u8; 5000],
+            400,
+            "EntityTooLarge",
+        ),
+        (
+            vec![("key", "ota/a.bin"), ("policy", policy), ("Signature", sig)],
+            small.clone(),
+            400,
+            "InvalidArgument",
+        ),
+    ] {
+        let (s, body, headers) = post_form(&t, &host, form(&fields, file)).await;
+        assert_eq!((s, xml_code(&body).as_str()), (status, expected), "{body}");
+        assert!(headers["content-type"].to_str().unwrap().contains("xml"));
+        assert!(body.contains("<RequestId>"));
+    }
+    // A callback other than the signed one.
+    let other_cb: &'static str = Box::leak(
+        base64::engine::general_purpose::STANDARD
+            .encode(br#"{"callbackUrl":"http://127.0.0.1:1/steal","callbackBody":"x"}"#)
+            .into_boxed_str(),
+    );
+    let mut f = fill(base("ota/a.bin"), id, policy, sig);
+    f.push(("callback", other_cb));
+    let (s, body, _) = post_form(&t, &host, form(&f, small.clone())).await;
+    assert_eq!(
+        (s, xml_code(&body).as_str()),
+        (403, "AccessDenied"),
+        "{body}"
+    );
+    // Not multipart at all; an unknown bucket.
+    let r = t.http.post(&host).body("key=x").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(xml_code(&r.text().await.unwrap()), "MalformedPOSTRequest");
+    let (s, body, _) = post_form(
+        &t,
+        &t.url("/oss/nobody"),
+        form(&fill(base("ota/a.bin"), id, policy, sig), small.clone()),
+    )
+    .await;
+    assert_eq!((s, xml_code(&body).as_str()), (404, "NoSuchBucket"));
+    // Nothing was kept under any of those keys.
+    for key in ["ota/a.bin", "other/a.bin"] {
+        let r = t.http.get(format!("{host}/{key}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert_eq!(xml_code(&r.text().await.unwrap()), "NoSuchKey");
+    }
+    // The policy expires (600 s here).
+    t.clock.advance_secs(601);
+    let (s, body, _) = post_form(
+        &t,
+        &host,
+        form(&fill(base("ota/a.bin"), id, policy, sig), small.clone()),
+    )
+    .await;
+    assert_eq!(
+        (s, xml_code(&body).as_str()),
+        (403, "AccessDenied"),
+        "{body}"
+    );
+    assert!(body.contains("expired"), "{body}");
+    // A fresh token works, and success_action_status 201 answers OSS's PostResponse.
+    let tok = oss_token(&t, &token).await;
+    let fields = [
+        ("key", "ota/${filename}"),
+        ("OSSAccessKeyId", tok["accessid"].as_str().unwrap()),
+        ("policy", tok["policy"].as_str().unwrap()),
+        ("Signature", tok["signature"].as_str().unwrap()),
+        ("success_action_status", "201"),
+    ];
+    let (s, body, _) = post_form(&t, &host, form(&fields, small.clone())).await;
+    assert_eq!(s, 201, "{body}");
+    assert!(body.contains("<Key>ota/firmware.bin</Key>"), "{body}");
+    let r = t
+        .http
+        .get(format!("{host}/ota/firmware.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &small[..]);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn firmware_crud_as_the_spec_prints_it() {
+    let (t, token, _) = start(1 << 20).await;
+    // The spec's create example, answered as printed.
+    let (s, b) = mx(&t, Method::POST, FILES, Some(&token), Some(CREATE_FIXTURE)).await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    assert_eq!(b["meta"]["message"], "upload file ok");
+    let fw = b["data"].clone();
+    let keys: Vec<&str> = fw.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = vec![
+        "id",
+        "product",
+        "ota_type",
+        "file_name",
+        "file_url",
+        "size",
+        "md5",
+        "version",
+        "mac_range",
+        "customize",
+        "created_at",
+        "updated_at",
+        "description",
+        "status",
+        "is_delete",
+        "extra",
+    ];
+    expected.sort_unstable();
+    let mut got = keys.clone();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    assert_eq!(fw["size"], "20kb");
+    assert_eq!(fw["file_url"], "https://xxx.com/a.bin");
+    assert_eq!(fw["mac_range"], Value::Null);
+    assert_eq!(fw["customize"], "xxx");
+    assert_eq!(fw["is_delete"], false);
+    assert_eq!(fw["extra"], json!({}));
+    let id = fw["id"].as_i64().unwrap();
+    // The host stores 20 KiB as the declared size.
+    let (_, r) = admin(&t, Method::GET, &format!("{ADMIN}/releases/{id}"), None).await;
+    assert_eq!(r["size"], 20480);
+
+    // Missing or ill-typed parameters, a duplicate version, an unknown product.
+    let base: Value = serde_json::from_str(CREATE_FIXTURE).unwrap();
+    for field in ["file_name", "file_url", "md5", "size", "version"] {
+        let mut b = base.clone();
+        b.as_object_mut().unwrap().remove(field);
+        b["version"] = json!(if field == "version" {
+            Value::Null
+        } else {
+            json!("9.9.9")
+        });
+        let (s, v) = create(&t, &token, b).await;
+        assert_eq!((s, code(&v)), (400, 10000), "without {field}: {v}");
+    }
+    for (field, value) in [
+        ("ug_type", json!(7)),
+        ("ug_type", json!("wifi")),
+        ("md5", json!("xyz")),
+        ("size", json!("huge")),
+        ("file_url", json!("ftp://x/a.bin")),
+        ("mac_range", json!(7)),
+        ("version", json!("1.0.1")),
+    ] {
+        let mut b = base.clone();
+        b[field] = value.clone();
+        if field != "version" {
+            b["version"] = json!("9.9.9");
+        }
+        let (s, v) = create(&t, &token, b).await;
+        assert_eq!((s, code(&v)), (400, 10000), "{field}={value}: {v}");
+    }
+    let (s, v) = mx(
+        &t,
+        Method::POST,
+        "/api/v1/ota/nope/files/",
+        Some(&token),
+        Some(CREATE_FIXTURE),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, 10000), "{v}");
+    let (s, v) = mx(
+        &t,
+        Method::POST,
+        FILES,
+        Some(&token),
+        Some("{\"file_name\":"),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, 10000), "{v}");
+    // A form body and numbers as strings work too; ug_type "1" is wifi.
+    let r = t
+        .http
+        .post(t.url(FILES.trim_end_matches('/')))
+        .header("Authorization", format!("token {token}"))
+        .form(&[
+            ("file_name", "wifi.bin"),
+            ("file_url", "https://xxx.com/w.bin"),
+            ("md5", &"a".repeat(32)),
+            ("size", "1024"),
+            ("version", "2.0.0"),
+            ("ug_type", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (code(&v), v["data"]["ota_type"].clone()),
+        (0, json!(1)),
+        "{v}"
+    );
+
+    // Twelve files: DRF pages of ten, newest first, absolute links.
+    for i in 0..10 {
+        let mut b = base.clone();
+        b["version"] = json!(format!("3.0.{i}"));
+        assert_eq!(create(&t, &token, b).await.0, 200);
+    }
+    let (s, p1) = mx(&t, Method::GET, FILES, Some(&token), None).await;
+    assert_eq!((s, code(&p1)), (200, 0));
+    assert_eq!(p1["meta"]["message"], "info list");
+    let d = &p1["data"];
+    assert_eq!(
+        (d["count"].as_u64(), d["page_size"].as_u64()),
+        (Some(12), Some(10))
+    );
+    assert_eq!(d["results"].as_array().unwrap().len(), 10);
+    assert_eq!(d["results"][0]["version"], "3.0.9");
+    assert_eq!(d["previous"], Value::Null);
+    let next = d["next"].as_str().unwrap();
+    assert_eq!(next, t.url(&format!("{FILES}?page=2")));
+    let (_, p2) = mx(
+        &t,
+        Method::GET,
+        next.strip_prefix(&t.url("")).unwrap(),
+        Some(&token),
+        None,
+    )
+    .await;
+    let d = &p2["data"];
+    assert_eq!(d["results"].as_array().unwrap().len(), 2);
+    assert_eq!(d["results"][1]["version"], "1.0.1");
+    assert_eq!(d["next"], Value::Null);
+    assert_eq!(d["previous"], t.url(FILES));
+    let (s, v) = mx(
+        &t,
+        Method::GET,
+        &format!("{FILES}?page=3"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, 10000));
+
+    // Read, update (partial fields keep their values), version clash.
+    let one = format!("{FILES}{id}");
+    let (s, v) = mx(&t, Method::GET, &one, Some(&token), None).await;
+    assert_eq!(
+        (s, code(&v), v["meta"]["message"].clone()),
+        (200, 0, json!("file info"))
+    );
+    assert_eq!(v["data"]["version"], "1.0.1");
+    let (s, v) = mx(
+        &t,
+        Method::PUT,
+        &one,
+        Some(&token),
+        Some(r#"{"description":"fixed","mac_range":["DEF1LUK","DEF1L2G"]}"#),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (200, 0), "{v}");
+    assert_eq!(v["meta"]["message"], "update file ok");
+    assert_eq!(
+        v["data"],
+        json!({"ota_type": 0, "file_name": "ota.bin", "file_url": "https://xxx.com/a.bin", "size": "20kb",
+               "md5": "0123456789abcdef0123456789abcdef", "version": "1.0.1", "mac_range": ["DEF1LUK", "DEF1L2G"], "extra": {}})
+    );
+    let (_, v) = mx(&t, Method::GET, &one, Some(&token), None).await;
+    assert_eq!(v["data"]["description"], "fixed");
+    let (s, v) = mx(
+        &t,
+        Method::PUT,
+        &one,
+        Some(&token),
+        Some(r#"{"version":"3.0.1"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, 10000), "{v}");
+    let (s, v) = mx(&t, Method::PUT, &one, Some(&token), Some(r#"{"file_url":"https://xxx.com/b.bin","md5":"BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB","size":"1mb","version":"1.0.2"}"#)).await;
+    assert_eq!((s, code(&v)), (200, 0), "{v}");
+    assert_eq!(
+        (v["data"]["size"].clone(), v["data"]["md5"].clone()),
+        (json!("1mb"), json!("b".repeat(32)))
+    );
+    let (_, r) = admin(&t, Method::GET, &format!("{ADMIN}/releases/{id}"), None).await;
+    assert_eq!(
+        (r["size"].clone(), r["version"].clone()),
+        (json!(1 << 20), json!("1.0.2"))
+    );
+
+    // Unknown and malformed ids.
+    for path in [format!("{FILES}999999"), format!("{FILES}999999/")] {
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let (s, v) = mx(&t, method.clone(), &path, Some(&token), Some("{}")).await;
+            assert_eq!((s, code(&v)), (404, 10500), "{method} {path}: {v}");
+        }
+    }
+    let (s, v) = mx(&t, Method::GET, &format!("{FILES}abc"), Some(&token), None).await;
+    assert_eq!((s, code(&v)), (400, 10000));
+
+    // Delete: online firmware refuses (10501), test firmware goes and disappears.
+    set_status(&t, id, "online").await;
+    let (s, v) = mx(&t, Method::DELETE, &one, Some(&token), None).await;
+    assert_eq!((s, code(&v)), (400, 10501), "{v}");
+    let (_, list) = mx(
+        &t,
+        Method::GET,
+        &format!("{FILES}?page=2"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let victim = list["data"]["results"][0]["id"].as_i64().unwrap();
+    let (s, v) = mx(
+        &t,
+        Method::DELETE,
+        &format!("{FILES}{victim}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"meta": {"message": "任务删除成功", "code": 0}, "data": {"ot_id": null}})
+        )
+    );
+    let (s, v) = mx(
+        &t,
+        Method::GET,
+        &format!("{FILES}{victim}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (404, 10500));
+    let (_, list) = mx(&t, Method::GET, FILES, Some(&token), None).await;
+    assert_eq!(list["data"]["count"], 11);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn device_check_offers_the_newest_file_per_module() {
+    let (t, token, _) = start(1 << 20).await;
+    let mut ids = Vec::new();
+    for (version, ug) in [
+        ("1.0.9", 0),
+        ("1.0.10", 0),
+        ("1.0.2", 0),
+        ("5.1", 1),
+        ("5.2", 1),
+    ] {
+        let (s, b) = create(
+            &t,
+            &token,
+            json!({"file_name": format!("{version}.bin"), "file_url": format!("https://cdn.example/{version}.bin"),
+                   "md5": "c".repeat(32), "size": "4096", "version": version, "ug_type": ug, "customize": version}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        ids.push(b["data"]["id"].as_i64().unwrap());
+    }
+    for id in &ids[..4] {
+        set_status(&t, *id, "online").await;
+    }
+    // 5.2 stays test firmware without a mac_range: nobody gets it.
+    let check = |path: &str, wifi: &str, mcu: &str, who: &str| {
+        format!("{path}?product_id={PRODUCT}&wifi_version={wifi}&mcu_version={mcu}{who}")
+    };
+    for path in [
+        "/api/v1/ota/device/",
+        "/api/v1/ota/devce/",
+        "/api/v1/ota/device",
+    ] {
+        let (s, b) = mx(
+            &t,
+            Method::GET,
+            &check(path, "5.0", "1.0.1", "&device_id=d-1"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!((s, code(&b)), (200, 0), "{path}: {b}");
+        assert_eq!(b["meta"]["message"], "ota file info");
+        let files = b["data"]["files"].as_array().unwrap();
+        assert_eq!(b["data"]["need_ota"], true);
+        assert_eq!(files.len(), 2, "{b}");
+        assert_eq!(
+            files[0],
+            json!({"file_url": "https://cdn.example/1.0.10.bin", "md5": "c".repeat(32), "version": "1.0.10", "ota_type": 0, "customize": "1.0.10"})
+        );
+        assert_eq!(files[1]["version"], "5.1");
+        assert_eq!(files[1]["ota_type"], 1);
+    }
+    // One module current: one file.
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("/api/v1/ota/device/", "5.1", "1.0.1", "&device_id=d-2"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["files"].as_array().unwrap().len(), 1);
+    assert_eq!(b["data"]["files"][0]["ota_type"], 0);
+    // Invalid firmware is never offered: the device falls back to the next newest.
+    set_status(&t, ids[1], "invalid").await;
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("/api/v1/ota/device/", "5.1", "1.0.1", ""),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["files"][0]["version"], "1.0.9", "{b}");
+    // An operator's paused campaign offers nothing.
+    let (_, campaigns) = admin(&t, Method::GET, &format!("{ADMIN}/campaigns"), None).await;
+    let c = campaigns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("mxchip:{}:online", ids[3]))
+        .unwrap_or_else(|| panic!("{campaigns}"))
+        .clone();
+    let (s, v) = admin(
+        &t,
+        Method::POST,
+        &format!("{ADMIN}/campaigns/{}/actions/pause", c["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("/api/v1/ota/device/", "5.0", "1.0.9", "&device_id=d-3"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"], json!({"need_ota": false, "files": []}), "{b}");
+    // Missing parameters and an unknown product.
+    for q in [
+        "?wifi_version=1&mcu_version=1&product_id=".to_string(),
+        format!("?product_id={PRODUCT}&mcu_version=1"),
+        format!("?product_id={PRODUCT}&wifi_version=1"),
+        "?product_id=nope&wifi_version=1&mcu_version=1".to_string(),
+    ] {
+        let (s, v) = mx(
+            &t,
+            Method::GET,
+            &format!("/api/v1/ota/device/{q}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!((s, code(&v)), (400, 10000), "{q}: {v}");
+    }
+    t.stop().await;
+}
