@@ -57,6 +57,13 @@ pub struct Callback {
     pub body: String,
     #[serde(rename = "callbackBodyType", default = "form_type")]
     pub body_type: String,
+    /// The plugin that asked for the form: the only one the callback is delivered to.
+    #[serde(
+        rename = "callbackPlugin",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub plugin: Option<String>,
 }
 
 fn form_type() -> String {
@@ -165,6 +172,15 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether a condition names exactly this value for the field (`eq`, or among `in`'s).
+    pub fn pins(&self, field: &str, value: &str) -> bool {
+        self.conditions.iter().any(|c| match c {
+            Condition::Eq(f, v) => f == field && v == value,
+            Condition::In(f, vs) => f == field && vs.iter().any(|v| v == value),
+            _ => false,
+        })
+    }
+
     /// The largest size any length condition allows, if one limits it.
     pub fn max_size(&self) -> Option<u64> {
         self.conditions
@@ -260,12 +276,15 @@ pub struct Uploads {
     max_bytes: u64,
 }
 
-/// Object keys are what OSS allows, minus what would make URLs ambiguous here.
+/// Object keys are what OSS allows, minus what would make URLs ambiguous here (`?`, `#`,
+/// `%`, `\`, whitespace, `..` segments): a key is its URL path as is.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 1023
         && !key.starts_with('/')
-        && !key.chars().any(char::is_control)
+        && !key
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "?#%\\".contains(c))
         && !key.split('/').any(|seg| seg == "..")
 }
 
@@ -505,5 +524,10 @@ mod tests {
         assert!(p.check_size(10).is_ok());
         assert!(p.check_size(0).is_err() && p.check_size(11).is_err());
         assert!(valid_key("ota/x.bin") && !valid_key("ota/../x") && !valid_key("/x"));
+        for bad in ["ota/a?b", "ota/a#b", "ota/a%20b", "ota/a b", "ota\\a"] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+        assert!(p.pins("callback", "cb") && p.pins("callback", ""));
+        assert!(!p.pins("callback", "other") && !p.pins("key", "ota/"));
     }
 }

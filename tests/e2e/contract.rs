@@ -1107,6 +1107,54 @@ async fn uploads_and_release_facts_through_the_contract() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+
+    // A form signed without a callback cannot be given one by its uploader (it would reach
+    // a route with the tenant's authority), and a signed callback reaches only a route of
+    // the plugin that asked for it; nothing is stored for the refusal.
+    let post_form = |form: &Value, key: &'static str, callback: Option<String>| {
+        let mut m = reqwest::multipart::Form::new()
+            .text("key", key)
+            .text(
+                "OSSAccessKeyId",
+                form["access_id"].as_str().unwrap().to_string(),
+            )
+            .text("policy", form["policy"].as_str().unwrap().to_string())
+            .text("Signature", form["signature"].as_str().unwrap().to_string());
+        if let Some(cb) = callback {
+            m = m.text("callback", cb);
+        }
+        let m = m.part(
+            "file",
+            reqwest::multipart::Part::bytes(data).file_name("x.bin"),
+        );
+        let req = t.http.post(t.url("/oss/acme")).multipart(m);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    use base64::Engine as _;
+    let injected = base64::engine::general_purpose::STANDARD.encode(
+        json!({"callbackUrl": t.url("/probe/list-products"), "callbackBody": "{}", "callbackBodyType": "application/json"}).to_string(),
+    );
+    let (s, body) = post_form(&again, "fw/injected.bin", Some(injected)).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    let v = call(&t, "get-object", json!({"key": "fw/injected.bin"})).await;
+    assert_eq!(case(&v), "not-found");
+    let foreign = ok(&t, "post-policy", json!({"dir": "fw/", "max_bytes": 100, "ttl_seconds": 60, "callback": callback(t.url("/api/v1/deployment/info"))})).await;
+    let (s, body) = post_form(
+        &foreign,
+        "fw/foreign.bin",
+        Some(foreign["callback"].as_str().unwrap().to_string()),
+    )
+    .await;
+    assert_eq!(s, 203, "{body}");
+    assert!(
+        body.contains("<Code>CallbackFailed</Code>") && body.contains("not a route of the plugin"),
+        "{body}"
+    );
+
     let object = ok(&t, "get-object", json!({"key": "fw/a.bin"})).await;
     assert_eq!(object["url"], t.url("/oss/acme/fw/a.bin"));
     assert_eq!(object["blob"]["size"], data.len());

@@ -473,7 +473,6 @@ async fn upload_create_check_download_report() {
     for body in [
         r#"{"wifi_version":"1","mcu_version":"1"}"#,
         r#"{"device_id":"dev-1","mcu_version":"1"}"#,
-        r#"{"device_id":"nobody","wifi_version":"1","mcu_version":"1"}"#,
         r#"{"device_id":"dev-1""#,
     ] {
         let (s, b) = mx(
@@ -486,6 +485,25 @@ async fn upload_create_check_download_report() {
         .await;
         assert_eq!((s, code(&b)), (400, 10000), "{body}: {b}");
     }
+    // A device that never named itself in a check (the spec's check has no device_id) may
+    // still report: the tenant's only product is the one it belongs to.
+    let (s, b) = mx(
+        &t,
+        Method::PUT,
+        "/api/v1/ota/version/",
+        Some(&token),
+        Some(r#"{"device_id":"fresh","wifi_version":"2.0.0","mcu_version":"1.0.1"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    let (s, dev) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/products/{PRODUCT}/devices/fresh"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{dev}");
     t.stop().await;
 }
 
@@ -593,6 +611,47 @@ async fn the_upload_endpoint_refuses_bad_forms_and_keeps_nothing() {
         (403, "AccessDenied"),
         "{body}"
     );
+    // An empty callback field is no callback; another tenant's valid form is not this
+    // bucket's; a file name that would make a bad key.
+    let mut f = fill(base("ota/empty-cb.bin"), id, policy, sig);
+    f.push(("callback", ""));
+    let (s, body, _) = post_form(&t, &host, form(&f, small.clone())).await;
+    assert_eq!(s, 204, "{body}");
+    let globex = oss_token(&t, ota_tests::OTHER_TENANT_KEY).await;
+    let g = |k: &str| -> &'static str {
+        Box::leak(globex[k].as_str().unwrap().to_string().into_boxed_str())
+    };
+    let (s, body, _) = post_form(
+        &t,
+        &host,
+        form(
+            &fill(
+                base("ota/g.bin"),
+                g("accessid"),
+                g("policy"),
+                g("signature"),
+            ),
+            small.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, xml_code(&body).as_str()),
+        (403, "InvalidAccessKeyId"),
+        "{body}"
+    );
+    let bad_name = Form::new()
+        .text("key", "ota/${filename}")
+        .text("OSSAccessKeyId", id)
+        .text("policy", policy)
+        .text("Signature", sig)
+        .part("file", Part::bytes(small.clone()).file_name("a b?.bin"));
+    let (s, body, _) = post_form(&t, &host, bad_name).await;
+    assert_eq!(
+        (s, xml_code(&body).as_str()),
+        (400, "InvalidObjectName"),
+        "{body}"
+    );
     // Not multipart at all; an unknown bucket.
     let r = t.http.post(&host).body("key=x").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
@@ -605,7 +664,7 @@ async fn the_upload_endpoint_refuses_bad_forms_and_keeps_nothing() {
     .await;
     assert_eq!((s, xml_code(&body).as_str()), (404, "NoSuchBucket"));
     // Nothing was kept under any of those keys.
-    for key in ["ota/a.bin", "other/a.bin"] {
+    for key in ["ota/a.bin", "other/a.bin", "ota/g.bin"] {
         let r = t.http.get(format!("{host}/{key}")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404);
         assert_eq!(xml_code(&r.text().await.unwrap()), "NoSuchKey");
@@ -1017,5 +1076,149 @@ async fn device_check_offers_the_newest_file_per_module() {
         .await;
         assert_eq!((s, code(&v)), (400, 10000), "{q}: {v}");
     }
+    t.stop().await;
+}
+
+/// The engine keeps a named device's offer current: a newer online firmware supersedes an
+/// older offer, a timed-out job is offered again, a narrowed `mac_range` withdraws test
+/// firmware, and a release the operator rolls out with a campaign of their own is left to it.
+#[tokio::test]
+async fn offers_follow_the_newest_firmware_and_the_operator() {
+    let (t, token, _) = start(1 << 20).await;
+    let firmware = |version: &str, ug: u8, mac_range: Value| {
+        json!({"file_name": format!("{version}.bin"), "file_url": format!("https://cdn.example/{version}.bin"),
+               "md5": "e".repeat(32), "size": "1kb", "version": version, "ug_type": ug, "mac_range": mac_range})
+    };
+    let check = |mcu: &str, who: &str| {
+        format!(
+            "/api/v1/ota/device/?product_id={PRODUCT}&wifi_version=9.0&mcu_version={mcu}&device_id={who}"
+        )
+    };
+    let offered = |b: &Value| -> Vec<String> {
+        b["data"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let jobs_of = |name: String| {
+        let t = &t;
+        async move {
+            let (_, cs) = admin(t, Method::GET, &format!("{ADMIN}/campaigns"), None).await;
+            let c = cs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned();
+            match c {
+                None => Value::Null,
+                Some(c) => {
+                    admin(
+                        t,
+                        Method::GET,
+                        &format!("{ADMIN}/campaigns/{}/jobs", c["id"]),
+                        None,
+                    )
+                    .await
+                    .1
+                }
+            }
+        }
+    };
+
+    // 1.0.9 online: d-1 gets it. Then 1.0.10 goes online: it supersedes the older offer.
+    let old = create(&t, &token, firmware("1.0.9", 0, Value::Null))
+        .await
+        .1["data"]["id"]
+        .as_i64()
+        .unwrap();
+    set_status(&t, old, "online").await;
+    let (_, b) = mx(&t, Method::GET, &check("1.0.1", "d-1"), Some(&token), None).await;
+    assert_eq!(offered(&b), vec!["1.0.9"], "{b}");
+    let new = create(&t, &token, firmware("1.0.10", 0, Value::Null))
+        .await
+        .1["data"]["id"]
+        .as_i64()
+        .unwrap();
+    set_status(&t, new, "online").await;
+    let (_, b) = mx(&t, Method::GET, &check("1.0.1", "d-1"), Some(&token), None).await;
+    assert_eq!(offered(&b), vec!["1.0.10"], "{b}");
+    let old_jobs = jobs_of(format!("mxchip:{old}:online")).await;
+    assert_eq!(old_jobs["items"][0]["state"], "cancelled", "{old_jobs}");
+
+    // The job times out unreported (7 days); the next check offers the firmware again.
+    t.clock.advance_secs(7 * 86_400 + 1);
+    t.server.scheduler_tick().await;
+    let jobs = jobs_of(format!("mxchip:{new}:online")).await;
+    assert_eq!(jobs["items"][0]["state"], "timed-out", "{jobs}");
+    let (_, b) = mx(&t, Method::GET, &check("1.0.1", "d-1"), Some(&token), None).await;
+    assert_eq!(offered(&b), vec!["1.0.10"], "{b}");
+    let jobs = jobs_of(format!("mxchip:{new}:online")).await;
+    assert_eq!(jobs["items"][0]["state"], "notified", "{jobs}");
+
+    // Test firmware for a listed device, withdrawn when its mac_range drops the device.
+    let test = create(&t, &token, firmware("2.0.0-rc1", 0, json!(["tester-1"])))
+        .await
+        .1["data"]["id"]
+        .as_i64()
+        .unwrap();
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("1.0.10", "tester-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(offered(&b), vec!["2.0.0-rc1"], "{b}");
+    let (s, v) = mx(
+        &t,
+        Method::PUT,
+        &format!("{FILES}{test}"),
+        Some(&token),
+        Some(r#"{"mac_range":["tester-2"]}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("1.0.10", "tester-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"], json!({"need_ota": false, "files": []}), "{b}");
+    let jobs = jobs_of(format!("mxchip:{test}:test")).await;
+    assert_eq!(jobs["items"][0]["state"], "cancelled", "{jobs}");
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("1.0.10", "tester-2"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(offered(&b), vec!["2.0.0-rc1"], "{b}");
+
+    // Wifi firmware the operator rolls out with a manual campaign of their own: the dialect
+    // leaves it to them (no device is in it yet, so nothing is offered) and adds no campaign.
+    let wifi = create(&t, &token, firmware("9.1", 1, Value::Null)).await.1["data"]["id"]
+        .as_i64()
+        .unwrap();
+    set_status(&t, wifi, "online").await;
+    let (s, c) = admin(
+        &t,
+        Method::POST,
+        &format!("{ADMIN}/campaigns"),
+        Some(json!({"release_id": wifi, "name": "ops wifi", "mode": "manual", "tag": "formal", "scope": {"type": "all"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    let (_, b) = mx(&t, Method::GET, &check("1.0.1", "d-9"), Some(&token), None).await;
+    assert_eq!(offered(&b), vec!["1.0.10"], "only mcu: {b}");
+    assert_eq!(jobs_of(format!("mxchip:{wifi}:online")).await, Value::Null);
     t.stop().await;
 }

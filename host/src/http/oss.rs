@@ -230,11 +230,6 @@ async fn upload(
     }
     let tenant = tenant_of(state, bucket).await?;
     let host_url = super::host_url(&state.config, listener, req.headers(), req.uri());
-    let host_name = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string());
     let mut form = Multipart::from_request(req, state)
         .await
         .map_err(malformed)?;
@@ -242,10 +237,14 @@ async fn upload(
     // Field names are case-insensitive in OSS, values are not.
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut stored = None;
+    let mut callback = None;
+    let mut parts = 0usize;
     while let Some(mut field) = form.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_ascii_lowercase();
         if name != "file" {
-            if fields.len() >= MAX_FIELDS {
+            // Every part counts, repeated names too: the form is read before it is checked.
+            parts += 1;
+            if parts > MAX_FIELDS {
                 return Err(oss(
                     StatusCode::BAD_REQUEST,
                     "InvalidArgument",
@@ -280,7 +279,23 @@ async fn upload(
         }
         fields.insert("key".into(), key.clone());
         fields.insert("bucket".into(), bucket.to_string());
+        // An empty callback field is no callback (what the policy's `["in", …, ""]` allows).
+        if fields.get("callback").is_some_and(|c| c.trim().is_empty()) {
+            fields.remove("callback");
+        }
         policy.check_fields(&fields)?;
+        if let Some(cb) = fields.get("callback") {
+            // Only a callback the signer chose is delivered: one an uploader adds to a form
+            // signed without one could reach any route with this tenant's authority.
+            if !policy.pins("callback", cb) {
+                return Err(oss(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "Invalid according to Policy: the callback is not part of the signed policy",
+                ));
+            }
+            callback = Some(Callback::decode(cb)?);
+        }
         let max = policy
             .max_size()
             .unwrap_or(u64::MAX)
@@ -318,19 +333,9 @@ async fn upload(
     tracing::info!(bucket, key = %stored.key, size = stored.size, sha256 = %stored.sha256, "object stored");
     let etag = format!("\"{}\"", stored.md5.to_ascii_uppercase());
 
-    if let Some(cb) = fields.get("callback") {
-        let cb = Callback::decode(cb)?;
+    if let Some(cb) = callback {
         let answer = deliver_callback(
-            state,
-            listener,
-            host_name.as_deref(),
-            &host_url,
-            &tenant,
-            bucket,
-            &stored,
-            &fields,
-            &cb,
-            id,
+            state, listener, &host_url, &tenant, bucket, &stored, &fields, &cb, id,
         )
         .await;
         let mut r = match answer {
@@ -406,13 +411,13 @@ fn fill(template: &str, body_type: &str, value: impl Fn(&str) -> Option<String>)
 }
 
 /// POST the callback to the plugin route it names, as the uploading tenant, and hand its
-/// answer to the uploader. Only routes of this host are called: the host never makes
-/// outbound requests on an uploader's behalf. An error is the `CallbackFailed` message.
+/// answer to the uploader. Only routes of this host, of the plugin that signed the form, are
+/// called: the host never makes outbound requests on an uploader's behalf. An error is the
+/// `CallbackFailed` message.
 #[allow(clippy::too_many_arguments)]
 async fn deliver_callback(
     state: &AppState,
     listener: Listener,
-    host_name: Option<&str>,
     host_url: &str,
     tenant: &crate::auth::Tenant,
     bucket: &str,
@@ -423,6 +428,15 @@ async fn deliver_callback(
 ) -> Result<Response, String> {
     let Some(rest) = cb.url.strip_prefix(host_url) else {
         return Err(format!("callback URL {} is not on this host", cb.url));
+    };
+    // Route by the signed URL's host name, never by the uploader's `Host` header.
+    let authority = cb
+        .url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split('/').next().unwrap_or_default());
+    let host_name = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let path = if path.is_empty() { "/" } else { path };
@@ -438,9 +452,17 @@ async fn deliver_callback(
         custom if custom.starts_with("x:") => fields.get(&custom.to_ascii_lowercase()).cloned(),
         _ => None,
     });
-    let Some((plugin, rel_path)) = state.registry.route(listener.0, host_name, "POST", path) else {
+    let Some((plugin, rel_path)) = state
+        .registry
+        .route(listener.0, Some(host_name), "POST", path)
+    else {
         return Err(format!("no route on this host for POST {path}"));
     };
+    if cb.plugin.as_deref() != Some(plugin.name.as_str()) {
+        return Err(format!(
+            "POST {path} is not a route of the plugin that signed the form"
+        ));
+    }
     let wit = bindings::Request {
         method: "POST".into(),
         path: rel_path,

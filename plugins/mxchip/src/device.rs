@@ -9,11 +9,14 @@
 //! MACs). A device names itself with `device_id` (else `mac`); such a check goes through the
 //! rollout engine: the firmware's campaign is created on first need (online: a formal campaign
 //! of the whole product; test: a test campaign the device joins), the device gets a job, and
-//! the engine decides (an operator's paused or stopped campaign offers nothing). A check
-//! without `device_id` or `mac` is answered from the catalog alone, creating nothing.
+//! the engine decides (an operator's paused or stopped campaign offers nothing, and firmware
+//! the operator rolls out with a campaign of their own is left to that campaign). A failed or
+//! timed-out job is retried on the next check, and a job for firmware that is no longer the
+//! device's best (a newer one appeared, or its `mac_range` dropped the device) is cancelled.
+//! A check without `device_id` or `mac` is answered from the catalog alone, creating nothing.
 //!
-//! The report records both versions and closes the device's open jobs whose target a version
-//! reached, as succeeded.
+//! The report records both versions (registering the device when it named itself nowhere
+//! before) and closes the device's open jobs whose target a version reached, as succeeded.
 
 use std::cmp::Ordering;
 
@@ -131,37 +134,80 @@ fn best<'a>(
         })
 }
 
-fn campaigns_of(r: &Release, tag: CampaignTag, name: &str) -> Result<Vec<Campaign>, MxError> {
+/// Every campaign of a release (any name, tag or status), oldest first.
+fn campaigns_of(r: &Release) -> Result<Vec<Campaign>, MxError> {
     let filter = CampaignFilter {
         product_sn: Some(r.product_sn.clone()),
-        name_contains: Some(name.to_string()),
+        name_contains: None,
         module: Some(r.module),
-        tag: Some(tag),
+        tag: None,
         status: None,
     };
-    let all = ota_plugin_sdk::all_pages(|w| {
+    let mut all: Vec<Campaign> = ota_plugin_sdk::all_pages(|w| {
         rollout::list_campaigns(&filter, w).map(|p| (p.items, p.total))
-    })?;
-    Ok(all.into_iter().filter(|c| c.release_id == r.id).collect())
+    })?
+    .into_iter()
+    .filter(|c| c.release_id == r.id)
+    .collect();
+    all.sort_by_key(|c| c.id);
+    Ok(all)
 }
 
-/// Make sure the engine can offer `r` to `device`; true when something changed that a second
-/// check-in should see (a campaign created, the device added).
-fn ensure_offered(r: &Release, device: &str) -> Result<bool, MxError> {
-    let (tag, mode, label) = match r.status {
-        ReleaseStatus::Online => (CampaignTag::Formal, CampaignMode::Auto, "online"),
-        ReleaseStatus::Test => (CampaignTag::Test, CampaignMode::Manual, "test"),
-        ReleaseStatus::Invalid => return Ok(false),
+/// The campaign name the dialect gives a release's offer.
+fn our_name(r: &Release) -> Option<String> {
+    let label = match r.status {
+        ReleaseStatus::Online => "online",
+        ReleaseStatus::Test => "test",
+        ReleaseStatus::Invalid => return None,
     };
-    let name = format!("mxchip:{}:{label}", r.id);
-    let existing = campaigns_of(r, tag, &name)?;
-    let (campaign, created) = match existing.into_iter().min_by_key(|c| c.id) {
-        Some(c) => (c, false),
+    Some(format!("mxchip:{}:{label}", r.id))
+}
+
+/// Whether the dialect made this campaign (so it may steer its jobs).
+fn is_ours(c: &Campaign) -> bool {
+    c.created_by == ACTOR && c.name.starts_with("mxchip:")
+}
+
+/// What `ensure_offered` found.
+struct Readiness {
+    /// The dialect's campaign for the release runs and may hold the device.
+    ready: bool,
+    /// Something changed (campaign created or started, device added or its job retried):
+    /// a second check-in may answer differently.
+    changed: bool,
+}
+
+/// Make sure the engine can offer `r` to `device` through the dialect's own campaign: online
+/// firmware through a formal campaign of the whole product, test firmware through a test
+/// campaign the device joins. A release the operator rolls out with a campaign of their own
+/// is left to it (its scope, waves and windows decide). A device whose job there failed or
+/// timed out gets it again: MXChip's check is stateless, newer firmware is always offered.
+fn ensure_offered(r: &Release, device: &str) -> Result<Readiness, MxError> {
+    let Some(name) = our_name(r) else {
+        return Ok(Readiness {
+            ready: false,
+            changed: false,
+        });
+    };
+    let (tag, mode) = match r.status {
+        ReleaseStatus::Test => (CampaignTag::Test, CampaignMode::Manual),
+        _ => (CampaignTag::Formal, CampaignMode::Auto),
+    };
+    let existing = campaigns_of(r)?;
+    let mut changed = false;
+    let mut campaign = match existing.iter().find(|c| c.name == name) {
+        Some(c) => c.clone(),
+        None if existing.iter().any(|c| !is_ours(c)) => {
+            return Ok(Readiness {
+                ready: false,
+                changed: false,
+            });
+        }
         None => {
             let c = rollout::create_campaign(&NewCampaign {
                 release_id: r.id,
                 name: name.clone(),
-                description: format!("MXChip {label} firmware {} {}", r.name, r.version),
+                description: format!("MXChip firmware {} {}", r.name, r.version),
                 from_version: None,
                 scope: Scope::All,
                 mode,
@@ -172,37 +218,115 @@ fn ensure_offered(r: &Release, device: &str) -> Result<bool, MxError> {
                 maintenance_window: None,
                 created_by: Some(ACTOR.into()),
             })?;
-            let c = rollout::act(
-                c.id,
-                CampaignAction::Start,
-                Some(ACTOR),
-                &format!("firmware {} is {label}", r.id),
-            )?;
+            changed = true;
             // Two first checks may race to create it: the oldest campaign stays.
-            let oldest = campaigns_of(r, tag, &name)?
+            let oldest = campaigns_of(r)?
                 .into_iter()
-                .map(|c| c.id)
-                .min()
-                .unwrap_or(c.id);
-            if oldest != c.id {
-                let _ = rollout::act(c.id, CampaignAction::Cancel, Some(ACTOR), "duplicate");
-                (rollout::get_campaign(oldest)?, false)
-            } else {
-                (c, true)
+                .find(|o| o.name == name)
+                .unwrap_or_else(|| c.clone());
+            if oldest.id != c.id {
+                let _ = rollout::delete_campaign(c.id, Some(ACTOR));
             }
+            oldest
         }
     };
-    match (mode, campaign.status) {
-        (CampaignMode::Manual, CampaignStatus::Running | CampaignStatus::Finished) => {
-            catalog::register_device(&r.product_sn, device)?;
-            match rollout::add_devices(campaign.id, &[device.to_string()], Some(ACTOR)) {
-                Ok(n) => Ok(n > 0 || created),
-                Err(HostError::Conflict(_)) => Ok(false),
-                Err(e) => Err(e.into()),
+    // A campaign of ours left in draft (a start that failed) is started now.
+    if campaign.status == CampaignStatus::Draft && is_ours(&campaign) {
+        campaign = match rollout::act(campaign.id, CampaignAction::Start, Some(ACTOR), "offered") {
+            Ok(c) => c,
+            Err(HostError::Conflict(_)) => rollout::get_campaign(campaign.id)?,
+            Err(e) => return Err(e.into()),
+        };
+        changed = true;
+    }
+    let open = matches!(
+        campaign.status,
+        CampaignStatus::Running | CampaignStatus::Finished
+    );
+    if !open {
+        return Ok(Readiness {
+            ready: false,
+            changed,
+        });
+    }
+    let job = rollout::list_jobs(
+        campaign.id,
+        &JobFilter {
+            state: None,
+            device_sn: Some(device.to_string()),
+        },
+        Window {
+            offset: 0,
+            limit: 1,
+        },
+    )?
+    .items
+    .into_iter()
+    .next();
+    match job {
+        Some(j) if matches!(j.state, JobState::Failed | JobState::TimedOut) => {
+            match rollout::retry_jobs(campaign.id, &[j.id], Some(ACTOR)) {
+                Ok(n) => changed |= n > 0,
+                Err(HostError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        _ => Ok(created),
+        Some(j) if j.state != JobState::Cancelled || mode == CampaignMode::Auto => {}
+        _ if mode == CampaignMode::Manual => {
+            catalog::register_device(&r.product_sn, device)?;
+            match rollout::add_devices(campaign.id, &[device.to_string()], Some(ACTOR)) {
+                Ok(n) => changed |= n > 0,
+                Err(HostError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => {}
     }
+    Ok(Readiness {
+        ready: campaign.status == CampaignStatus::Running || changed,
+        changed,
+    })
+}
+
+/// The engine's answer for one module of a named device: the offer of the newest firmware
+/// this device may have. An offer of ours that is stale (test firmware whose `mac_range` no
+/// longer covers the device, or firmware older than `best` once `best` can be offered) is
+/// withdrawn, its job cancelled, and the engine asked again.
+fn engine_offer(
+    product: &str,
+    device: &str,
+    module: Module,
+    current: &str,
+    best: Option<&Release>,
+    names: &[String],
+) -> Result<Option<Release>, MxError> {
+    for _ in 0..3 {
+        match rollout::check_in(product, device, module, 0, current)? {
+            Some(o) => {
+                let stale_test = o.release.status == ReleaseStatus::Test
+                    && !in_range(&o.release.mac_range, names);
+                let superseded = match best {
+                    Some(b) if newer(&b.version, &o.release.version) => {
+                        ensure_offered(b, device)?.ready
+                    }
+                    _ => false,
+                };
+                if is_ours(&o.campaign) && (stale_test || superseded) {
+                    rollout::cancel_jobs(o.campaign.id, &[o.job.id], Some(ACTOR))?;
+                    continue;
+                }
+                if stale_test {
+                    return Ok(None);
+                }
+                return Ok(Some(o.release));
+            }
+            None => match best {
+                Some(b) if ensure_offered(b, device)?.changed => continue,
+                _ => return Ok(None),
+            },
+        }
+    }
+    Ok(None)
 }
 
 fn offer_of(r: &Release) -> Result<FileOffer, MxError> {
@@ -254,16 +378,7 @@ pub fn check(req: &Request) -> Response {
             let candidate = best(&releases, module, current, &who.names);
             let chosen = match &who.sn {
                 None => candidate.cloned(),
-                Some(sn) => {
-                    let mut offer = rollout::check_in(&product, sn, module, 0, current)?;
-                    if offer.is_none()
-                        && let Some(c) = candidate
-                        && ensure_offered(c, sn)?
-                    {
-                        offer = rollout::check_in(&product, sn, module, 0, current)?;
-                    }
-                    offer.map(|o| o.release)
-                }
+                Some(sn) => engine_offer(&product, sn, module, current, candidate, &who.names)?,
             };
             if let Some(r) = chosen {
                 offers.push(offer_of(&r)?);
@@ -295,7 +410,7 @@ fn remember_mac(product: &str, sn: &str, mac: &str) -> Result<(), MxError> {
 }
 
 /// The product of a device known by its serial number: the given `product_id`, else the
-/// one product holding it.
+/// tenant's only product, else the one product holding the device.
 fn product_of_device(p: &Params, device: &str) -> Result<String, MxError> {
     if let Some(product) = p.text("product_id")?.filter(|v| !v.is_empty()) {
         return match catalog::get_product(&product) {
@@ -306,8 +421,13 @@ fn product_of_device(p: &Params, device: &str) -> Result<String, MxError> {
             Err(e) => Err(e.into()),
         };
     }
+    let products = catalog::list_products()?;
+    // The spec's report names no product: with one product there is no question.
+    if let [only] = products.as_slice() {
+        return Ok(only.sn.clone());
+    }
     let mut holding = Vec::new();
-    for product in catalog::list_products()? {
+    for product in products {
         match catalog::get_device(&product.sn, device) {
             Ok(_) => holding.push(product.sn),
             Err(HostError::NotFound(_)) => {}

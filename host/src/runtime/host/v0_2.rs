@@ -1636,6 +1636,7 @@ impl blobs::Host for RequestState {
                     url: cb.url,
                     body: cb.body,
                     body_type: cb.body_type,
+                    plugin: Some(self.plugin.name.clone()),
                 })
             }
             None => None,
