@@ -96,6 +96,18 @@ async fn start(max_bytes: u64) -> (TestServer, String, i64) {
     (t, token, b["info"]["id"].as_i64().unwrap())
 }
 
+async fn device_count(t: &TestServer) -> Option<u64> {
+    admin(
+        t,
+        Method::GET,
+        &format!("{ADMIN}/products/{PRODUCT}/devices"),
+        None,
+    )
+    .await
+    .1["total"]
+        .as_u64()
+}
+
 async fn set_status(t: &TestServer, id: i64, status: &str) {
     let (s, b) = admin(
         t,
@@ -362,12 +374,23 @@ async fn upload_create_check_download_report() {
     )
     .await;
     assert_eq!(dev["mac"], "C89346000015", "{dev}");
-    // Anonymous checks (no device_id / mac) see online firmware only.
+    // Anonymous checks (no device_id / mac) see online firmware only, and create nothing.
     let (_, b) = mx(&t, Method::GET, &check(""), Some(&token), None).await;
     assert_eq!(b["data"]["need_ota"], false);
+    let before = device_count(&t).await;
 
     // Online: every device gets it, through a formal campaign the dialect started.
     set_status(&t, id, "online").await;
+    let (_, b) = mx(&t, Method::GET, &check(""), Some(&token), None).await;
+    assert_eq!(b["data"]["files"][0]["version"], "1.0.1", "{b}");
+    assert_eq!(device_count(&t).await, before);
+    let (_, campaigns) = admin(&t, Method::GET, &format!("{ADMIN}/campaigns"), None).await;
+    assert!(
+        !campaigns
+            .to_string()
+            .contains(&format!("mxchip:{id}:online")),
+        "an anonymous check starts nothing: {campaigns}"
+    );
     let (s, b) = mx(
         &t,
         Method::GET,
@@ -423,6 +446,20 @@ async fn upload_create_check_download_report() {
     let whole = t.http.get(&file_url).send().await.unwrap();
     assert_eq!(whole.status().as_u16(), 200);
     assert_eq!(whole.bytes().await.unwrap().as_ref(), &firmware[..]);
+    // The object URL itself resumes too, as OSS serves it.
+    let r = t
+        .http
+        .get(&file_url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        "bytes 39990-39999/40000"
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &firmware[39_990..]);
 
     // Report: the job succeeds, and the device needs nothing more.
     let (s, b) = mx(
