@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use ota_host::clock::Clock;
-use ota_tests::{OPERATOR_KEY, Options, T0_MILLIS, TestServer};
+use ota_tests::{Options, T0_MILLIS, TestServer, admin};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha1::Sha1;
@@ -203,19 +203,6 @@ fn form_encode(v: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-async fn admin(t: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = t
-        .http
-        .request(method, t.url(path))
-        .bearer_auth(OPERATOR_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Two products (LWM2M with a MasterKey, T-Link), an app key, devices and a firmware each,

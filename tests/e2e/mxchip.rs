@@ -4,7 +4,7 @@
 //! engine) and the version report.
 
 use base64::Engine as _;
-use ota_tests::{OPERATOR_KEY, Options, PRODUCT, TestServer};
+use ota_tests::{Options, PRODUCT, TestServer, admin};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -22,19 +22,6 @@ fn b64(s: &str) -> Vec<u8> {
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(bytes))
-}
-
-async fn admin(t: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = t
-        .http
-        .request(method, t.url(path))
-        .bearer_auth(OPERATOR_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// A call as MXChip's clients make it: `Authorization: token <key>`, JSON body.

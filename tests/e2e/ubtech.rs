@@ -2,7 +2,7 @@
 //! patch-chain download with every answer code, and callbacks moving jobs — with releases,
 //! logins and campaigns made the way an operator makes them, through the native admin API.
 
-use ota_tests::{OPERATOR_KEY, Options, TestServer};
+use ota_tests::{OPERATOR_KEY, Options, TestServer, admin};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -35,19 +35,6 @@ async fn start() -> TestServer {
         assert!(b.get("secret").is_none(), "secrets are never echoed: {b}");
     }
     t
-}
-
-async fn admin(t: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = t
-        .http
-        .request(method, t.url(path))
-        .bearer_auth(OPERATOR_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Raw GET: status and body text.

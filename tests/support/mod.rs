@@ -173,6 +173,25 @@ impl TestServer {
     }
 }
 
+/// An admin API call as the operator: status and JSON body (`null` when there is none).
+pub async fn admin(
+    t: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = t
+        .http
+        .request(method, t.url(path))
+        .bearer_auth(OPERATOR_KEY);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// Poll `check` every 50 ms until it is true or `limit` passes; answers whether it became true.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where

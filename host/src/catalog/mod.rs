@@ -242,32 +242,8 @@ impl Catalog {
     ) -> Result<Vec<(String, String)>, CatalogError> {
         check_attributes(changes)?;
         let p = self.product(tenant_id, sn).await?;
-        let mut tx = self.db.pool().begin().await?;
-        for (name, value) in changes {
-            match value {
-                Some(v) => {
-                    sqlx::query(
-                        "INSERT INTO product_attributes (product_id, name, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (product_id, name) DO UPDATE SET value = excluded.value",
-                    )
-                    .bind(p.id)
-                    .bind(name)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query(
-                        "DELETE FROM product_attributes WHERE product_id = $1 AND name = $2",
-                    )
-                    .bind(p.id)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
+        self.write_attributes(Attributes::Product, p.id, changes)
+            .await?;
         self.product_attributes(tenant_id, sn).await
     }
 
@@ -595,6 +571,49 @@ impl Catalog {
             report_url: r.get(5),
             updated_at: r.get(6),
         }))
+    }
+}
+
+/// Whose attributes a write is for: the table and its owner column (fixed names, never input).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attributes {
+    Product,
+    Release,
+}
+
+impl Attributes {
+    fn table_and_owner(self) -> (&'static str, &'static str) {
+        match self {
+            Attributes::Product => ("product_attributes", "product_id"),
+            Attributes::Release => ("release_attributes", "release_id"),
+        }
+    }
+}
+
+impl Catalog {
+    /// Set (`Some`) or remove (`None`) attributes of one owner in one transaction.
+    pub(crate) async fn write_attributes(
+        &self,
+        kind: Attributes,
+        owner_id: i64,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), CatalogError> {
+        let (table, owner) = kind.table_and_owner();
+        let upsert = format!(
+            "INSERT INTO {table} ({owner}, name, value) VALUES ($1, $2, $3) \
+             ON CONFLICT ({owner}, name) DO UPDATE SET value = excluded.value"
+        );
+        let delete = format!("DELETE FROM {table} WHERE {owner} = $1 AND name = $2");
+        let mut tx = self.db.pool().begin().await?;
+        for (name, value) in changes {
+            let q = match value {
+                Some(v) => sqlx::query(&upsert).bind(owner_id).bind(name).bind(v),
+                None => sqlx::query(&delete).bind(owner_id).bind(name),
+            };
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

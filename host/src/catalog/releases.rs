@@ -642,32 +642,8 @@ impl Catalog {
     ) -> Result<Vec<(String, String)>, CatalogError> {
         super::check_attributes(changes)?;
         let r = self.release(tenant_id, id).await?;
-        let mut tx = self.db.pool().begin().await?;
-        for (name, value) in changes {
-            match value {
-                Some(v) => {
-                    sqlx::query(
-                        "INSERT INTO release_attributes (release_id, name, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (release_id, name) DO UPDATE SET value = excluded.value",
-                    )
-                    .bind(r.id)
-                    .bind(name)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query(
-                        "DELETE FROM release_attributes WHERE release_id = $1 AND name = $2",
-                    )
-                    .bind(r.id)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
+        self.write_attributes(super::Attributes::Release, r.id, changes)
+            .await?;
         self.release_attributes(tenant_id, id).await
     }
 }

@@ -346,21 +346,27 @@ fn offer_of(r: &Release) -> Result<FileOffer, MxError> {
     })
 }
 
+/// The reported `wifi_version` and `mcu_version`, both required, 1-64 printable characters.
+fn versions(p: &Params) -> Result<(String, String), MxError> {
+    let wifi = p.required("wifi_version")?;
+    let mcu = p.required("mcu_version")?;
+    for (name, v) in [("wifi_version", &wifi), ("mcu_version", &mcu)] {
+        if v.len() > 64 || v.chars().any(char::is_control) {
+            return Err(MxError::BadParam(format!(
+                "{name} must be 1-64 printable characters"
+            )));
+        }
+    }
+    Ok((wifi, mcu))
+}
+
 /// `GET /api/v1/ota/device/?product_id&wifi_version&mcu_version[&device_id|&mac]`.
 pub fn check(req: &Request) -> Response {
     respond((|| {
         authenticate(req)?;
         let p = Params::of(req)?;
         let product = p.required("product_id")?;
-        let wifi = p.required("wifi_version")?;
-        let mcu = p.required("mcu_version")?;
-        for (name, v) in [("wifi_version", &wifi), ("mcu_version", &mcu)] {
-            if v.len() > 64 || v.chars().any(char::is_control) {
-                return Err(MxError::BadParam(format!(
-                    "{name} must be 1-64 printable characters"
-                )));
-            }
-        }
+        let (wifi, mcu) = versions(&p)?;
         let who = caller(&p)?;
         match catalog::get_product(&product) {
             Ok(_) => {}
@@ -451,15 +457,7 @@ pub fn report(req: &Request) -> Response {
         authenticate(req)?;
         let p = Params::of(req)?;
         let device = p.required("device_id")?;
-        let wifi = p.required("wifi_version")?;
-        let mcu = p.required("mcu_version")?;
-        for (name, v) in [("wifi_version", &wifi), ("mcu_version", &mcu)] {
-            if v.len() > 64 || v.chars().any(char::is_control) {
-                return Err(MxError::BadParam(format!(
-                    "{name} must be 1-64 printable characters"
-                )));
-            }
-        }
+        let (wifi, mcu) = versions(&p)?;
         let product = product_of_device(&p, &device)?;
         catalog::report_versions(
             &product,
