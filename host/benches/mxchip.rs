@@ -100,7 +100,6 @@ async fn native_check(
                 .release(tenant.id, offer.campaign.release_id)
                 .await
                 .unwrap();
-            let _attrs = s.catalog.release_attributes(tenant.id, r.id).await.unwrap();
             files.push(json!({
                 "file_url": r.external_url, "md5": r.md5, "version": r.version,
                 "ota_type": ota_type, "customize": r.customize,

@@ -24,14 +24,14 @@ use ota_plugin_sdk::catalog::DevicePatch;
 use ota_plugin_sdk::catalog::{self, ModuleVersion, Release, ReleaseStatus};
 use ota_plugin_sdk::rollout::{
     self, Campaign, CampaignAction, CampaignFilter, CampaignMode, CampaignStatus, CampaignTag,
-    JobFilter, JobState, NewCampaign, Scope,
+    JobState, NewCampaign, Scope,
 };
-use ota_plugin_sdk::{HostError, Module, Request, Response, Window};
+use ota_plugin_sdk::{HostError, Module, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::authenticate;
-use crate::files::{self, firmware_of, ota_type};
+use crate::files::{firmware_of, ota_type};
 use crate::meta::{MxError, ok, respond};
 use crate::params::Params;
 
@@ -249,20 +249,7 @@ fn ensure_offered(r: &Release, device: &str) -> Result<Readiness, MxError> {
             changed,
         });
     }
-    let job = rollout::list_jobs(
-        campaign.id,
-        &JobFilter {
-            state: None,
-            device_sn: Some(device.to_string()),
-        },
-        Window {
-            offset: 0,
-            limit: 1,
-        },
-    )?
-    .items
-    .into_iter()
-    .next();
+    let job = ota_plugin_sdk::device_job(campaign.id, device)?;
     match job {
         Some(j) if matches!(j.state, JobState::Failed | JobState::TimedOut) => {
             match rollout::retry_jobs(campaign.id, &[j.id], Some(ACTOR)) {
@@ -330,15 +317,10 @@ fn engine_offer(
 }
 
 fn offer_of(r: &Release) -> Result<FileOffer, MxError> {
-    let attrs = catalog::release_attributes(r.id)?;
     // Devices download from this host when it stores the file (signed links when the
-    // operator requires them), else from where the firmware was registered.
-    let url = match ota_plugin_sdk::release_url(r)? {
-        Some(u) if r.blob_id.is_some() => u,
-        _ => files::file_url(r, &attrs)?,
-    };
+    // operator requires them), else from the external URL the firmware has now.
     Ok(FileOffer {
-        file_url: url,
+        file_url: ota_plugin_sdk::release_url(r)?.unwrap_or_default(),
         md5: r.md5.clone(),
         version: r.version.clone(),
         ota_type: ota_type(r.module),
@@ -504,18 +486,8 @@ fn close_reached_jobs(product: &str, device: &str, mcu: &str, wifi: &str) -> Res
         if newer(&c.target_version, now) {
             continue;
         }
-        let jobs = rollout::list_jobs(
-            c.id,
-            &JobFilter {
-                state: None,
-                device_sn: Some(device.to_string()),
-            },
-            Window {
-                offset: 0,
-                limit: 1,
-            },
-        )?;
-        for job in jobs.items.iter().filter(|j| !j.state.is_final()) {
+        let job = ota_plugin_sdk::device_job(c.id, device)?;
+        for job in job.iter().filter(|j| !j.state.is_final()) {
             match rollout::report_job(
                 job.id,
                 JobState::Succeeded,

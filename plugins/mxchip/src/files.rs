@@ -69,7 +69,7 @@ fn attr(attrs: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// The URL devices and operators see for a firmware: as registered, else the host's link.
-pub fn file_url(r: &Release, attrs: &[(String, String)]) -> Result<String, MxError> {
+fn file_url(r: &Release, attrs: &[(String, String)]) -> Result<String, MxError> {
     match attr(attrs, URL_ATTR) {
         Some(u) => Ok(u),
         None => Ok(ota_plugin_sdk::release_url(r)?.unwrap_or_default()),

@@ -129,6 +129,22 @@ pub fn release_url(r: &catalog::Release) -> Result<Option<String>, HostError> {
     }
 }
 
+/// A device's job in a campaign, if it has one (a device has at most one per campaign).
+pub fn device_job(campaign_id: u64, device_sn: &str) -> Result<Option<rollout::Job>, HostError> {
+    let page = rollout::list_jobs(
+        campaign_id,
+        &rollout::JobFilter {
+            state: None,
+            device_sn: Some(device_sn.to_string()),
+        },
+        Window {
+            offset: 0,
+            limit: 1,
+        },
+    )?;
+    Ok(page.items.into_iter().next())
+}
+
 impl rollout::JobState {
     /// Succeeded, failed, cancelled or timed out: no device report moves it any more.
     pub fn is_final(self) -> bool {

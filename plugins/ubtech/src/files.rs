@@ -22,7 +22,7 @@
 //! an unknown release id is `"102"`.
 
 use ota_plugin_sdk::catalog::{self, ModuleVersion, Release, ReleaseFilter};
-use ota_plugin_sdk::rollout::{self, CampaignFilter, CampaignStatus, JobFilter, JobState};
+use ota_plugin_sdk::rollout::{self, CampaignFilter, CampaignStatus, JobState};
 use ota_plugin_sdk::{HostError, Module, Request, Response, Window, auth};
 
 use crate::errors::{Envelope, UbError};
@@ -218,18 +218,8 @@ fn open_job(
             if matches!(c.status, CampaignStatus::Draft | CampaignStatus::Cancelled) {
                 continue;
             }
-            let jobs = rollout::list_jobs(
-                c.id,
-                &JobFilter {
-                    state: None,
-                    device_sn: Some(robot.to_string()),
-                },
-                Window {
-                    offset: 0,
-                    limit: 1,
-                },
-            )?;
-            if let Some(job) = jobs.items.into_iter().find(|j| !j.state.is_final()) {
+            let job = ota_plugin_sdk::device_job(c.id, robot)?;
+            if let Some(job) = job.filter(|j| !j.state.is_final()) {
                 return Ok(Some((c.clone(), job)));
             }
         }
