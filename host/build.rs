@@ -13,6 +13,7 @@ const PLUGINS: &[(&str, &str, bool)] = &[
     ("ota-plugin-ubtech", "ubtech.wasm", true),
     ("ota-plugin-ctwing", "ctwing.wasm", true),
     ("ota-plugin-mxchip", "mxchip.wasm", true),
+    ("ota-plugin-xlink", "xlink.wasm", true),
     ("ota-plugin-misbehave", "misbehave.wasm", false),
     ("ota-plugin-misbehave-v2", "misbehave-v2.wasm", false),
     ("ota-plugin-bad-manifest", "bad-manifest.wasm", false),

@@ -7,8 +7,9 @@
 //! ratios. Run: `cargo bench -p ota-host --bench mxchip` (`BENCH_DEVICES`,
 //! `BENCH_CONCURRENCY`).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -16,20 +17,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use ota_host::Services;
 use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseFilter, ReleaseStatus};
-use ota_host::clock::SystemClock;
-use ota_host::config::{Config, FileConfig, KeyDecl, Overrides, ProductDecl, TenantDecl};
+use ota_host::config::{FileConfig, KeyDecl, ProductDecl, TenantDecl};
 use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
 use serde_json::{Value, json};
 
 /// A Django REST framework token's shape.
 const TOKEN: &str = "d79be1d657d9a8b45f6f903620e84b06cbf225e0";
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(serde::Deserialize)]
 struct CheckQuery {
@@ -113,53 +106,6 @@ async fn native_check(
     )
 }
 
-struct Stats {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    n: usize,
-}
-
-/// One round: every device checks once, `concurrency` at a time.
-async fn round(client: &reqwest::Client, urls: &[String], concurrency: usize) -> Stats {
-    let started = Instant::now();
-    let per = urls.len().div_ceil(concurrency);
-    let mut tasks = Vec::new();
-    for mine in urls.chunks(per) {
-        let (client, mine) = (client.clone(), mine.to_vec());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(mine.len());
-            for url in &mine {
-                let t = Instant::now();
-                let r = client
-                    .get(url)
-                    .header("Authorization", format!("token {TOKEN}"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                let v: Value = r.json().await.unwrap();
-                assert_eq!(v["data"]["files"].as_array().map(Vec::len), Some(2), "{v}");
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        n: all.len(),
-    }
-}
-
 /// Four running formal campaigns for a product, named as the dialect names its own.
 async fn provision(s: &Services, tenant_id: i64, product: &str) {
     let p = s.catalog.product(tenant_id, product).await.unwrap();
@@ -228,18 +174,10 @@ async fn provision(s: &Services, tenant_id: i64, product: &str) {
 }
 
 fn main() {
-    let n = env("BENCH_DEVICES", 10_000) as usize;
-    let concurrency = env("BENCH_CONCURRENCY", 16) as usize;
+    let n = support::env("BENCH_DEVICES", 10_000) as usize;
+    let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(
-            std::path::Path::new(ota_host::bundled::BUILD_DIR).join("ota_plugin_mxchip.wasm"),
-            plugins.join("mxchip.wasm"),
-        )
-        .unwrap();
         let product = |sn: &str| ProductDecl {
             sn: sn.into(),
             name: None,
@@ -255,47 +193,22 @@ fn main() {
             }],
             ..Default::default()
         };
-        let config = Config::from_parts(
-            file,
-            Overrides {
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                data_dir: Some(dir.path().join("data")),
-                plugins_dir: Some(plugins),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let server = ota_host::server::start(config, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let (server, _dir) = support::start("ota_plugin_mxchip.wasm", "mxchip.wasm", file).await;
         let s = server.services.clone();
         let tenant = s.auth.tenant("bench").await.unwrap();
         let setup = Instant::now();
         for p in ["P-plugin", "P-native"] {
             provision(&s, tenant.id, p).await;
             let pid = s.catalog.product(tenant.id, p).await.unwrap().id;
-            // Bulk-load the devices: registration one by one is not what is measured.
-            for batch in (0..n).collect::<Vec<_>>().chunks(500) {
-                let values: Vec<String> = batch
-                    .iter()
-                    .map(|i| format!("({pid}, 'dev-{i}', 0)"))
-                    .collect();
-                sqlx::query(&format!(
-                    "INSERT INTO devices (product_id, sn, created_at) VALUES {}",
-                    values.join(",")
-                ))
-                .execute(s.db.pool())
-                .await
-                .unwrap();
-            }
+            support::bulk_devices(&s, pid, n, None).await;
         }
 
-        let native = axum::Router::new()
-            .route("/api/v1/ota/device/", get(native_check))
-            .with_state(s.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let native_base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, native).await.unwrap() });
+        let native_base = support::serve(
+            axum::Router::new()
+                .route("/api/v1/ota/device/", get(native_check))
+                .with_state(s.clone()),
+        )
+        .await;
         let urls = |base: &str, product: &str| -> Vec<String> {
             (0..n)
                 .map(|i| {
@@ -337,24 +250,30 @@ fn main() {
         println!(
             "mxchip GET /api/v1/ota/device/ (token, 2 modules, 4 campaigns), {concurrency} concurrent clients, SQLite"
         );
-        let mut results = Vec::new();
-        for label in ["first contact", "repeat poll"] {
-            let native = round(&client, &native_urls, concurrency).await;
-            let plugin = round(&client, &plugin_urls, concurrency).await;
-            for (name, st) in [("native", &native), ("plugin", &plugin)] {
-                println!(
-                    "{label:>14} {name:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests)",
-                    st.rps,
-                    st.p50.as_secs_f64() * 1e3,
-                    st.p99.as_secs_f64() * 1e3,
-                    st.n
-                );
+        let send = {
+            let client = client.clone();
+            move |url: String| {
+                let client = client.clone();
+                async move {
+                    let r = client
+                        .get(url)
+                        .header("Authorization", format!("token {TOKEN}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    let v: Value = r.json().await.unwrap();
+                    assert_eq!(v["data"]["files"].as_array().map(Vec::len), Some(2), "{v}");
+                }
             }
-            results.push((label, plugin.rps / native.rps, plugin.p50.as_secs_f64() / native.p50.as_secs_f64()));
+        };
+        let mut rounds = Vec::new();
+        for label in ["first contact", "repeat poll"] {
+            let native = support::round(&native_urls, concurrency, send.clone()).await;
+            let plugin = support::round(&plugin_urls, concurrency, send.clone()).await;
+            rounds.push((label, native, plugin));
         }
-        for (label, thr, lat) in results {
-            println!("{label:>14} ratio plugin/native: throughput {thr:.2}, p50 latency {lat:.2}x");
-        }
+        support::report(&rounds);
         server.shutdown().await;
     });
 }

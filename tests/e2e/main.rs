@@ -10,3 +10,4 @@ mod mxchip;
 mod sandbox;
 mod storage;
 mod ubtech;
+mod xlink;

@@ -67,15 +67,27 @@ pub struct Grant {
     pub refresh_token: String,
     pub expires_in: u64,
     pub tenant: Tenant,
-    /// The user's name.
+    /// The user's name (empty for a device's pair).
     pub subject: String,
+    /// The device a device login's pair is confined to.
+    pub device_id: Option<i64>,
 }
 
 /// Who a verified access token acts for.
 #[derive(Debug, Clone)]
 pub struct TokenIdentity {
     pub tenant: Tenant,
+    /// The user's name (empty for a device's token).
     pub subject: String,
+    /// The device a device login's token is confined to.
+    pub device_id: Option<i64>,
+}
+
+/// Whom a token pair is issued to: a login account, or a device that logged in with its
+/// product's key.
+enum TokenOwner<'a> {
+    Account(&'a AccountRow),
+    Device { tenant: &'a Tenant, device_id: i64 },
 }
 
 /// Why a grant was refused, in OAuth2's terms.
@@ -164,10 +176,14 @@ async fn issue_pair(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     realm: &str,
     policy: TokenPolicy,
-    user: &AccountRow,
+    owner: TokenOwner<'_>,
     client_id: Option<i64>,
     now: i64,
 ) -> Result<Grant, AuthError> {
+    let (tenant, account_id, device_id, subject) = match owner {
+        TokenOwner::Account(a) => (&a.tenant, Some(a.id), None, a.name.clone()),
+        TokenOwner::Device { tenant, device_id } => (tenant, None, Some(device_id), String::new()),
+    };
     let grant_id = new_token();
     let access = new_token();
     let refresh = new_token();
@@ -178,15 +194,16 @@ async fn issue_pair(
         let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO login_tokens (token_hash, grant_id, kind, realm, tenant_id, \
-               account_id, client_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               account_id, device_id, client_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(hash(token))
         .bind(&grant_id)
         .bind(kind)
         .bind(realm)
-        .bind(user.tenant.id)
-        .bind(user.id)
+        .bind(tenant.id)
+        .bind(account_id)
+        .bind(device_id)
         .bind(client_id)
         .bind(now)
         .bind(now.saturating_add(ttl_ms))
@@ -197,8 +214,9 @@ async fn issue_pair(
         access_token: access,
         refresh_token: refresh,
         expires_in: policy.access_ttl_secs,
-        tenant: user.tenant.clone(),
-        subject: user.name.clone(),
+        tenant: tenant.clone(),
+        subject,
+        device_id,
     })
 }
 
@@ -419,7 +437,32 @@ impl Auth {
         let mut tx = self.db.pool().begin().await?;
         let now = self.clock.now_millis();
         let client_id = client.as_ref().map(|c| c.id);
-        let grant = issue_pair(&mut tx, realm, policy, &user, client_id, now).await?;
+        let grant = issue_pair(
+            &mut tx,
+            realm,
+            policy,
+            TokenOwner::Account(&user),
+            client_id,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(grant)
+    }
+
+    /// Issue a pair to a device whose product key the caller already checked (XLINK's device
+    /// login); the tokens act only for that device.
+    pub async fn device_grant(
+        &self,
+        realm: &str,
+        policy: TokenPolicy,
+        tenant: &Tenant,
+        device_id: i64,
+    ) -> Result<Grant, GrantError> {
+        let mut tx = self.db.pool().begin().await?;
+        let now = self.clock.now_millis();
+        let owner = TokenOwner::Device { tenant, device_id };
+        let grant = issue_pair(&mut tx, realm, policy, owner, None, now).await?;
         tx.commit().await?;
         Ok(grant)
     }
@@ -436,8 +479,9 @@ impl Auth {
         let now = self.clock.now_millis();
         let token_hash = hash(refresh_token);
         let row = sqlx::query(
-            "SELECT k.grant_id, k.client_id, a.id, t.id, t.name, a.name FROM login_tokens k \
-             JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
+            "SELECT k.grant_id, k.client_id, k.account_id, t.id, t.name, a.name, k.device_id \
+             FROM login_tokens k JOIN tenants t ON t.id = k.tenant_id \
+             LEFT JOIN login_accounts a ON a.id = k.account_id \
              WHERE k.token_hash = $1 AND k.kind = 'refresh' AND k.realm = $2 \
                AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL",
         )
@@ -456,14 +500,29 @@ impl Auth {
                 "the refresh token was issued to another client".into(),
             ));
         }
-        let user = AccountRow {
-            id: row.get(2),
-            tenant: Tenant {
-                id: row.get(3),
-                name: row.get(4),
-            },
-            name: row.get(5),
+        let tenant = Tenant {
+            id: row.get(3),
+            name: row.get(4),
+        };
+        let account_id: Option<i64> = row.get(2);
+        let device_id: Option<i64> = row.get(6);
+        let user = account_id.map(|id| AccountRow {
+            id,
+            tenant: tenant.clone(),
+            name: row.get::<Option<String>, _>(5).unwrap_or_default(),
             secret_hash: String::new(),
+        });
+        let owner = match (&user, device_id) {
+            (Some(u), _) => TokenOwner::Account(u),
+            (None, Some(device_id)) => TokenOwner::Device {
+                tenant: &tenant,
+                device_id,
+            },
+            (None, None) => {
+                return Err(GrantError::InvalidGrant(
+                    "invalid refresh token (it has no owner)".into(),
+                ));
+            }
         };
         // Only the request that revokes this very refresh token may issue the new pair (two
         // refreshes racing with one token cannot both succeed); revoking and issuing share a
@@ -488,7 +547,7 @@ impl Auth {
         .bind(&grant_id)
         .execute(&mut *tx)
         .await?;
-        let grant = issue_pair(&mut tx, realm, policy, &user, token_client, now).await?;
+        let grant = issue_pair(&mut tx, realm, policy, owner, token_client, now).await?;
         tx.commit().await?;
         Ok(grant)
     }
@@ -496,8 +555,9 @@ impl Auth {
     /// Accept an access token issued in `realm`.
     pub async fn verify_token(&self, realm: &str, token: &str) -> Result<TokenIdentity, AuthError> {
         let row = sqlx::query(
-            "SELECT t.id, t.name, a.name FROM login_tokens k \
-             JOIN login_accounts a ON a.id = k.account_id JOIN tenants t ON t.id = k.tenant_id \
+            "SELECT t.id, t.name, a.name, k.device_id FROM login_tokens k \
+             JOIN tenants t ON t.id = k.tenant_id \
+             LEFT JOIN login_accounts a ON a.id = k.account_id \
              LEFT JOIN login_accounts c ON c.id = k.client_id \
              WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
                AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL \
@@ -516,7 +576,8 @@ impl Auth {
                 id: row.get(0),
                 name: row.get(1),
             },
-            subject: row.get(2),
+            subject: row.get::<Option<String>, _>(2).unwrap_or_default(),
+            device_id: row.get(3),
         })
     }
 

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use crate::clock::SharedClock;
 use crate::storage::Db;
+use crate::storage::attributes::AttributeTable;
 
 /// How stale a device's `online_at` may get before a contact refreshes it.
 const ONLINE_RESOLUTION_MILLIS: i64 = 60_000;
@@ -223,13 +224,7 @@ impl Catalog {
         sn: &str,
     ) -> Result<Vec<(String, String)>, CatalogError> {
         let p = self.product(tenant_id, sn).await?;
-        let rows = sqlx::query(
-            "SELECT name, value FROM product_attributes WHERE product_id = $1 ORDER BY name",
-        )
-        .bind(p.id)
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(PRODUCT_ATTRIBUTES.read(&self.db, p.id).await?)
     }
 
     /// Set (or, with `None`, remove) product attributes in one transaction (see
@@ -242,8 +237,7 @@ impl Catalog {
     ) -> Result<Vec<(String, String)>, CatalogError> {
         check_attributes(changes)?;
         let p = self.product(tenant_id, sn).await?;
-        self.write_attributes(Attributes::Product, p.id, changes)
-            .await?;
+        PRODUCT_ATTRIBUTES.write(&self.db, p.id, changes).await?;
         self.product_attributes(tenant_id, sn).await
     }
 
@@ -331,6 +325,52 @@ impl Catalog {
             ))
         })?;
         Ok(device_from(&row))
+    }
+
+    /// Every tenant's product with this serial number (serial numbers are unique only per
+    /// tenant), for logins that name a product before any tenant is known.
+    pub async fn products_with_sn(&self, sn: &str) -> Result<Vec<Product>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE sn = $1 ORDER BY id",
+        )
+        .bind(sn)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Product {
+                id: r.get(0),
+                tenant_id: r.get(1),
+                sn: r.get(2),
+                name: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+
+    /// The product's device with exactly this MAC address, else one registered with the MAC
+    /// as its serial number and its MAC (a device login's first contact).
+    pub async fn device_by_mac(
+        &self,
+        product: &Product,
+        mac: &str,
+    ) -> Result<Device, CatalogError> {
+        let found = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} WHERE d.product_id = $1 AND d.mac = $2 ORDER BY d.id LIMIT 1"
+        ))
+        .bind(product.id)
+        .bind(mac)
+        .fetch_optional(self.db.pool())
+        .await?;
+        if let Some(row) = found {
+            return Ok(device_from(&row));
+        }
+        let patch = DevicePatch {
+            mac: Some(mac.to_string()),
+            ..DevicePatch::default()
+        };
+        self.update_device(product.tenant_id, &product.sn, mac, &patch)
+            .await
     }
 
     /// A device by its id.
@@ -574,68 +614,19 @@ impl Catalog {
     }
 }
 
-/// Whose attributes a write is for: the table and its owner column (fixed names, never input).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Attributes {
-    Product,
-    Release,
-}
+/// Product attributes (operator-set facts such as CTWing's protocol), owned by the catalog.
+pub(crate) const PRODUCT_ATTRIBUTES: AttributeTable = AttributeTable {
+    table: "product_attributes",
+    owner: "product_id",
+};
 
-impl Attributes {
-    fn table_and_owner(self) -> (&'static str, &'static str) {
-        match self {
-            Attributes::Product => ("product_attributes", "product_id"),
-            Attributes::Release => ("release_attributes", "release_id"),
-        }
-    }
-}
+/// Release attributes (dialect-kept facts such as MXChip's free-text size).
+pub(crate) const RELEASE_ATTRIBUTES: AttributeTable = AttributeTable {
+    table: "release_attributes",
+    owner: "release_id",
+};
 
-impl Catalog {
-    /// Set (`Some`) or remove (`None`) attributes of one owner in one transaction.
-    pub(crate) async fn write_attributes(
-        &self,
-        kind: Attributes,
-        owner_id: i64,
-        changes: &[(String, Option<String>)],
-    ) -> Result<(), CatalogError> {
-        let (table, owner) = kind.table_and_owner();
-        let upsert = format!(
-            "INSERT INTO {table} ({owner}, name, value) VALUES ($1, $2, $3) \
-             ON CONFLICT ({owner}, name) DO UPDATE SET value = excluded.value"
-        );
-        let delete = format!("DELETE FROM {table} WHERE {owner} = $1 AND name = $2");
-        let mut tx = self.db.pool().begin().await?;
-        for (name, value) in changes {
-            let q = match value {
-                Some(v) => sqlx::query(&upsert).bind(owner_id).bind(name).bind(v),
-                None => sqlx::query(&delete).bind(owner_id).bind(name),
-            };
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// Attribute names are 1-64 characters of `[A-Za-z0-9._-]` (so a dialect can namespace them,
-/// `ctwing.protocol`), values at most 1024 bytes.
+/// The attribute rules of [`crate::storage::attributes::check`], as a catalog error.
 pub(crate) fn check_attributes(changes: &[(String, Option<String>)]) -> Result<(), CatalogError> {
-    for (name, value) in changes {
-        let ok_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !ok_name {
-            return Err(CatalogError::Invalid(format!(
-                "attribute name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"
-            )));
-        }
-        if value.as_ref().is_some_and(|v| v.len() > 1024) {
-            return Err(CatalogError::Invalid(format!(
-                "attribute {name} is longer than 1024 bytes"
-            )));
-        }
-    }
-    Ok(())
+    crate::storage::attributes::check(changes).map_err(CatalogError::Invalid)
 }

@@ -623,13 +623,7 @@ impl Catalog {
         id: i64,
     ) -> Result<Vec<(String, String)>, CatalogError> {
         let r = self.release(tenant_id, id).await?;
-        let rows = sqlx::query(
-            "SELECT name, value FROM release_attributes WHERE release_id = $1 ORDER BY name",
-        )
-        .bind(r.id)
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(super::RELEASE_ATTRIBUTES.read(&self.db, r.id).await?)
     }
 
     /// Set (or, with `None`, remove) attributes of a live release in one transaction, under
@@ -642,7 +636,8 @@ impl Catalog {
     ) -> Result<Vec<(String, String)>, CatalogError> {
         super::check_attributes(changes)?;
         let r = self.release(tenant_id, id).await?;
-        self.write_attributes(super::Attributes::Release, r.id, changes)
+        super::RELEASE_ATTRIBUTES
+            .write(&self.db, r.id, changes)
             .await?;
         self.release_attributes(tenant_id, id).await
     }

@@ -15,6 +15,7 @@ use sqlx::Row;
 use super::job::{Event, JobState};
 use super::{Rollout, RolloutError};
 use crate::catalog::version;
+use crate::storage::attributes::AttributeTable;
 
 /// Where a campaign stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,6 +76,9 @@ pub enum Action {
     Stop,
     /// any unfinished status -> cancelled (final; open jobs are cancelled).
     Cancel,
+    /// running | paused -> draft: back to preparation (e.g. a test campaign turning formal
+    /// must be approved again); jobs under way keep going.
+    Revise,
 }
 
 impl Action {
@@ -91,6 +95,7 @@ impl Action {
                 &["draft", "pending", "running", "paused"],
                 CampaignStatus::Cancelled,
             ),
+            Action::Revise => (&["running", "paused"], CampaignStatus::Draft),
         }
     }
 
@@ -104,6 +109,7 @@ impl Action {
             Action::Resume => "resume",
             Action::Stop => "stop",
             Action::Cancel => "cancel",
+            Action::Revise => "revise",
         }
     }
 }
@@ -416,6 +422,12 @@ const JOB_COLUMNS: &str = "id, campaign_id, device_id, state, previous_state, re
     result_code, result_text, version_before, version_after, created_at, updated_at, deadline_at \
     FROM jobs";
 
+/// Campaign attributes (dialect-kept facts such as XLINK's from-version file).
+const CAMPAIGN_ATTRIBUTES: AttributeTable = AttributeTable {
+    table: "campaign_attributes",
+    owner: "campaign_id",
+};
+
 const OPEN_JOB: &str = "('queued', 'notified', 'downloading', 'installing')";
 
 /// What an actor does to chosen jobs of a campaign.
@@ -465,7 +477,7 @@ fn campaign_from(r: &sqlx::any::AnyRow) -> Campaign {
     }
 }
 
-fn job_from(r: &sqlx::any::AnyRow) -> Job {
+pub(crate) fn job_from(r: &sqlx::any::AnyRow) -> Job {
     let state = |i| JobState::parse(&r.get::<String, _>(i)).unwrap_or(JobState::Failed);
     Job {
         id: r.get(0),
@@ -1795,6 +1807,30 @@ impl Rollout {
         .fetch_all(self.db.pool())
         .await?;
         Ok((rows.iter().map(job_from).collect(), total))
+    }
+
+    /// A campaign's dialect-kept facts, by name.
+    pub async fn campaign_attributes(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Vec<(String, String)>, RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        Ok(CAMPAIGN_ATTRIBUTES.read(&self.db, id).await?)
+    }
+
+    /// Set (or, with `None`, remove) a campaign's attributes in one transaction, under the
+    /// same naming rules as product and release attributes.
+    pub async fn set_campaign_attributes(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String)>, RolloutError> {
+        crate::storage::attributes::check(changes).map_err(RolloutError::Invalid)?;
+        self.campaign(tenant_id, id).await?;
+        CAMPAIGN_ATTRIBUTES.write(&self.db, id, changes).await?;
+        self.campaign_attributes(tenant_id, id).await
     }
 
     /// A campaign's op log, oldest first.

@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod feed;
 pub mod job;
 pub mod scheduler;
+pub mod search;
 
 /// Why a rollout operation failed.
 #[derive(Debug, thiserror::Error)]

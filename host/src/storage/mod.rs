@@ -3,6 +3,8 @@
 //! matching backend embedded in the binary. Modules own their tables; this module owns only
 //! the connection and the schema's evolution.
 
+pub mod attributes;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 

@@ -33,7 +33,7 @@ use serde_json::json;
 use crate::authenticate;
 use crate::files::{firmware_of, ota_type};
 use crate::meta::{MxError, ok, respond};
-use crate::params::Params;
+use ota_plugin_sdk::params::Params;
 
 /// Who the dialect acts as in campaign op logs.
 const ACTOR: &str = "mxchip";

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::meta::{MxError, ok, respond};
-use crate::params::Params;
 use crate::{authenticate, product_of};
+use ota_plugin_sdk::params::Params;
 
 /// Attribute holding `size` as the client wrote it.
 const SIZE_ATTR: &str = "mxchip.size";

@@ -19,7 +19,6 @@ mod device;
 mod files;
 mod meta;
 mod oss;
-mod params;
 
 use ota_plugin_sdk::catalog::{self, Product};
 use ota_plugin_sdk::{Dialect, HostError, Refusal, Request, Response, Router, auth, dialect};

@@ -31,6 +31,12 @@ impl From<HostError> for MxError {
     }
 }
 
+impl From<ota_plugin_sdk::params::ParamError> for MxError {
+    fn from(e: ota_plugin_sdk::params::ParamError) -> Self {
+        MxError::BadParam(e.0)
+    }
+}
+
 impl MxError {
     pub fn into_response(self) -> Response {
         let (status, code, message) = match self {

@@ -21,6 +21,7 @@ pub mod bindings {
     });
 }
 
+pub mod params;
 mod request;
 mod response;
 mod router;

@@ -110,6 +110,25 @@ fn payload_from(p: catalog::Payload) -> PayloadRequest {
     }
 }
 
+/// A job as the contract shows it, its device named by `device_sn`.
+fn wit_job_of(j: Job, device_sn: String) -> rollout::Job {
+    rollout::Job {
+        id: j.id as u64,
+        campaign_id: j.campaign_id as u64,
+        device_sn,
+        state: job_state_to(j.state),
+        previous_state: job_state_to(j.previous_state),
+        retry_count: j.retry_count.clamp(0, 255) as u8,
+        result_code: j.result_code,
+        result_text: j.result_text,
+        version_before: j.version_before,
+        version_after: j.version_after,
+        created_at: ms(j.created_at),
+        updated_at: ms(j.updated_at),
+        deadline_at: j.deadline_at.map(ms),
+    }
+}
+
 fn job_state_from(s: rollout::JobState) -> JobState {
     match s {
         rollout::JobState::Queued => JobState::Queued,
@@ -363,21 +382,7 @@ impl RequestState {
             .device(j.device_id)
             .await
             .map_err(|e| self.catalog_err(e))?;
-        Ok(rollout::Job {
-            id: j.id as u64,
-            campaign_id: j.campaign_id as u64,
-            device_sn: device.sn,
-            state: job_state_to(j.state),
-            previous_state: job_state_to(j.previous_state),
-            retry_count: j.retry_count.clamp(0, 255) as u8,
-            result_code: j.result_code,
-            result_text: j.result_text,
-            version_before: j.version_before,
-            version_after: j.version_after,
-            created_at: ms(j.created_at),
-            updated_at: ms(j.updated_at),
-            deadline_at: j.deadline_at.map(ms),
-        })
+        Ok(wit_job_of(j, device.sn))
     }
 
     /// A campaign of the principal's tenant (tenant principals only).
@@ -532,7 +537,7 @@ impl auth::Host for RequestState {
                 &password,
             )
             .await;
-        self.token_grant(grant)
+        self.token_grant(grant).await
     }
 
     async fn refresh_grant(
@@ -551,7 +556,7 @@ impl auth::Host for RequestState {
                 &refresh_token,
             )
             .await;
-        self.token_grant(grant)
+        self.token_grant(grant).await
     }
 
     async fn verify_token(&mut self, token: String) -> Result<Principal, HostError> {
@@ -561,13 +566,10 @@ impl auth::Host for RequestState {
             .verify_token(&self.plugin.name, &token)
             .await
             .map_err(|e| self.auth_err(e))?;
-        Ok(self.establish(Acting {
-            tenant_id: id.tenant.id,
-            tenant: id.tenant.name,
-            subject: id.subject,
-            scheme: CredentialScheme::Token,
-            device: None,
-        }))
+        let acting = self
+            .token_acting(id.tenant, id.subject, id.device_id)
+            .await?;
+        Ok(self.establish(acting))
     }
 
     async fn revoke_token(&mut self, token: String) -> Result<(), HostError> {
@@ -607,6 +609,18 @@ impl auth::Host for RequestState {
         }))
     }
 
+    async fn device_login(
+        &mut self,
+        product_sn: String,
+        mac: String,
+        product_key: String,
+    ) -> Result<auth::TokenGrant, auth::GrantError> {
+        let grant = self
+            .device_login_grant(&product_sn, &mac, &product_key)
+            .await;
+        self.token_grant(grant).await
+    }
+
     async fn verify_product_key(
         &mut self,
         product_sn: String,
@@ -628,8 +642,105 @@ impl auth::Host for RequestState {
 }
 
 impl RequestState {
+    /// Who a token acts for: its account, or the one device a device login confined it to.
+    async fn token_acting(
+        &mut self,
+        tenant: crate::auth::Tenant,
+        subject: String,
+        device_id: Option<i64>,
+    ) -> Result<Acting, HostError> {
+        let device = match device_id {
+            Some(id) => Some(
+                self.services
+                    .catalog
+                    .device(id)
+                    .await
+                    .map_err(|e| self.catalog_err(e))?,
+            ),
+            None => None,
+        };
+        Ok(Acting {
+            tenant_id: tenant.id,
+            tenant: tenant.name,
+            subject: device.as_ref().map_or(subject, |d| d.sn.clone()),
+            scheme: CredentialScheme::Token,
+            device,
+        })
+    }
+
+    /// The product whose key `key` is (of whichever tenant), and its device with `mac`.
+    async fn device_login_grant(
+        &mut self,
+        product_sn: &str,
+        mac: &str,
+        key: &str,
+    ) -> Result<Grant, GrantError> {
+        let refused = || GrantError::InvalidGrant("unknown product or wrong product key".into());
+        let catalog_err = |e: crate::catalog::CatalogError| match e {
+            crate::catalog::CatalogError::Storage(e) => GrantError::Other(e.into()),
+            other => GrantError::Other(crate::auth::AuthError::Invalid(other.to_string())),
+        };
+        let products = self
+            .services
+            .catalog
+            .products_with_sn(product_sn)
+            .await
+            .map_err(catalog_err)?;
+        let mut product = None;
+        for p in products {
+            match self.services.auth.verify_product_key(p.id, key).await {
+                Ok(()) => {
+                    product = Some(p);
+                    break;
+                }
+                Err(crate::auth::AuthError::Unauthenticated(_)) => {}
+                Err(e) => return Err(GrantError::Other(e)),
+            }
+        }
+        let product = product.ok_or_else(refused)?;
+        let device = self
+            .services
+            .catalog
+            .device_by_mac(&product, mac)
+            .await
+            .map_err(catalog_err)?;
+        let tenant = self.services.auth.tenant_by_id(product.tenant_id).await?;
+        self.services
+            .auth
+            .device_grant(&self.plugin.name, self.plugin.tokens, &tenant, device.id)
+            .await
+    }
+
+    /// A campaign the principal may read: any of its tenant's, or, for a device principal,
+    /// one of its own product's.
+    async fn campaign_readable(&mut self, id: u64) -> Result<Campaign, HostError> {
+        let a = self.acting()?;
+        let (tenant_id, own_product) =
+            (a.tenant_id, a.device.as_ref().map(|d| d.product_sn.clone()));
+        let id = id_of(id, "campaign")?;
+        let c = self
+            .services
+            .rollout
+            .campaign(tenant_id, id)
+            .await
+            .map_err(|e| self.rollout_err(e))?;
+        if let Some(own) = own_product {
+            let product = self
+                .services
+                .campaign_product(&c)
+                .await
+                .map_err(|e| self.flow_err(e))?;
+            if product != own {
+                return Err(HostError::Forbidden(
+                    "device credentials reach only their own product's campaigns".into(),
+                ));
+            }
+        }
+        Ok(c)
+    }
+
     /// A grant's answer; a successful one also becomes the request's principal.
-    fn token_grant(
+    async fn token_grant(
         &mut self,
         grant: Result<Grant, GrantError>,
     ) -> Result<auth::TokenGrant, auth::GrantError> {
@@ -639,13 +750,11 @@ impl RequestState {
             Err(GrantError::InvalidGrant(m)) => return Err(auth::GrantError::InvalidGrant(m)),
             Err(GrantError::Other(e)) => return Err(auth::GrantError::Other(self.auth_err(e))),
         };
-        let principal = self.establish(Acting {
-            tenant_id: g.tenant.id,
-            tenant: g.tenant.name,
-            subject: g.subject,
-            scheme: CredentialScheme::Token,
-            device: None,
-        });
+        let acting = self
+            .token_acting(g.tenant, g.subject, g.device_id)
+            .await
+            .map_err(auth::GrantError::Other)?;
+        let principal = self.establish(acting);
         Ok(auth::TokenGrant {
             access_token: g.access_token,
             refresh_token: g.refresh_token,
@@ -1173,7 +1282,7 @@ impl rollout::Host for RequestState {
     }
 
     async fn get_campaign(&mut self, id: u64) -> Result<rollout::Campaign, HostError> {
-        let c = self.campaign_in_scope(id).await?;
+        let c = self.campaign_readable(id).await?;
         self.wit_campaign(c).await
     }
 
@@ -1524,7 +1633,7 @@ impl rollout::Host for RequestState {
     }
 
     async fn stats(&mut self, campaign_id: u64) -> Result<rollout::CampaignStats, HostError> {
-        let c = self.campaign_in_scope(campaign_id).await?;
+        let c = self.campaign_readable(campaign_id).await?;
         let s = self
             .services
             .rollout
@@ -1577,6 +1686,123 @@ impl rollout::Host for RequestState {
             })
             .collect();
         Ok(rollout::LogPage { total, items })
+    }
+
+    async fn revise(
+        &mut self,
+        id: u64,
+        actor: Option<String>,
+    ) -> Result<rollout::Campaign, HostError> {
+        let c = self.campaign_in_scope(id).await?;
+        let actor = self.actor(actor)?;
+        let c = self
+            .services
+            .rollout
+            .act(c.tenant_id, c.id, Action::Revise, &actor, "")
+            .await
+            .map_err(|e| self.rollout_err(e))?;
+        self.wit_campaign(c).await
+    }
+
+    async fn campaign_attributes(&mut self, id: u64) -> Result<Vec<(String, String)>, HostError> {
+        let c = self.campaign_readable(id).await?;
+        self.services
+            .rollout
+            .campaign_attributes(c.tenant_id, c.id)
+            .await
+            .map_err(|e| self.rollout_err(e))
+    }
+
+    async fn set_campaign_attributes(
+        &mut self,
+        id: u64,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<(String, String)>, HostError> {
+        let c = self.campaign_in_scope(id).await?;
+        self.services
+            .rollout
+            .set_campaign_attributes(c.tenant_id, c.id, &changes)
+            .await
+            .map_err(|e| self.rollout_err(e))
+    }
+
+    async fn search_jobs(
+        &mut self,
+        query: rollout::JobQuery,
+        w: types::Window,
+    ) -> Result<rollout::JobEntryPage, HostError> {
+        use crate::rollout::search::{Condition, Field, Operator, Query};
+        let a = self.acting()?;
+        let (tenant_id, only_device) = (a.tenant_id, a.device.as_ref().map(|d| d.id));
+        let (limit, offset) = check_window(w)?;
+        let field = |f: rollout::JobField| match f {
+            rollout::JobField::JobId => Field::JobId,
+            rollout::JobField::CampaignId => Field::CampaignId,
+            rollout::JobField::DeviceId => Field::DeviceId,
+            rollout::JobField::DeviceMac => Field::DeviceMac,
+            rollout::JobField::DeviceSn => Field::DeviceSn,
+            rollout::JobField::UpdatedAt => Field::UpdatedAt,
+        };
+        let q = Query {
+            conditions: query
+                .conditions
+                .into_iter()
+                .map(|c| Condition {
+                    field: field(c.field),
+                    operator: match c.operator {
+                        rollout::JobOperator::Eq => Operator::Eq,
+                        rollout::JobOperator::In => Operator::In,
+                        rollout::JobOperator::Lt => Operator::Lt,
+                        rollout::JobOperator::Lte => Operator::Lte,
+                        rollout::JobOperator::Gt => Operator::Gt,
+                        rollout::JobOperator::Gte => Operator::Gte,
+                        rollout::JobOperator::Like => Operator::Like,
+                    },
+                    values: c.values,
+                })
+                .collect(),
+            order: query
+                .order
+                .into_iter()
+                .map(|o| (field(o.field), o.descending))
+                .collect(),
+            states: query.states.into_iter().map(job_state_from).collect(),
+        };
+        let (hits, total) = self
+            .services
+            .rollout
+            .search_jobs(tenant_id, only_device, &q, limit, offset)
+            .await
+            .map_err(|e| self.rollout_err(e))?;
+        let mut products: std::collections::HashMap<i64, String> = Default::default();
+        let mut items = Vec::with_capacity(hits.len());
+        for h in hits {
+            let product_sn = match products.get(&h.product_id) {
+                Some(sn) => sn.clone(),
+                None => {
+                    let p = self
+                        .services
+                        .catalog
+                        .product_by_id(h.product_id)
+                        .await
+                        .map_err(|e| self.catalog_err(e))?;
+                    products.insert(h.product_id, p.sn.clone());
+                    p.sn
+                }
+            };
+            let device_id = h.job.device_id.max(0) as u64;
+            let job = wit_job_of(h.job, h.device_sn);
+            items.push(rollout::JobEntry {
+                job,
+                product_sn,
+                device_id,
+                device_mac: h.device_mac,
+            });
+        }
+        Ok(rollout::JobEntryPage {
+            total: total.max(0) as u64,
+            items,
+        })
     }
 }
 

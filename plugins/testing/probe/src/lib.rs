@@ -278,6 +278,22 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { id: u64, changes: Vec<(String, Option<String>)> });
             done(catalog::set_release_attributes(a.id, &a.changes))
         }
+        "revise" => {
+            let a = take!(b, { id: u64, actor: Option<String> });
+            done(rollout::revise(a.id, a.actor.as_deref()))
+        }
+        "campaign-attributes" => {
+            let a = take!(b, { id: u64 });
+            done(rollout::campaign_attributes(a.id))
+        }
+        "set-campaign-attributes" => {
+            let a = take!(b, { id: u64, changes: Vec<(String, Option<String>)> });
+            done(rollout::set_campaign_attributes(a.id, &a.changes))
+        }
+        "search-jobs" => {
+            let a = take!(b, { query: rollout::JobQuery, window: Window });
+            done(rollout::search_jobs(&a.query, a.window))
+        }
         other => json!({ "err": { "case": "no-such-call", "message": other } }),
     }
 }
@@ -301,6 +317,18 @@ fn grant(name: &str, b: &Value) -> Option<Value> {
                     &a.username,
                     &a.password,
                 )),
+                Err(e) => e,
+            }
+        }
+        "device-login" => {
+            #[derive(Deserialize)]
+            struct A {
+                product_sn: String,
+                mac: String,
+                product_key: String,
+            }
+            match args::<A>(b) {
+                Ok(a) => answer(auth::device_login(&a.product_sn, &a.mac, &a.product_key)),
                 Err(e) => e,
             }
         }

@@ -1,0 +1,159 @@
+//! What the plugin-vs-native benches share: knobs from the environment, a server with one
+//! bundled plugin, bulk-loaded devices, a native twin's listener, and rounds of concurrent
+//! requests summarized as requests/s and latency percentiles.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ota_host::Services;
+use ota_host::clock::SystemClock;
+use ota_host::config::{Config, FileConfig, Overrides};
+use ota_host::server::RunningServer;
+
+/// A numeric knob from the environment, else `default`.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One round's figures.
+pub struct Stats {
+    pub rps: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub n: usize,
+}
+
+impl Stats {
+    pub fn print(&self, label: &str, path: &str) {
+        println!(
+            "{label:>14} {path:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests)",
+            self.rps,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.n
+        );
+    }
+}
+
+/// Every item once, `concurrency` at a time; `send` makes (and checks) one request.
+pub async fn round<T, F, Fut>(items: &[T], concurrency: usize, send: F) -> Stats
+where
+    T: Clone + Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let per = items.len().div_ceil(concurrency.max(1));
+    let mut tasks = Vec::new();
+    for mine in items.chunks(per.max(1)) {
+        let (send, mine) = (send.clone(), mine.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(mine.len());
+            for item in mine {
+                let t = Instant::now();
+                send(item).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        rps: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        n: all.len(),
+    }
+}
+
+/// A server on 127.0.0.1:0 (SQLite in a temporary directory) serving one bundled plugin
+/// (`crate_file` as built, e.g. `ota_plugin_mxchip.wasm`, installed as `mount_file`).
+pub async fn start(
+    crate_file: &str,
+    mount_file: &str,
+    file: FileConfig,
+) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        std::path::Path::new(ota_host::bundled::BUILD_DIR).join(crate_file),
+        plugins.join(mount_file),
+    )
+    .unwrap();
+    let config = Config::from_parts(
+        file,
+        Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().join("data")),
+            plugins_dir: Some(plugins),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let server = ota_host::server::start(config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    (server, dir)
+}
+
+/// Insert `n` devices `dev-<i>` (MAC `mac(i)` when given) into a product in bulk:
+/// registration one by one is not what the benches measure.
+pub async fn bulk_devices(
+    s: &Services,
+    product_id: i64,
+    n: usize,
+    mac: Option<fn(usize) -> String>,
+) {
+    for batch in (0..n).collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = batch
+            .iter()
+            .map(|i| match mac {
+                Some(m) => format!("({product_id}, 'dev-{i}', '{}', 0)", m(*i)),
+                None => format!("({product_id}, 'dev-{i}', NULL, 0)"),
+            })
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO devices (product_id, sn, mac, created_at) VALUES {}",
+            values.join(",")
+        ))
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+/// Serve a native twin on its own loopback port; answers its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    base
+}
+
+/// Print both paths' figures for each label and the plugin/native ratios.
+pub fn report(rounds: &[(&str, Stats, Stats)]) {
+    for (label, native, plugin) in rounds {
+        native.print(label, "native");
+        plugin.print(label, "plugin");
+    }
+    for (label, native, plugin) in rounds {
+        println!(
+            "{label:>14} ratio plugin/native: throughput {:.2}, p50 latency {:.2}x",
+            plugin.rps / native.rps,
+            plugin.p50.as_secs_f64() / native.p50.as_secs_f64()
+        );
+    }
+}
