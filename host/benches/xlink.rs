@@ -23,6 +23,7 @@ use ota_host::auth::TokenPolicy;
 use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
 use ota_host::config::{FileConfig, ProductDecl, TenantDecl};
 use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
+use ota_host::rollout::job::JobState;
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -81,6 +82,12 @@ async fn native_check(
         3 => "sub",
         _ => return err(StatusCode::BAD_REQUEST, 4001001, "bad type"),
     };
+    if v["product_id"]
+        .as_str()
+        .is_some_and(|p| p != device.product_sn)
+    {
+        return err(StatusCode::BAD_REQUEST, 4001001, "another product's device");
+    }
     let identify = num("identify").unwrap_or(0);
     let Some(current) = num("current_version") else {
         return err(StatusCode::BAD_REQUEST, 4001001, "missing current_version");
@@ -100,12 +107,16 @@ async fn native_check(
     let r = s.catalog.release(c.tenant_id, c.release_id).await.unwrap();
     let attrs: HashMap<String, String> = s
         .rollout
-        .campaign_attributes(c.tenant_id, c.id)
+        .campaign_attributes(&c)
         .await
         .unwrap()
         .into_iter()
         .collect();
-    let stats = s.rollout.stats(c.tenant_id, c.id).await.unwrap();
+    let upgraded = s
+        .rollout
+        .count_jobs(&c, &[JobState::Succeeded])
+        .await
+        .unwrap();
     let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
     (
         StatusCode::OK,
@@ -122,7 +133,7 @@ async fn native_check(
             "target_version_url": attrs.get("xlink.target_version_url").cloned().or(r.external_url),
             "target_version_md5": r.md5,
             "target_version_size": r.size,
-            "upgrade_count": stats.by_state.get("succeeded").copied().unwrap_or(0),
+            "upgrade_count": upgraded,
             "status": 1,
             "type": type_of(&c.module),
             "identify": c.identify,
@@ -213,8 +224,8 @@ async fn provision(s: &Services, tenant_id: i64, product: &str) {
     }
 }
 
-/// One check: (base URL, device id, token, current version).
-type Check = (String, i64, String, usize);
+/// One check: (base URL, product, device id, token, current version).
+type Check = (String, &'static str, i64, String, usize);
 
 fn main() {
     let n = support::env("BENCH_DEVICES", 10_000) as usize;
@@ -265,7 +276,7 @@ fn main() {
                     .device_grant("xlink", policy, &tenant, id)
                     .await
                     .unwrap();
-                list.push((base.clone(), id, g.access_token, i % 4 + 1));
+                list.push((base.clone(), p, id, g.access_token, i % 4 + 1));
             }
             checks.insert(p, list);
         }
@@ -277,7 +288,7 @@ fn main() {
         let client = reqwest::Client::new();
         let send = {
             let client = client.clone();
-            move |(base, id, token, current): Check| {
+            move |(base, product, id, token, current): Check| {
                 let client = client.clone();
                 async move {
                     let r = client
@@ -285,7 +296,7 @@ fn main() {
                         .header("Content-Type", "application/json")
                         .header("Access-Token", token)
                         .body(format!(
-                            r#"{{"product_id":"x","type":"2","current_version":"0{current}","identify":"0"}}"#
+                            r#"{{"product_id":"{product}","type":"2","current_version":"0{current}","identify":"0"}}"#
                         ))
                         .send()
                         .await
@@ -297,7 +308,7 @@ fn main() {
             }
         };
         // Same answer from both (modulo ids and product), and warm-up of the instance pool.
-        let answer = |(base, id, token, current): Check| {
+        let answer = |(base, _, id, token, current): Check| {
             let client = client.clone();
             async move {
                 let mut v: Value = client

@@ -1414,6 +1414,25 @@ async fn device_logins_campaign_facts_and_job_search_through_the_contract() {
     ok(&t, "check-in", json!({"product_sn": PRODUCT, "device_sn": "peer", "module": "Mcu", "identify": 0, "current": "2"})).await;
     let stats = call_as(&t, &dev, "stats", json!({"campaign_id": id})).await;
     assert_eq!(stats["ok"]["total"], 2);
+    let count = |states: Value| {
+        call_as(
+            &t,
+            &dev,
+            "count-jobs",
+            json!({"campaign_id": id, "states": states}),
+        )
+    };
+    assert_eq!(count(json!([])).await["ok"], 2);
+    assert_eq!(count(json!(["Notified", "Succeeded"])).await["ok"], 2);
+    assert_eq!(count(json!(["Succeeded"])).await["ok"], 0);
+    let theirs = call_as(
+        &t,
+        &[("x-api-key", OTHER_TENANT_KEY)],
+        "count-jobs",
+        json!({"campaign_id": id, "states": []}),
+    )
+    .await;
+    assert_eq!(case(&theirs), "not-found");
     let revised = ok(&t, "revise", json!({"id": id, "actor": "ann"})).await;
     assert_eq!(revised["status"], "Draft");
     let log = ok(

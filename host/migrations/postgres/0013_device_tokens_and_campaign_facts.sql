@@ -14,3 +14,7 @@ CREATE TABLE campaign_attributes (
     value        TEXT    NOT NULL,
     PRIMARY KEY (campaign_id, name)
 );
+
+-- Counting a campaign's jobs in a state (XLINK's `upgrade_count` on every device check) reads
+-- the index alone.
+CREATE INDEX jobs_by_campaign_state ON jobs (campaign_id, state);

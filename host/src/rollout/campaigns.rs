@@ -1777,6 +1777,24 @@ impl Rollout {
         })
     }
 
+    /// How many of a campaign's jobs are in one of `states` (all when empty); the campaign
+    /// was loaded for its tenant.
+    pub async fn count_jobs(&self, c: &Campaign, states: &[JobState]) -> Result<i64, RolloutError> {
+        let id = c.id;
+        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let filter = if states.is_empty() {
+            String::new()
+        } else {
+            format!(" AND state IN ({})", marks.join(", "))
+        };
+        let sql = format!("SELECT COUNT(*) FROM jobs WHERE campaign_id = $1{filter}");
+        let mut q = sqlx::query_scalar(&sql).bind(id);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.fetch_one(self.db.pool()).await?)
+    }
+
     /// A campaign's jobs, oldest first, optionally only those in one state or of one device.
     pub async fn jobs(
         &self,
@@ -1809,14 +1827,12 @@ impl Rollout {
         Ok((rows.iter().map(job_from).collect(), total))
     }
 
-    /// A campaign's dialect-kept facts, by name.
+    /// A campaign's dialect-kept facts, by name (the campaign was loaded for its tenant).
     pub async fn campaign_attributes(
         &self,
-        tenant_id: i64,
-        id: i64,
+        c: &Campaign,
     ) -> Result<Vec<(String, String)>, RolloutError> {
-        self.campaign(tenant_id, id).await?;
-        Ok(CAMPAIGN_ATTRIBUTES.read(&self.db, id).await?)
+        Ok(CAMPAIGN_ATTRIBUTES.read(&self.db, c.id).await?)
     }
 
     /// Set (or, with `None`, remove) a campaign's attributes in one transaction, under the
@@ -1828,9 +1844,9 @@ impl Rollout {
         changes: &[(String, Option<String>)],
     ) -> Result<Vec<(String, String)>, RolloutError> {
         crate::storage::attributes::check(changes).map_err(RolloutError::Invalid)?;
-        self.campaign(tenant_id, id).await?;
+        let c = self.campaign(tenant_id, id).await?;
         CAMPAIGN_ATTRIBUTES.write(&self.db, id, changes).await?;
-        self.campaign_attributes(tenant_id, id).await
+        self.campaign_attributes(&c).await
     }
 
     /// A campaign's op log, oldest first.

@@ -94,12 +94,10 @@ impl Task {
 
     /// Devices that finished the upgrade.
     fn upgrade_count(&self) -> Result<u64, XError> {
-        let s = rollout::stats(self.campaign.id)?;
-        Ok(s.by_state
-            .iter()
-            .filter(|(st, _)| *st == JobState::Succeeded)
-            .map(|(_, n)| *n)
-            .sum())
+        Ok(rollout::count_jobs(
+            self.campaign.id,
+            &[JobState::Succeeded],
+        )?)
     }
 
     pub fn scope(&self) -> Result<Value, XError> {

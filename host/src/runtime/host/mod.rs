@@ -70,6 +70,9 @@ pub struct RequestState {
     request_id: String,
     host_url: String,
     acting: Option<Acting>,
+    /// Product serial numbers by id, read once per request: a check's answer names the
+    /// campaign's product several times.
+    product_sns: std::collections::HashMap<i64, String>,
 }
 
 impl WasiView for RequestState {
@@ -108,6 +111,7 @@ impl RequestState {
             plugin,
             request_id,
             host_url,
+            product_sns: Default::default(),
             acting: preauthorized.map(|p| Acting {
                 tenant_id: p.tenant_id,
                 tenant: p.tenant,

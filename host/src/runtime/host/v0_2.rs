@@ -307,11 +307,7 @@ impl RequestState {
     }
 
     async fn wit_campaign(&mut self, c: Campaign) -> Result<rollout::Campaign, HostError> {
-        let product_sn = self
-            .services
-            .campaign_product(&c)
-            .await
-            .map_err(|e| self.flow_err(e))?;
+        let product_sn = self.campaign_product_sn(&c).await?;
         let own = self
             .acting
             .as_ref()
@@ -711,6 +707,20 @@ impl RequestState {
             .await
     }
 
+    /// The serial number of a campaign's product (read once per request).
+    async fn campaign_product_sn(&mut self, c: &Campaign) -> Result<String, HostError> {
+        if let Some(sn) = self.product_sns.get(&c.product_id) {
+            return Ok(sn.clone());
+        }
+        let sn = self
+            .services
+            .campaign_product(c)
+            .await
+            .map_err(|e| self.flow_err(e))?;
+        self.product_sns.insert(c.product_id, sn.clone());
+        Ok(sn)
+    }
+
     /// A campaign the principal may read: any of its tenant's, or, for a device principal,
     /// one of its own product's.
     async fn campaign_readable(&mut self, id: u64) -> Result<Campaign, HostError> {
@@ -725,11 +735,7 @@ impl RequestState {
             .await
             .map_err(|e| self.rollout_err(e))?;
         if let Some(own) = own_product {
-            let product = self
-                .services
-                .campaign_product(&c)
-                .await
-                .map_err(|e| self.flow_err(e))?;
+            let product = self.campaign_product_sn(&c).await?;
             if product != own {
                 return Err(HostError::Forbidden(
                     "device credentials reach only their own product's campaigns".into(),
@@ -1337,11 +1343,7 @@ impl rollout::Host for RequestState {
         let actor = self.actor(None)?;
         let scope = match patch.scope {
             Some(s) => {
-                let product = self
-                    .services
-                    .campaign_product(&c)
-                    .await
-                    .map_err(|e| self.flow_err(e))?;
+                let product = self.campaign_product_sn(&c).await?;
                 Some(
                     self.services
                         .scope(c.tenant_id, &product, scope_from(s))
@@ -1501,11 +1503,7 @@ impl rollout::Host for RequestState {
         let (limit, offset) = check_window(w)?;
         let device_id = match &filter.device_sn {
             Some(sn) => {
-                let product = self
-                    .services
-                    .campaign_product(&c)
-                    .await
-                    .map_err(|e| self.flow_err(e))?;
+                let product = self.campaign_product_sn(&c).await?;
                 match self
                     .services
                     .catalog
@@ -1704,11 +1702,27 @@ impl rollout::Host for RequestState {
         self.wit_campaign(c).await
     }
 
+    async fn count_jobs(
+        &mut self,
+        campaign_id: u64,
+        states: Vec<rollout::JobState>,
+    ) -> Result<u64, HostError> {
+        let c = self.campaign_readable(campaign_id).await?;
+        let states: Vec<JobState> = states.into_iter().map(job_state_from).collect();
+        let n = self
+            .services
+            .rollout
+            .count_jobs(&c, &states)
+            .await
+            .map_err(|e| self.rollout_err(e))?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn campaign_attributes(&mut self, id: u64) -> Result<Vec<(String, String)>, HostError> {
         let c = self.campaign_readable(id).await?;
         self.services
             .rollout
-            .campaign_attributes(c.tenant_id, c.id)
+            .campaign_attributes(&c)
             .await
             .map_err(|e| self.rollout_err(e))
     }

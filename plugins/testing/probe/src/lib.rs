@@ -290,6 +290,10 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { id: u64, changes: Vec<(String, Option<String>)> });
             done(rollout::set_campaign_attributes(a.id, &a.changes))
         }
+        "count-jobs" => {
+            let a = take!(b, { campaign_id: u64, states: Vec<rollout::JobState> });
+            done(rollout::count_jobs(a.campaign_id, &a.states))
+        }
         "search-jobs" => {
             let a = take!(b, { query: rollout::JobQuery, window: Window });
             done(rollout::search_jobs(&a.query, a.window))
