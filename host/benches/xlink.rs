@@ -273,7 +273,7 @@ fn main() {
                 let id: i64 = row.get(0);
                 let g = s
                     .auth
-                    .device_grant("xlink", policy, &tenant, id)
+                    .device_grant("xlink", policy, &tenant, id, pid)
                     .await
                     .unwrap();
                 list.push((base.clone(), p, id, g.access_token, i % 4 + 1));

@@ -1412,8 +1412,14 @@ async fn device_logins_campaign_facts_and_job_search_through_the_contract() {
     let offer = call_as(&t, &dev, "check-in", check.clone()).await;
     assert_eq!(offer["ok"]["job"]["state"], "Notified", "{offer}");
     ok(&t, "check-in", json!({"product_sn": PRODUCT, "device_sn": "peer", "module": "Mcu", "identify": 0, "current": "2"})).await;
-    let stats = call_as(&t, &dev, "stats", json!({"campaign_id": id})).await;
-    assert_eq!(stats["ok"]["total"], 2);
+    let stats = ok(&t, "stats", json!({"campaign_id": id})).await;
+    assert_eq!(stats["total"], 2);
+    let denied = call_as(&t, &dev, "stats", json!({"campaign_id": id})).await;
+    assert_eq!(
+        case(&denied),
+        "forbidden",
+        "a device counts, it does not read statistics"
+    );
     let count = |states: Value| {
         call_as(
             &t,
@@ -1472,6 +1478,10 @@ async fn device_logins_campaign_facts_and_job_search_through_the_contract() {
     assert_eq!(all["items"][1]["device_id"], device_id);
     assert_eq!(all["items"][1]["device_mac"], "AABBCCDDEE01");
     assert_eq!(all["items"][1]["product_sn"], PRODUCT);
+    assert_eq!(
+        (&all["items"][1]["module"], &all["items"][1]["identify"]),
+        (&json!("Mcu"), &json!(0))
+    );
     let mac = ok(
         &t,
         "search-jobs",
@@ -1522,6 +1532,47 @@ async fn device_logins_campaign_facts_and_job_search_through_the_contract() {
     assert_eq!(
         mine["ok"]["total"], 1,
         "a device finds only its own jobs: {mine}"
+    );
+    // A new product key retires the tokens devices earned with the old one.
+    let s = ota_tests::admin(
+        &t,
+        reqwest::Method::PUT,
+        &format!("/admin/api/v1/tenants/acme/products/{PRODUCT}/key"),
+        Some(json!({"key": "acme-pk-2"})),
+    )
+    .await;
+    assert_eq!(s.0, 200);
+    let retired = call_as(&t, &dev, "get-product", json!({"sn": PRODUCT})).await;
+    assert_eq!(case(&retired), "unauthenticated", "{retired}");
+    let refreshed = call_as(
+        &t,
+        &[],
+        "refresh-grant",
+        json!({"client": null, "refresh_token": renewed["ok"]["refresh_token"]}),
+    )
+    .await;
+    assert!(refreshed["err"]["InvalidGrant"].is_string(), "{refreshed}");
+    assert!(login("AABBCCDDEE01", "acme-pk").await["err"]["InvalidGrant"].is_string());
+    assert_eq!(
+        login("AABBCCDDEE01", "acme-pk-2").await["ok"]["principal"]["tenant"],
+        "acme"
+    );
+    // A key that fits products of two tenants decides nothing: refused.
+    let s = ota_tests::admin(
+        &t,
+        reqwest::Method::PUT,
+        &format!("/admin/api/v1/tenants/globex/products/{PRODUCT}/key"),
+        Some(json!({"key": "acme-pk-2"})),
+    )
+    .await;
+    assert_eq!(s.0, 200);
+    let both = login("AABBCCDDEE01", "acme-pk-2").await;
+    assert!(
+        both["err"]["InvalidGrant"]
+            .as_str()
+            .unwrap()
+            .contains("several tenants"),
+        "{both}"
     );
     let theirs = call_as(
         &t,

@@ -1,5 +1,5 @@
 //! The storage layer against both backends: the same suite on SQLite and on a real
-//! PostgreSQL started for the test, plus the IoTStack flow over HTTP on PostgreSQL.
+//! PostgreSQL started for the test, plus the IoTStack and XLINK flows over HTTP on PostgreSQL.
 
 use std::sync::Arc;
 
@@ -257,7 +257,7 @@ async fn storage_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storage_and_iotstack_on_postgres() {
+async fn storage_and_dialects_on_postgres() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let (s, clock) = open(pg.create_database(), dir.path()).await;
@@ -307,6 +307,13 @@ async fn storage_and_iotstack_on_postgres() {
     t.clock.advance_secs(3_601);
     assert_eq!(t.server.scheduler_tick().await, 1);
     t.stop().await;
+
+    // XLINK's whole workflow: device tokens, campaign facts, the job search's bound LIKE.
+    crate::xlink::rollout_workflow(
+        crate::xlink::start_on(Some(pg.create_database())).await,
+        true,
+    )
+    .await;
     drop(pg);
 }
 

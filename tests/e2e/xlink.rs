@@ -12,8 +12,15 @@ const AUTH_CODE: &str = "xlink-authorize-code-1";
 const FIRMWARE: &[u8] = b"xlink mcu firmware v3 bytes";
 
 async fn start() -> TestServer {
+    start_on(None).await
+}
+
+/// A server with the XLINK plugin, its product key and two members, on `database` (SQLite
+/// in a temporary directory when none).
+pub(crate) async fn start_on(database: Option<String>) -> TestServer {
     let t = TestServer::start(Options {
         plugins: vec![("xlink.wasm", "xlink")],
+        database,
         ..Default::default()
     })
     .await;
@@ -188,12 +195,24 @@ fn task_path(id: &str) -> String {
     format!("/v2/upgrade/firmware/tasks/{id}")
 }
 
-/// The whole workflow under `Api-Version: 2`: device login → test task → devices → formal →
+/// The whole workflow: device login → test task → devices → formal →
 /// submit → reject → resubmit → approve → running → check (string and numeric bodies) →
 /// download → report → OTA logs → op logs → statistics.
 #[tokio::test]
 async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
-    let t = start().await;
+    rollout_workflow(start().await, true).await;
+}
+
+/// The same walk without `Api-Version`: pending and awaiting-audit tasks show as stopped (0).
+#[tokio::test]
+async fn test_to_formal_to_audit_to_rollout_without_api_version() {
+    rollout_workflow(start().await, false).await;
+}
+
+/// The workflow above on any server from [`start_on`] (the PostgreSQL suite runs it too).
+pub(crate) async fn rollout_workflow(t: TestServer, v2: bool) {
+    // Statuses 2 (pending execution) and 3 (awaiting audit) show only under Api-Version 2.
+    let st = |n: i64| json!(if v2 || n <= 1 { n } else { 0 });
     let alice = corp_login(&t, "alice", "alice-pw").await;
     assert_eq!(
         (&alice["corp_id"], &alice["member_id"]),
@@ -215,7 +234,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
 
     let (d1_token, d1) = device_login(&t, "AABBCCDDEE01").await;
     let (d2_token, d2) = device_login(&t, "aa:bb:cc:dd:ee:02").await;
-    let (_, d3) = device_login(&t, "AABBCCDDEE03").await;
+    let (d3_token, d3) = device_login(&t, "AABBCCDDEE03").await;
     assert_eq!(
         device_login(&t, "AABBCCDDEE01").await.1,
         d1,
@@ -229,7 +248,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
         Method::POST,
         "/v2/upgrade/firmware/task",
         &alice,
-        true,
+        v2,
         Some(new_task(
             "mcu v3",
             json!("02"),
@@ -243,7 +262,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
     .await;
     assert_eq!(s, 200, "{task}");
     let id = task["id"].as_str().unwrap().to_string();
-    assert_eq!(task["status"], 2);
+    assert_eq!(task["status"], st(2));
     assert_eq!(task["tag_type"], 1);
     assert_eq!(task["task_type"], 0);
     assert_eq!(task["type"], 2);
@@ -271,16 +290,16 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
             Method::PUT,
             format!("{}/devices", task_path(&id)),
             &alice,
-            true,
+            v2,
             Some(json!({"opt": opt, "device_list": list})),
         )
     };
     assert_eq!(devices(1, json!([d2.to_string()])).await.0, 200);
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(v["scope"]["device_list"], json!([d1, d2]));
     assert_eq!(devices(2, json!([d2])).await.0, 200);
     assert_eq!(devices(3, json!([d1])).await.0, 200);
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(v["scope"]["device_list"], json!([d1]));
 
     // Start the test task: d1 (listed) gets it, d2 does not.
@@ -325,17 +344,21 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
         Method::PUT,
         &format!("{}/product-tag", task_path(&id)),
         &alice,
-        true,
+        v2,
         Some(json!({"name": "mcu v3 formal", "scope": {"category": 0}})),
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(
         (&v["status"], &v["tag_type"], &v["name"]),
-        (&json!(2), &json!(0), &json!("mcu v3 formal"))
+        (&st(2), &json!(0), &json!("mcu v3 formal"))
     );
     assert_eq!(v["scope"]["category"], 0);
+    let (s, v) = status(json!(1)).await;
+    assert_error(s, &v, 400, 4001050);
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
+    assert_eq!(v["status"], st(2), "a formal task runs only once audited");
 
     // Submit to bob; alice may not audit; bob rejects, it is resubmitted, bob approves.
     let submit = || {
@@ -344,15 +367,15 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
             Method::PUT,
             format!("{}/submit-audit", task_path(&id)),
             &alice,
-            true,
+            v2,
             Some(json!({"audit_member_id": "bob"})),
         )
     };
     assert_eq!(submit().await.0, 200);
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(
         (&v["status"], &v["audit_member_id"]),
-        (&json!(3), &json!("bob"))
+        (&st(3), &json!("bob"))
     );
     let audit = |token: &str, result: Value| {
         let token = token.to_string();
@@ -364,7 +387,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
                 Method::PUT,
                 &format!("{}/audit", task_path(&id)),
                 &token,
-                true,
+                v2,
                 Some(json!({"audit_result": result})),
             )
             .await
@@ -373,15 +396,15 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
     let (s, v) = audit(&alice, json!(1)).await;
     assert_error(s, &v, 403, 4031001);
     assert_eq!(audit(&bob, json!("2")).await.0, 200);
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(
         (&v["status"], &v["audit_member_id"]),
-        (&json!(2), &json!("")),
+        (&st(2), &json!("")),
         "rejected: pending execution, auditor cleared"
     );
     assert_eq!(submit().await.0, 200);
     assert_eq!(audit(&bob, json!(1)).await.0, 200);
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(
         (&v["status"], &v["audit_member_id"]),
         (&json!(1), &json!(""))
@@ -419,7 +442,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
     assert_eq!(text["target_version_md5"], md5);
     assert_eq!(text["from_version_md5"], "0123456789abcdef0123456789abcdef");
     assert_eq!(text["id"], id);
-    let (s, _, v2) = send(
+    let (s, _, numeric) = send(
         &t,
         Method::POST,
         &format!("/v2/upgrade/firmware/check/{d2}"),
@@ -427,8 +450,8 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
         Some(json!({"type": 2, "identify": 0, "current_version": 2}).to_string()),
     )
     .await;
-    assert_eq!(s, 200, "no Content-Type at all: {v2}");
-    assert_eq!(v2["target_version"], 3);
+    assert_eq!(s, 200, "no Content-Type at all: {numeric}");
+    assert_eq!(numeric["target_version"], 3);
 
     // Download what the check named.
     let bytes = t
@@ -462,7 +485,7 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
     assert_eq!(s, 200, "{v}");
     let (s, v) = report(d2, &d2_token, json!({"type": 2, "mod": "MX1290", "identify": 0, "last_version": 2, "current_version": 2, "result": 1, "desc": "flash write failed"})).await;
     assert_eq!(s, 200, "{v}");
-    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, true, None).await;
+    let (_, v) = call(&t, Method::GET, &task_path(&id), &alice, v2, None).await;
     assert_eq!(v["upgrade_count"], 1);
     let (s, v) = call(
         &t,
@@ -475,24 +498,28 @@ async fn test_to_formal_to_audit_to_rollout_under_api_version_2() {
     .await;
     assert_error(s, &v, 404, 4041013);
 
-    // The gateway logs that it handed d3 the task (d3 never checked in).
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/upgrade/ota-log",
-        &[("Access-Token", &alice), ("Corp-ID", "globex")],
-        Some(json!({"device_id": d3.to_string(), "task_id": id}).to_string()),
-    )
-    .await;
+    // The gateway logs that it handed d3 the task (d3 never checked in): only once d3's
+    // version is known (here from a report without a job) and the task applies to it.
+    let issue = |corp: &'static str| {
+        let (t, alice) = (&t, alice.clone());
+        let body = json!({"device_id": d3.to_string(), "task_id": id}).to_string();
+        async move {
+            let headers = [("Access-Token", alice.as_str()), ("Corp-ID", corp)];
+            send(t, Method::POST, "/v2/upgrade/ota-log", &headers, Some(body)).await
+        }
+    };
+    let (s, _, v) = issue("globex").await;
     assert_error(s, &v, 403, 4031001);
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/upgrade/ota-log",
-        &[("Access-Token", &alice), ("Corp-ID", "acme")],
-        Some(json!({"device_id": d3.to_string(), "task_id": id}).to_string()),
+    let (s, _, v) = issue("acme").await;
+    assert_error(s, &v, 400, 4001050);
+    let (s, v) = report(
+        d3,
+        &d3_token,
+        json!({"type": 2, "identify": 0, "current_version": 2, "result": 0}),
     )
     .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, v) = issue("acme").await;
     assert_eq!(s, 200, "{v}");
 
     // OTA logs and the query language.
@@ -991,6 +1018,7 @@ async fn refusals() {
         with("target_version_url", json!("ftp://x")),
         with("scope", json!({"category": 1})),
         with("scope", json!({"category": 1, "device_list": [999999]})),
+        with("from_version", json!(5)),
         without("name"),
         without("target_version"),
         without("target_version_size"),
@@ -1022,6 +1050,11 @@ async fn refusals() {
     )
     .await;
     assert_eq!(v["count"], 0, "no half-made task: {v}");
+    let (_, releases) = t.admin_get(&format!("{BASE}/releases")).await;
+    assert_eq!(
+        releases["total"], 0,
+        "no release without its task: {releases}"
+    );
 
     // Illegal workflow steps change nothing.
     let (s, formal) = post("/v2/upgrade/firmware/task", &alice, good.clone()).await;

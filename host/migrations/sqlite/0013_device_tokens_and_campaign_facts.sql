@@ -1,6 +1,7 @@
 -- Device logins (XLINK's `device_login`): a token pair may belong to a device instead of a
--- login account, so `account_id` becomes optional and `device_id` names the device. SQLite
--- cannot relax NOT NULL in place, so the table is rebuilt.
+-- login account, so `account_id` becomes optional and `device_id` names the device;
+-- `device_product_id` is the product whose key the device logged in with (a new key revokes
+-- those pairs). SQLite cannot relax NOT NULL in place, so the table is rebuilt.
 CREATE TABLE login_tokens_new (
     token_hash   TEXT    PRIMARY KEY,
     grant_id     TEXT    NOT NULL,
@@ -9,6 +10,7 @@ CREATE TABLE login_tokens_new (
     tenant_id    BIGINT  NOT NULL REFERENCES tenants(id),
     account_id   BIGINT  REFERENCES login_accounts(id),
     device_id    BIGINT  REFERENCES devices(id),
+    device_product_id BIGINT REFERENCES products(id),
     client_id    BIGINT  REFERENCES login_accounts(id),
     issued_at    BIGINT  NOT NULL,
     expires_at   BIGINT  NOT NULL,
@@ -25,6 +27,7 @@ CREATE INDEX login_tokens_by_grant ON login_tokens (grant_id);
 CREATE INDEX login_tokens_by_account ON login_tokens (account_id);
 CREATE INDEX login_tokens_by_client ON login_tokens (client_id);
 CREATE INDEX login_tokens_by_device ON login_tokens (device_id);
+CREATE INDEX login_tokens_by_device_product ON login_tokens (device_product_id);
 
 -- Dialect-kept facts about a campaign the common record has no field for (e.g. XLINK's
 -- from-version file and its manual/auto flag), owned by `rollout`.

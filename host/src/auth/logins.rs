@@ -87,7 +87,12 @@ pub struct TokenIdentity {
 /// product's key.
 enum TokenOwner<'a> {
     Account(&'a AccountRow),
-    Device { tenant: &'a Tenant, device_id: i64 },
+    Device {
+        tenant: &'a Tenant,
+        device_id: i64,
+        /// The product whose key the device logged in with.
+        product_id: i64,
+    },
 }
 
 /// Why a grant was refused, in OAuth2's terms.
@@ -180,10 +185,15 @@ async fn issue_pair(
     client_id: Option<i64>,
     now: i64,
 ) -> Result<Grant, AuthError> {
-    let (tenant, account_id, device_id, subject) = match owner {
+    let (tenant, account_id, device, subject) = match owner {
         TokenOwner::Account(a) => (&a.tenant, Some(a.id), None, a.name.clone()),
-        TokenOwner::Device { tenant, device_id } => (tenant, None, Some(device_id), String::new()),
+        TokenOwner::Device {
+            tenant,
+            device_id,
+            product_id,
+        } => (tenant, None, Some((device_id, product_id)), String::new()),
     };
+    let device_id = device.map(|d| d.0);
     let grant_id = new_token();
     let access = new_token();
     let refresh = new_token();
@@ -194,8 +204,8 @@ async fn issue_pair(
         let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO login_tokens (token_hash, grant_id, kind, realm, tenant_id, \
-               account_id, device_id, client_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+               account_id, device_id, device_product_id, client_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(hash(token))
         .bind(&grant_id)
@@ -204,6 +214,7 @@ async fn issue_pair(
         .bind(tenant.id)
         .bind(account_id)
         .bind(device_id)
+        .bind(device.map(|d| d.1))
         .bind(client_id)
         .bind(now)
         .bind(now.saturating_add(ttl_ms))
@@ -458,10 +469,15 @@ impl Auth {
         policy: TokenPolicy,
         tenant: &Tenant,
         device_id: i64,
+        product_id: i64,
     ) -> Result<Grant, GrantError> {
         let mut tx = self.db.pool().begin().await?;
         let now = self.clock.now_millis();
-        let owner = TokenOwner::Device { tenant, device_id };
+        let owner = TokenOwner::Device {
+            tenant,
+            device_id,
+            product_id,
+        };
         let grant = issue_pair(&mut tx, realm, policy, owner, None, now).await?;
         tx.commit().await?;
         Ok(grant)
@@ -479,7 +495,8 @@ impl Auth {
         let now = self.clock.now_millis();
         let token_hash = hash(refresh_token);
         let row = sqlx::query(
-            "SELECT k.grant_id, k.client_id, k.account_id, t.id, t.name, a.name, k.device_id \
+            "SELECT k.grant_id, k.client_id, k.account_id, t.id, t.name, a.name, k.device_id, \
+               k.device_product_id \
              FROM login_tokens k JOIN tenants t ON t.id = k.tenant_id \
              LEFT JOIN login_accounts a ON a.id = k.account_id \
              WHERE k.token_hash = $1 AND k.kind = 'refresh' AND k.realm = $2 \
@@ -505,18 +522,19 @@ impl Auth {
             name: row.get(4),
         };
         let account_id: Option<i64> = row.get(2);
-        let device_id: Option<i64> = row.get(6);
+        let device: Option<(i64, i64)> = row.get::<Option<i64>, _>(6).zip(row.get(7));
         let user = account_id.map(|id| AccountRow {
             id,
             tenant: tenant.clone(),
             name: row.get::<Option<String>, _>(5).unwrap_or_default(),
             secret_hash: String::new(),
         });
-        let owner = match (&user, device_id) {
+        let owner = match (&user, device) {
             (Some(u), _) => TokenOwner::Account(u),
-            (None, Some(device_id)) => TokenOwner::Device {
+            (None, Some((device_id, product_id))) => TokenOwner::Device {
                 tenant: &tenant,
                 device_id,
+                product_id,
             },
             (None, None) => {
                 return Err(GrantError::InvalidGrant(

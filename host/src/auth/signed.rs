@@ -174,7 +174,8 @@ impl Auth {
         })
     }
 
-    /// Set a product's key (generated unless given); answers it (shown once).
+    /// Set a product's key (generated unless given); answers it (shown once). Tokens devices
+    /// earned with the old key (device logins) are revoked with it.
     pub async fn set_product_key(
         &self,
         product_id: i64,
@@ -182,6 +183,16 @@ impl Auth {
     ) -> Result<String, AuthError> {
         let key = key.map_or_else(|| random_token(32), str::to_string);
         printable("product key", &key, 256)?;
+        let now = self.clock.now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query(
+            "UPDATE login_tokens SET revoked_at = $1 \
+             WHERE device_product_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(product_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO product_keys (product_id, key_hash, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (product_id) DO UPDATE SET key_hash = excluded.key_hash, \
@@ -189,9 +200,10 @@ impl Auth {
         )
         .bind(product_id)
         .bind(hash(&key))
-        .bind(self.clock.now_millis())
-        .execute(self.db.pool())
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(key)
     }
 

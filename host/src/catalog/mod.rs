@@ -365,6 +365,18 @@ impl Catalog {
         if let Some(row) = found {
             return Ok(device_from(&row));
         }
+        // A device already named by this MAC keeps the MAC it has.
+        match self.find_device(product.tenant_id, &product.sn, mac).await {
+            Ok(d) if d.mac.as_deref().is_some_and(|m| !m.is_empty() && m != mac) => {
+                return Err(CatalogError::Conflict(format!(
+                    "device {mac} of product {} has MAC {}",
+                    product.sn,
+                    d.mac.unwrap_or_default()
+                )));
+            }
+            Ok(_) | Err(CatalogError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
         let patch = DevicePatch {
             mac: Some(mac.to_string()),
             ..DevicePatch::default()

@@ -800,15 +800,9 @@ impl Rollout {
             add(" AND product_id = ?", Bind::I(p));
         }
         if let Some(n) = &f.name_contains {
-            // LIKE wildcards in the needle are matched literally.
-            let escaped = n
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
             add(
                 " AND LOWER(name) LIKE ? ESCAPE '\\'",
-                Bind::S(format!("%{escaped}%")),
+                Bind::S(super::search::like_pattern(n)),
             );
         }
         if let Some(m) = &f.module {

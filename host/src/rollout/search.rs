@@ -90,6 +90,9 @@ pub struct Hit {
     pub device_sn: String,
     pub device_mac: Option<String>,
     pub product_id: i64,
+    /// The campaign's module and identify.
+    pub module: String,
+    pub identify: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,8 +109,9 @@ struct Sql {
     args: Vec<Arg>,
 }
 
-/// `%`, `_` and the escape character itself match literally inside a `like` value.
-fn like_pattern(value: &str) -> String {
+/// A case-insensitive "contains" pattern for `LOWER(col) LIKE … ESCAPE '\'`: `%`, `_` and
+/// the escape character itself match literally inside `value`.
+pub(crate) fn like_pattern(value: &str) -> String {
     let mut p = String::with_capacity(value.len() + 2);
     p.push('%');
     for c in value.chars() {
@@ -250,7 +254,8 @@ impl Rollout {
         let select = format!(
             "SELECT j.id, j.campaign_id, j.device_id, j.state, j.previous_state, j.retry_count, \
                j.result_code, j.result_text, j.version_before, j.version_after, j.created_at, \
-               j.updated_at, j.deadline_at, d.sn, d.mac, c.product_id {FROM} WHERE {} \
+               j.updated_at, j.deadline_at, d.sn, d.mac, c.product_id, c.module, c.identify {FROM} \
+             WHERE {} \
              ORDER BY {} LIMIT ${} OFFSET ${}",
             sql.filter,
             sql.order,
@@ -273,6 +278,8 @@ impl Rollout {
                 device_sn: r.get(13),
                 device_mac: r.get(14),
                 product_id: r.get(15),
+                module: r.get(16),
+                identify: r.get(17),
             })
             .collect();
         Ok((hits, total))

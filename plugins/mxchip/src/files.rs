@@ -118,11 +118,8 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 fn check_md5(md5: &str) -> Result<String, MxError> {
-    if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(md5.to_ascii_lowercase())
-    } else {
-        Err(MxError::BadParam("md5 must be 32 hex characters".into()))
-    }
+    ota_plugin_sdk::params::md5_hex(md5)
+        .ok_or_else(|| MxError::BadParam("md5 must be 32 hex characters".into()))
 }
 
 /// Where a firmware's bytes are: an object uploaded to this host (its md5, and its size

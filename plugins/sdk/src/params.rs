@@ -10,6 +10,12 @@ use crate::Request;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamError(pub String);
 
+/// A 32-hex-digit MD5 as sent (any case), lower-cased; `None` when it is not one.
+pub fn md5_hex(value: &str) -> Option<String> {
+    let v = value.trim();
+    (v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase())
+}
+
 impl std::fmt::Display for ParamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

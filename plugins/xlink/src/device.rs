@@ -35,15 +35,7 @@ pub(crate) fn path_device(req: &Request, caller: &Principal) -> Result<Device, X
 /// The module and identify a check or report is about (`type` 1 wifi by default).
 fn module(p: &ota_plugin_sdk::params::Params) -> Result<(Module, u32), XError> {
     let module = crate::module_of(crate::choice(p, "type", &[1, 2, 3], Some(1))?)?;
-    let identify = match p.int("identify")?.unwrap_or(0) {
-        i if (0..=i64::from(u32::MAX)).contains(&i) => i as u32,
-        i => {
-            return Err(XError::Param(format!(
-                "identify must be a non-negative integer, not {i}"
-            )));
-        }
-    };
-    Ok((module, identify))
+    Ok((module, crate::identify(p)?))
 }
 
 /// `product_id`, when sent, must be the device's product.
@@ -111,13 +103,11 @@ fn open_job(
             limit: 50,
         },
     )?;
-    for entry in page.items {
-        let c = rollout::get_campaign(entry.job.campaign_id)?;
-        if c.module == module && c.identify == identify {
-            return Ok(Some(entry.job));
-        }
-    }
-    Ok(None)
+    Ok(page
+        .items
+        .into_iter()
+        .find(|e| e.module == module && e.identify == identify)
+        .map(|e| e.job))
 }
 
 pub fn report(req: &Request) -> Response {

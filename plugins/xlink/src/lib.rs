@@ -39,12 +39,17 @@ pub(crate) fn params(req: &Request) -> Result<Params, XError> {
     Ok(Params::of(req)?)
 }
 
+/// A header's value without the spaces and quotes the spec prints around values
+/// (`Api-Version: " 2 "`); `None` when absent or empty.
+pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.header(name)
+        .map(|v| v.trim().trim_matches('"').trim())
+        .filter(|v| !v.is_empty())
+}
+
 /// The principal of the request's `Access-Token` (device or member).
 pub(crate) fn token(req: &Request) -> Result<Principal, XError> {
-    let token = req
-        .header("access-token")
-        .map(|t| t.trim().trim_matches('"').trim())
-        .filter(|t| !t.is_empty())
+    let token = header(req, "access-token")
         .ok_or_else(|| XError::Token("missing Access-Token header".into()))?;
     auth::verify_token(token).map_err(|e| match e {
         HostError::Unauthenticated(m) | HostError::Forbidden(m) | HostError::NotFound(m) => {
@@ -67,9 +72,7 @@ pub(crate) fn member(req: &Request) -> Result<Principal, XError> {
 
 /// `Api-Version: 2` (quotes and spaces as the spec prints them are tolerated).
 pub(crate) fn api_v2(req: &Request) -> bool {
-    req.header("api-version")
-        .map(|v| v.trim().trim_matches('"').trim() == "2")
-        .unwrap_or(false)
+    header(req, "api-version") == Some("2")
 }
 
 /// XLINK's firmware type (1 wifi, 2 mcu, 3 sub-device).
@@ -106,6 +109,28 @@ pub(crate) fn version(p: &Params, name: &str) -> Result<Option<u32>, XError> {
 /// A required 32-bit version number.
 pub(crate) fn required_version(p: &Params, name: &str) -> Result<u32, XError> {
     version(p, name)?.ok_or_else(|| XError::Param(format!("missing {name}")))
+}
+
+/// `identify` (0 when absent): which MCU or sub-device.
+pub(crate) fn identify(p: &Params) -> Result<u32, XError> {
+    match p.int("identify")?.unwrap_or(0) {
+        i if (0..=i64::from(u32::MAX)).contains(&i) => Ok(i as u32),
+        i => Err(XError::Param(format!(
+            "identify must be a non-negative integer, not {i}"
+        ))),
+    }
+}
+
+/// `offset` (0) and `limit` (10, at most `max`).
+pub(crate) fn page(p: &Params, max: u64) -> Result<(u64, u64), XError> {
+    let offset = p.int("offset")?.unwrap_or(0);
+    let limit = p.int("limit")?.unwrap_or(10);
+    if offset < 0 || limit < 0 {
+        return Err(XError::Param(
+            "offset and limit must not be negative".into(),
+        ));
+    }
+    Ok((offset as u64, (limit as u64).clamp(1, max)))
 }
 
 /// An integer parameter that must be one of `allowed`, `default` when absent.

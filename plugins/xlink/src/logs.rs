@@ -61,15 +61,32 @@ pub fn issued(req: &Request) -> Response {
             }
             Some(_) => {}
             None => {
-                // The gateway delivered it as if the device had asked: the engine decides
-                // whether this task applies to the version the device runs.
+                // The gateway delivered it as if the device had asked, so the device must be
+                // one the task reaches, on the task's from_version, before the engine is
+                // asked (which admits it and records the issue).
                 let running = device
                     .modules
                     .iter()
                     .find(|m| m.module == c.module && m.identify == c.identify)
                     .map(|m| m.version.clone())
-                    .or_else(|| c.from_version.clone())
-                    .unwrap_or_default();
+                    .ok_or_else(|| {
+                        XError::State(format!(
+                            "device {id} has not reported a version of this task's module"
+                        ))
+                    })?;
+                let in_scope = match &c.scope {
+                    rollout::Scope::Devices(sns) => sns.contains(&device.sn),
+                    _ => true,
+                };
+                if c.status != rollout::CampaignStatus::Running
+                    || !in_scope
+                    || c.from_version.as_deref().is_some_and(|f| f != running)
+                {
+                    return Err(XError::State(format!(
+                        "task {} is not running for device {id} (running version {running})",
+                        c.id
+                    )));
+                }
                 let offer =
                     rollout::check_in(&c.product_sn, &device.sn, c.module, c.identify, &running)?;
                 if offer.map(|o| o.campaign.id) != Some(c.id) {
@@ -100,14 +117,26 @@ fn field(name: &str) -> Result<JobField, XError> {
     })
 }
 
+/// A condition's value as text; MACs are compared as they are stored (upper case, no
+/// separators).
 fn scalar(field: &str, v: &Value) -> Result<String, XError> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(XError::Param(format!(
-            "query.{field} takes a string or a number"
-        ))),
-    }
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(XError::Param(format!(
+                "query.{field} takes a string or a number"
+            )));
+        }
+    };
+    Ok(if field == "device_mac" {
+        text.chars()
+            .filter(|c| !matches!(c, ':' | '-'))
+            .collect::<String>()
+            .to_ascii_uppercase()
+    } else {
+        text
+    })
 }
 
 /// `{"field": {"$op": value}, ...}` as the host's conditions (a bare value means `$eq`).

@@ -31,12 +31,8 @@ fn text_limit(p: &Params, name: &str, max: usize) -> Result<Option<String>, XErr
 }
 
 fn check_md5(name: &str, md5: &str) -> Result<String, XError> {
-    let md5 = md5.trim().to_ascii_lowercase();
-    if md5.len() == 32 && md5.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(md5)
-    } else {
-        Err(XError::Param(format!("{name} must be 32 hex digits")))
-    }
+    ota_plugin_sdk::params::md5_hex(md5)
+        .ok_or_else(|| XError::Param(format!("{name} must be 32 hex digits")))
 }
 
 fn check_url(name: &str, url: &str) -> Result<(), XError> {
@@ -183,12 +179,14 @@ fn payload(url: &str, md5: &str, size: u64) -> Result<Payload, XError> {
     }))
 }
 
-/// Make a release offerable by a formal task.
-fn ensure_online(r: &Release) -> Result<(), XError> {
+/// Make a release offerable by a formal task (the host refuses a formal campaign of a test
+/// release); answers whether it changed, so that a later failure can put it back.
+fn ensure_online(r: &Release) -> Result<bool, XError> {
     if r.status == ReleaseStatus::Test {
         catalog::set_release_status(r.id, ReleaseStatus::Online)?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 pub fn create(req: &Request) -> Response {
@@ -202,9 +200,9 @@ pub fn create(req: &Request) -> Response {
         let description = text_limit(&p, "description", 250)?.unwrap_or_default();
         let from = crate::required_version(&p, "from_version")?;
         let target = crate::required_version(&p, "target_version")?;
-        if from == target {
+        if target <= from {
             return Err(XError::Param(
-                "target_version must differ from from_version".into(),
+                "target_version must be greater than from_version".into(),
             ));
         }
         let from_url = p.text("from_version_url")?.unwrap_or_default();
@@ -222,14 +220,7 @@ pub fn create(req: &Request) -> Response {
         let target_size = size(&p, "target_version_size")?
             .ok_or_else(|| XError::Param("missing target_version_size".into()))?;
         let module = crate::module_of(crate::choice(&p, "type", &[1, 2, 3], Some(1))?)?;
-        let identify = match p.int("identify")?.unwrap_or(0) {
-            i if (0..=i64::from(u32::MAX)).contains(&i) => i as u32,
-            i => {
-                return Err(XError::Param(format!(
-                    "identify must be a non-negative integer, not {i}"
-                )));
-            }
-        };
+        let identify = crate::identify(&p)?;
         let task_type = crate::choice(&p, "task_type", &[0, 1], Some(0))?;
         let tag = match crate::choice(&p, "tag_type", &[0, 1], Some(0))? {
             0 => CampaignTag::Formal,
@@ -252,34 +243,48 @@ pub fn create(req: &Request) -> Response {
             )));
         }
         let payload = payload(&target_url, &target_md5, target_size)?;
-        let release = match find_release(&product, module, identify, &target_text)? {
+        // Everything is checked; the writes follow, and a failure undoes the earlier ones.
+        let (release, made_release) = match find_release(&product, module, identify, &target_text)?
+        {
             Some(r) if r.md5 != target_md5 => {
                 return Err(XError::Param(format!(
                     "version {target} is already registered with another file (md5 {})",
                     r.md5
                 )));
             }
-            Some(r) => r,
-            None => catalog::create_release(&NewRelease {
-                product_sn: product.clone(),
-                module,
-                identify,
-                name: format!("{name} v{target}"),
-                version: target_text,
-                from_version: None,
-                payload,
-                status: match tag {
-                    CampaignTag::Formal => ReleaseStatus::Online,
-                    CampaignTag::Test => ReleaseStatus::Test,
-                },
-                description: description.clone(),
-                customize: String::new(),
-                mac_range: vec![],
-            })?,
+            Some(r) => (r, false),
+            None => {
+                let r = catalog::create_release(&NewRelease {
+                    product_sn: product.clone(),
+                    module,
+                    identify,
+                    name: format!("{name} v{target}"),
+                    version: target_text,
+                    from_version: None,
+                    payload,
+                    status: match tag {
+                        CampaignTag::Formal => ReleaseStatus::Online,
+                        CampaignTag::Test => ReleaseStatus::Test,
+                    },
+                    description: description.clone(),
+                    customize: String::new(),
+                    mac_range: vec![],
+                })?;
+                (r, true)
+            }
         };
-        if tag == CampaignTag::Formal {
-            ensure_online(&release)?;
-        }
+        let put_online = match tag {
+            CampaignTag::Formal if !made_release => ensure_online(&release)?,
+            _ => false,
+        };
+        let undo_release = |e: XError| {
+            if made_release {
+                let _ = catalog::delete_release(release.id);
+            } else if put_online {
+                let _ = catalog::set_release_status(release.id, ReleaseStatus::Test);
+            }
+            e
+        };
         let campaign = rollout::create_campaign(&NewCampaign {
             release_id: release.id,
             name,
@@ -293,31 +298,39 @@ pub fn create(req: &Request) -> Response {
             waves: None,
             maintenance_window: None,
             created_by: Some(member.subject.clone()),
-        })?;
+        })
+        .map_err(|e| undo_release(e.into()))?;
+        // A formal task made under Api-Version 2 is "pending execution": it runs once audited.
+        let audit = if tag == CampaignTag::Formal && crate::api_v2(req) {
+            view::AUDIT_REQUIRED
+        } else {
+            ""
+        };
         let attrs = [
             (view::FROM_URL, from_url),
             (view::FROM_MD5, from_md5),
             (view::FROM_SIZE, from_size.to_string()),
             (view::TARGET_URL, target_url),
             (view::TASK_TYPE, task_type.to_string()),
+            (view::AUDIT, audit.to_string()),
         ]
         .map(|(k, v)| (k.to_string(), Some(v)));
-        rollout::set_campaign_attributes(campaign.id, &attrs)?;
+        if let Err(e) = rollout::set_campaign_attributes(campaign.id, &attrs) {
+            let _ = rollout::delete_campaign(campaign.id, Some(&member.subject));
+            return Err(undo_release(e.into()));
+        }
         let task = Task::of(campaign, release)?;
         Ok(Response::json(200, &task.full(crate::api_v2(req))?))
     })())
 }
 
-/// One window of tasks as `offset`/`limit` ask (10 by default).
+/// One window of tasks as `offset`/`limit` ask (10 by default, at most 1000).
 fn window_of(p: &Params) -> Result<(usize, usize), XError> {
-    let offset = p.int("offset")?.unwrap_or(0);
-    let limit = p.int("limit")?.unwrap_or(10);
-    if offset < 0 || limit < 0 {
-        return Err(XError::Param(
-            "offset and limit must not be negative".into(),
-        ));
-    }
-    Ok((offset as usize, limit.min(1000) as usize))
+    let (offset, limit) = crate::page(p, 1000)?;
+    Ok((
+        usize::try_from(offset).unwrap_or(usize::MAX),
+        limit as usize,
+    ))
 }
 
 fn full_list(tasks: Vec<rollout::Campaign>, v2: bool) -> Result<Vec<Value>, XError> {
@@ -414,13 +427,20 @@ pub fn list_post(req: &Request) -> Response {
                     Some("asc") => false,
                     _ => return Err(XError::Param(format!("order.{field} must be asc or desc"))),
                 };
-                match field.as_str() {
-                    "name" => tasks.sort_by(|a, b| a.name.cmp(&b.name)),
-                    "create_time" | "_id" | "id" => tasks.sort_by_key(|c| c.id),
-                    other => return Err(XError::Param(format!("cannot order by {other}"))),
-                }
+                // Stable sorts from the last key to the first: earlier keys decide, later
+                // ones break ties.
+                let by_name = |a: &rollout::Campaign, b: &rollout::Campaign| a.name.cmp(&b.name);
+                let by_id = |a: &rollout::Campaign, b: &rollout::Campaign| a.id.cmp(&b.id);
+                let cmp: &dyn Fn(&rollout::Campaign, &rollout::Campaign) -> std::cmp::Ordering =
+                    match field.as_str() {
+                        "name" => &by_name,
+                        "create_time" | "_id" | "id" => &by_id,
+                        other => return Err(XError::Param(format!("cannot order by {other}"))),
+                    };
                 if desc {
-                    tasks.reverse();
+                    tasks.sort_by(|a, b| cmp(b, a));
+                } else {
+                    tasks.sort_by(|a, b| cmp(a, b));
                 }
             }
         }
@@ -467,6 +487,12 @@ pub fn set_status(req: &Request) -> Response {
         let action = match (want, c.status) {
             (1, CampaignStatus::Running) | (0, CampaignStatus::Draft | CampaignStatus::Paused) => {
                 None
+            }
+            (1, CampaignStatus::Draft) if task.needs_audit() => {
+                return Err(XError::State(
+                    "a formal task pending execution starts once audited (submit-audit, audit)"
+                        .into(),
+                ));
             }
             (1, CampaignStatus::Draft) => Some(CampaignAction::Start),
             (1, CampaignStatus::Paused) => Some(CampaignAction::Resume),
@@ -520,8 +546,17 @@ pub fn product_tag(req: &Request) -> Response {
             Some(s) => Some(scope(&c.product_sn, s)?),
             None => None,
         };
-        ensure_online(&task.release)?;
-        rollout::update_campaign(
+        // Back to preparation first: a failure after it leaves a test task pending execution,
+        // never a formal task running unaudited.
+        if revise {
+            rollout::revise(c.id, Some(&member.subject))?;
+        }
+        rollout::set_campaign_attributes(
+            c.id,
+            &[(view::AUDIT.into(), Some(view::AUDIT_REQUIRED.into()))],
+        )?;
+        let put_online = ensure_online(&task.release)?;
+        let tagged = rollout::update_campaign(
             c.id,
             &CampaignPatch {
                 name,
@@ -532,9 +567,12 @@ pub fn product_tag(req: &Request) -> Response {
                 scope,
                 maintenance_window: None,
             },
-        )?;
-        if revise {
-            rollout::revise(c.id, Some(&member.subject))?;
+        );
+        if let Err(e) = tagged {
+            if put_online {
+                let _ = catalog::set_release_status(task.release.id, ReleaseStatus::Test);
+            }
+            return Err(e.into());
         }
         Ok(done())
     })())
@@ -577,7 +615,7 @@ pub fn audit(req: &Request) -> Response {
                 "only a formal task awaiting audit can be audited".into(),
             ));
         }
-        if c.approver.as_deref().is_some_and(|a| a != member.subject) {
+        if c.approver.as_deref() != Some(member.subject.as_str()) {
             return Err(XError::Forbidden(format!(
                 "task {} waits for audit by member {}",
                 c.id,
@@ -585,6 +623,9 @@ pub fn audit(req: &Request) -> Response {
             )));
         }
         rollout::act(c.id, action, Some(&member.subject), "")?;
+        if action == CampaignAction::Approve {
+            rollout::set_campaign_attributes(c.id, &[(view::AUDIT.into(), Some(String::new()))])?;
+        }
         Ok(done())
     })())
 }

@@ -17,6 +17,10 @@ pub const FROM_MD5: &str = "xlink.from_version_md5";
 pub const FROM_SIZE: &str = "xlink.from_version_size";
 pub const TARGET_URL: &str = "xlink.target_version_url";
 pub const TASK_TYPE: &str = "xlink.task_type";
+/// Set while a formal task must pass audit before it runs (made under Api-Version 2, turned
+/// formal, or rejected); cleared on approval.
+pub const AUDIT: &str = "xlink.audit";
+pub const AUDIT_REQUIRED: &str = "required";
 
 /// A loaded task.
 pub struct Task {
@@ -86,6 +90,11 @@ impl Task {
         raw.trim()
             .parse()
             .map_err(|_| XError::UnknownTask(format!("upgrade task {raw:?} does not exist")))
+    }
+
+    /// Whether this task may start only through audit.
+    pub fn needs_audit(&self) -> bool {
+        self.campaign.tag == rollout::CampaignTag::Formal && self.attr(AUDIT) == AUDIT_REQUIRED
     }
 
     fn attr(&self, name: &str) -> &str {

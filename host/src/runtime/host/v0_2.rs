@@ -682,18 +682,23 @@ impl RequestState {
             .products_with_sn(product_sn)
             .await
             .map_err(catalog_err)?;
-        let mut product = None;
+        let (mut product, mut more) = (None, None);
         for p in products {
             match self.services.auth.verify_product_key(p.id, key).await {
-                Ok(()) => {
-                    product = Some(p);
-                    break;
-                }
+                Ok(()) if product.is_none() => product = Some(p),
+                Ok(()) => more = Some(p),
                 Err(crate::auth::AuthError::Unauthenticated(_)) => {}
                 Err(e) => return Err(GrantError::Other(e)),
             }
         }
         let product = product.ok_or_else(refused)?;
+        if let Some(other) = more {
+            return Err(GrantError::InvalidGrant(format!(
+                "the key fits product {product_sn} of several tenants ({} and {}); the operator \
+                 must give each its own key",
+                product.tenant_id, other.tenant_id
+            )));
+        }
         let device = self
             .services
             .catalog
@@ -703,22 +708,35 @@ impl RequestState {
         let tenant = self.services.auth.tenant_by_id(product.tenant_id).await?;
         self.services
             .auth
-            .device_grant(&self.plugin.name, self.plugin.tokens, &tenant, device.id)
+            .device_grant(
+                &self.plugin.name,
+                self.plugin.tokens,
+                &tenant,
+                device.id,
+                product.id,
+            )
             .await
     }
 
-    /// The serial number of a campaign's product (read once per request).
-    async fn campaign_product_sn(&mut self, c: &Campaign) -> Result<String, HostError> {
-        if let Some(sn) = self.product_sns.get(&c.product_id) {
+    /// A product's serial number by id (read once per request).
+    async fn product_sn(&mut self, product_id: i64) -> Result<String, HostError> {
+        if let Some(sn) = self.product_sns.get(&product_id) {
             return Ok(sn.clone());
         }
         let sn = self
             .services
-            .campaign_product(c)
+            .catalog
+            .product_by_id(product_id)
             .await
-            .map_err(|e| self.flow_err(e))?;
-        self.product_sns.insert(c.product_id, sn.clone());
+            .map_err(|e| self.catalog_err(e))?
+            .sn;
+        self.product_sns.insert(product_id, sn.clone());
         Ok(sn)
+    }
+
+    /// The serial number of a campaign's product.
+    async fn campaign_product_sn(&mut self, c: &Campaign) -> Result<String, HostError> {
+        self.product_sn(c.product_id).await
     }
 
     /// A campaign the principal may read: any of its tenant's, or, for a device principal,
@@ -1288,7 +1306,7 @@ impl rollout::Host for RequestState {
     }
 
     async fn get_campaign(&mut self, id: u64) -> Result<rollout::Campaign, HostError> {
-        let c = self.campaign_readable(id).await?;
+        let c = self.campaign_in_scope(id).await?;
         self.wit_campaign(c).await
     }
 
@@ -1631,7 +1649,7 @@ impl rollout::Host for RequestState {
     }
 
     async fn stats(&mut self, campaign_id: u64) -> Result<rollout::CampaignStats, HostError> {
-        let c = self.campaign_readable(campaign_id).await?;
+        let c = self.campaign_in_scope(campaign_id).await?;
         let s = self
             .services
             .rollout
@@ -1788,29 +1806,17 @@ impl rollout::Host for RequestState {
             .search_jobs(tenant_id, only_device, &q, limit, offset)
             .await
             .map_err(|e| self.rollout_err(e))?;
-        let mut products: std::collections::HashMap<i64, String> = Default::default();
         let mut items = Vec::with_capacity(hits.len());
         for h in hits {
-            let product_sn = match products.get(&h.product_id) {
-                Some(sn) => sn.clone(),
-                None => {
-                    let p = self
-                        .services
-                        .catalog
-                        .product_by_id(h.product_id)
-                        .await
-                        .map_err(|e| self.catalog_err(e))?;
-                    products.insert(h.product_id, p.sn.clone());
-                    p.sn
-                }
-            };
+            let product_sn = self.product_sn(h.product_id).await?;
             let device_id = h.job.device_id.max(0) as u64;
-            let job = wit_job_of(h.job, h.device_sn);
             items.push(rollout::JobEntry {
-                job,
+                job: wit_job_of(h.job, h.device_sn),
                 product_sn,
                 device_id,
                 device_mac: h.device_mac,
+                module: module_str(&h.module),
+                identify: h.identify.clamp(0, i64::from(u32::MAX)) as u32,
             });
         }
         Ok(rollout::JobEntryPage {
