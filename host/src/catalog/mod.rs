@@ -110,6 +110,18 @@ fn check_sn(what: &str, sn: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+const PRODUCT_COLUMNS: &str = "id, tenant_id, sn, name, created_at FROM products";
+
+fn product_from(r: &sqlx::any::AnyRow) -> Product {
+    Product {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        sn: r.get(2),
+        name: r.get(3),
+        created_at: r.get(4),
+    }
+}
+
 const DEVICE_COLUMNS: &str = "d.id, p.tenant_id, p.sn, d.sn, d.created_at, d.name, d.imei, \
     d.mac, d.group_name, d.online_at, d.offline_at FROM devices d JOIN products p ON p.id = d.product_id";
 
@@ -200,21 +212,15 @@ impl Catalog {
     }
 
     pub async fn product(&self, tenant_id: i64, sn: &str) -> Result<Product, CatalogError> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE tenant_id = $1 AND sn = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLUMNS} WHERE tenant_id = $1 AND sn = $2"
+        ))
         .bind(tenant_id)
         .bind(sn)
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
-        Ok(Product {
-            id: row.get(0),
-            tenant_id: row.get(1),
-            sn: row.get(2),
-            name: row.get(3),
-            created_at: row.get(4),
-        })
+        Ok(product_from(&row))
     }
 
     /// A product's operator-set attributes, sorted by name.
@@ -243,38 +249,22 @@ impl Catalog {
 
     /// A product by its id (for flows that start from a campaign or a job).
     pub async fn product_by_id(&self, id: i64) -> Result<Product, CatalogError> {
-        let row =
-            sqlx::query("SELECT id, tenant_id, sn, name, created_at FROM products WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.db.pool())
-                .await?
-                .ok_or_else(|| CatalogError::NotFound(format!("unknown product {id}")))?;
-        Ok(Product {
-            id: row.get(0),
-            tenant_id: row.get(1),
-            sn: row.get(2),
-            name: row.get(3),
-            created_at: row.get(4),
-        })
+        let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("unknown product {id}")))?;
+        Ok(product_from(&row))
     }
 
     pub async fn list_products(&self, tenant_id: i64) -> Result<Vec<Product>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE tenant_id = $1 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLUMNS} WHERE tenant_id = $1 ORDER BY id"
+        ))
         .bind(tenant_id)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Product {
-                id: r.get(0),
-                tenant_id: r.get(1),
-                sn: r.get(2),
-                name: r.get(3),
-                created_at: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(product_from).collect())
     }
 
     /// Register a device of an existing product; an existing device is returned as is.
@@ -330,22 +320,13 @@ impl Catalog {
     /// Every tenant's product with this serial number (serial numbers are unique only per
     /// tenant), for logins that name a product before any tenant is known.
     pub async fn products_with_sn(&self, sn: &str) -> Result<Vec<Product>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, sn, name, created_at FROM products WHERE sn = $1 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLUMNS} WHERE sn = $1 ORDER BY id"
+        ))
         .bind(sn)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Product {
-                id: r.get(0),
-                tenant_id: r.get(1),
-                sn: r.get(2),
-                name: r.get(3),
-                created_at: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(product_from).collect())
     }
 
     /// The product's device with exactly this MAC address, else one registered with the MAC
