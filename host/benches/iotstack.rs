@@ -5,7 +5,8 @@
 //!
 //! Knobs: `BENCH_SECS` (per path, default 5), `BENCH_CONCURRENCY` (default 16).
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -13,8 +14,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ota_host::Services;
-use ota_host::clock::SystemClock;
-use ota_host::config::{Config, FileConfig, KeyDecl, Overrides, ProductDecl, TenantDecl};
 use serde_json::{Value, json};
 
 const KEY: &str = "bench-key-0123456789abcdef";
@@ -56,20 +55,13 @@ async fn native_info(
     )
 }
 
-struct Stats {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    n: usize,
-}
-
 async fn drive(
     client: &reqwest::Client,
     url: &str,
     body: &str,
     secs: u64,
     concurrency: usize,
-) -> Stats {
+) -> support::Stats {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -97,63 +89,17 @@ async fn drive(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        n: all.len(),
-    }
+    support::Stats::of(all, started.elapsed().as_secs_f64())
 }
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+    let secs = support::env("BENCH_SECS", 5);
+    let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(
-            std::path::Path::new(ota_host::bundled::BUILD_DIR).join("ota_plugin_iotstack.wasm"),
-            plugins.join("iotstack.wasm"),
-        )
-        .unwrap();
-        let file = FileConfig {
-            tenants: vec![TenantDecl {
-                name: "bench".into(),
-                products: vec![ProductDecl {
-                    sn: "P1".into(),
-                    name: None,
-                }],
-                api_keys: vec![KeyDecl {
-                    name: "bench".into(),
-                    key: KEY.into(),
-                }],
-            }],
-            ..Default::default()
-        };
-        let config = Config::from_parts(
-            file,
-            Overrides {
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                data_dir: Some(dir.path().join("data")),
-                plugins_dir: Some(plugins),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let server = ota_host::server::start(config, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let file = support::tenant(&["P1"], &[("bench", KEY)]);
+        let (server, _dir) =
+            support::start("ota_plugin_iotstack.wasm", "iotstack.wasm", file).await;
         let client = reqwest::Client::new();
         let created: Value = client
             .post(format!("{}/api/v1/deployment/create", server.url()))
@@ -168,15 +114,13 @@ fn main() {
         let id = created["Data"]["DeploymentID"].as_u64().unwrap();
         let body = json!({ "DeploymentID": id }).to_string();
 
-        let native = axum::Router::new()
-            .route("/api/v1/deployment/info", post(native_info))
-            .with_state(server.services.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let native_url = format!(
-            "http://{}/api/v1/deployment/info",
-            listener.local_addr().unwrap()
-        );
-        tokio::spawn(async move { axum::serve(listener, native).await.unwrap() });
+        let native_base = support::serve(
+            axum::Router::new()
+                .route("/api/v1/deployment/info", post(native_info))
+                .with_state(server.services.clone()),
+        )
+        .await;
+        let native_url = format!("{native_base}/api/v1/deployment/info");
         let plugin_url = format!("{}/api/v1/deployment/info", server.url());
 
         // Same answer from both, then warm up both.

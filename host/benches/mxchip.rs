@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use ota_host::Services;
 use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseFilter, ReleaseStatus};
-use ota_host::config::{FileConfig, KeyDecl, ProductDecl, TenantDecl};
 use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
 use serde_json::{Value, json};
 
@@ -178,21 +177,7 @@ fn main() {
     let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let product = |sn: &str| ProductDecl {
-            sn: sn.into(),
-            name: None,
-        };
-        let file = FileConfig {
-            tenants: vec![TenantDecl {
-                name: "bench".into(),
-                products: vec![product("P-plugin"), product("P-native")],
-                api_keys: vec![KeyDecl {
-                    name: "console".into(),
-                    key: TOKEN.into(),
-                }],
-            }],
-            ..Default::default()
-        };
+        let file = support::tenant(&["P-plugin", "P-native"], &[("console", TOKEN)]);
         let (server, _dir) = support::start("ota_plugin_mxchip.wasm", "mxchip.wasm", file).await;
         let s = server.services.clone();
         let tenant = s.auth.tenant("bench").await.unwrap();

@@ -21,7 +21,6 @@ use axum::routing::post;
 use ota_host::Services;
 use ota_host::auth::TokenPolicy;
 use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
-use ota_host::config::{FileConfig, ProductDecl, TenantDecl};
 use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
 use ota_host::rollout::job::JobState;
 use serde_json::{Value, json};
@@ -232,18 +231,7 @@ fn main() {
     let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let product = |sn: &str| ProductDecl {
-            sn: sn.into(),
-            name: None,
-        };
-        let file = FileConfig {
-            tenants: vec![TenantDecl {
-                name: "bench".into(),
-                products: vec![product("P-plugin"), product("P-native")],
-                api_keys: vec![],
-            }],
-            ..Default::default()
-        };
+        let file = support::tenant(&["P-plugin", "P-native"], &[]);
         let (server, _dir) = support::start("ota_plugin_xlink.wasm", "xlink.wasm", file).await;
         let s = server.services.clone();
         let tenant = s.auth.tenant("bench").await.unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ota_host::Services;
 use ota_host::clock::SystemClock;
-use ota_host::config::{Config, FileConfig, Overrides};
+use ota_host::config::{Config, FileConfig, KeyDecl, Overrides, ProductDecl, TenantDecl};
 use ota_host::server::RunningServer;
 
 /// A numeric knob from the environment, else `default`.
@@ -30,6 +30,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Requests/s and percentiles of `lat` (one entry per request) over `elapsed_secs`.
+    pub fn of(mut lat: Vec<Duration>, elapsed_secs: f64) -> Stats {
+        lat.sort();
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        Stats {
+            rps: lat.len() as f64 / elapsed_secs,
+            p50: pct(0.50),
+            p99: pct(0.99),
+            n: lat.len(),
+        }
+    }
+
     pub fn print(&self, label: &str, path: &str) {
         println!(
             "{label:>14} {path:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests)",
@@ -67,14 +79,30 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        n: all.len(),
+    Stats::of(all, started.elapsed().as_secs_f64())
+}
+
+/// Tenant `bench` with `products` and `api_keys` (name, key), as a twin bench provisions it.
+pub fn tenant(products: &[&str], api_keys: &[(&str, &str)]) -> FileConfig {
+    FileConfig {
+        tenants: vec![TenantDecl {
+            name: "bench".into(),
+            products: products
+                .iter()
+                .map(|sn| ProductDecl {
+                    sn: sn.to_string(),
+                    name: None,
+                })
+                .collect(),
+            api_keys: api_keys
+                .iter()
+                .map(|(name, key)| KeyDecl {
+                    name: name.to_string(),
+                    key: key.to_string(),
+                })
+                .collect(),
+        }],
+        ..Default::default()
     }
 }
 
