@@ -844,60 +844,28 @@ async fn refusals() {
     };
 
     // Logins.
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/device_login",
-        &[],
-        Some(
-            json!({"product_id": PRODUCT, "mac": "AABBCCDDEE01", "authorize_code": "wrong"})
-                .to_string(),
-        ),
-    )
-    .await;
-    assert_error(s, &v, 400, 4001097);
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/device_login",
-        &[],
-        Some(
+    let login = |mac: &str, code: &str| {
+        json!({"product_id": PRODUCT, "mac": mac, "authorize_code": code}).to_string()
+    };
+    for (path, body, code) in [
+        ("/v2/device_login", login("AABBCCDDEE01", "wrong"), 4001097),
+        (
+            "/v2/device_login",
             json!({"product_id": "nope", "mac": "AABBCCDDEE01", "authorize_code": AUTH_CODE})
                 .to_string(),
+            4001097,
         ),
-    )
-    .await;
-    assert_error(s, &v, 400, 4001097);
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/device_login",
-        &[],
-        Some(
-            json!({"product_id": PRODUCT, "mac": "not-a-mac", "authorize_code": AUTH_CODE})
-                .to_string(),
+        ("/v2/device_login", login("not-a-mac", AUTH_CODE), 4001001),
+        (
+            "/v2/corp_auth",
+            json!({"account": "alice", "password": "nope"}).to_string(),
+            4001007,
         ),
-    )
-    .await;
-    assert_error(s, &v, 400, 4001001);
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/corp_auth",
-        &[],
-        Some(json!({"account": "alice", "password": "nope"}).to_string()),
-    )
-    .await;
-    assert_error(s, &v, 400, 4001007);
-    let (s, _, v) = send(
-        &t,
-        Method::POST,
-        "/v2/corp_auth",
-        &[],
-        Some("{\"account\": ".into()),
-    )
-    .await;
-    assert_error(s, &v, 400, 4001001);
+        ("/v2/corp_auth", "{\"account\": ".to_string(), 4001001),
+    ] {
+        let (s, _, v) = send(&t, Method::POST, path, &[], Some(body.clone())).await;
+        assert_error(s, &v, 400, code);
+    }
 
     // Tokens: missing, forged, refreshed away, expired; device tokens stay in their lane.
     let tasks = format!("/v2/upgrade/firmware/tasks?product_id={PRODUCT}");
