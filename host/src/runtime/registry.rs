@@ -20,6 +20,8 @@ pub struct LoadFailure {
     /// Unix milliseconds.
     pub at: i64,
     pub reason: String,
+    /// Lower-case hex SHA-256 of the refused bytes (empty when the file could not be read).
+    pub sha256: String,
 }
 
 /// One immutable view of what is loaded.
