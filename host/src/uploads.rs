@@ -4,6 +4,7 @@
 //! checks the signature and every condition, and names the stored blob by its object key in
 //! the tenant's bucket. The wire format (multipart, XML errors, callbacks) is `http::oss`.
 
+use crate::secrets::Sealer;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -37,6 +38,8 @@ pub enum UploadError {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 /// A tenant's upload credential: `access_id` is public, `secret` signs policies.
@@ -274,7 +277,11 @@ pub struct Uploads {
     db: Db,
     clock: SharedClock,
     max_bytes: u64,
+    sealer: std::sync::Arc<Sealer>,
 }
+
+/// The column the sealed upload signing secrets live in.
+const UPLOAD_SECRET: &str = "upload_keys.secret";
 
 /// Object keys are what OSS allows, minus what would make URLs ambiguous here (`?`, `#`,
 /// `%`, `\`, whitespace, `..` segments): a key is its URL path as is.
@@ -289,13 +296,45 @@ pub fn valid_key(key: &str) -> bool {
 }
 
 impl Uploads {
-    /// `max_bytes` caps every policy (the operator's upload limit).
-    pub fn new(db: Db, clock: SharedClock, max_bytes: u64) -> Self {
+    /// `max_bytes` caps every policy (the operator's upload limit); `sealer` keeps the
+    /// signing secrets sealed at rest.
+    pub fn new(db: Db, clock: SharedClock, max_bytes: u64, sealer: std::sync::Arc<Sealer>) -> Self {
         Uploads {
             db,
             clock,
             max_bytes,
+            sealer,
         }
+    }
+
+    /// Seal signing secrets kept in clear (before sealing) or under an older master key with
+    /// the current one, in place. Answers how many were rewritten.
+    pub async fn reseal_secrets(&self) -> Result<u64, UploadError> {
+        let rows = sqlx::query("SELECT tenant_id, secret FROM upload_keys")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut done = 0;
+        for r in rows {
+            let (tenant, stored): (i64, String) = (r.get(0), r.get(1));
+            if !self.sealer.stale(&stored) {
+                continue;
+            }
+            let plain = if Sealer::is_sealed(&stored) {
+                self.sealer.open(&stored, UPLOAD_SECRET)?
+            } else {
+                stored.clone()
+            };
+            done += sqlx::query(
+                "UPDATE upload_keys SET secret = $1 WHERE tenant_id = $2 AND secret = $3",
+            )
+            .bind(self.sealer.seal(&plain, UPLOAD_SECRET))
+            .bind(tenant)
+            .bind(&stored)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(done)
     }
 
     /// The operator's upload limit, in bytes.
@@ -313,7 +352,7 @@ impl Uploads {
         )
         .bind(tenant_id)
         .bind(&access_id)
-        .bind(&secret)
+        .bind(self.sealer.seal(&secret, UPLOAD_SECRET))
         .bind(self.clock.now_millis())
         .execute(self.db.pool())
         .await?;
@@ -324,7 +363,7 @@ impl Uploads {
         Ok(UploadKey {
             tenant_id,
             access_id: row.get(0),
-            secret: row.get(1),
+            secret: self.sealer.open(&row.get::<String, _>(1), UPLOAD_SECRET)?,
         })
     }
 
@@ -407,7 +446,7 @@ impl Uploads {
         if row.get::<i64, _>(0) != tenant_id {
             return Err(UploadError::UnknownAccessId);
         }
-        let secret: String = row.get(1);
+        let secret = self.sealer.open(&row.get::<String, _>(1), UPLOAD_SECRET)?;
         let expected = sign(&secret, policy_b64);
         let same: bool =
             subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.trim().as_bytes()).into();

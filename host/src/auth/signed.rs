@@ -1,14 +1,52 @@
 //! Signed requests: application keys whose secret signs each request with HMAC-SHA1 (CTWing's
-//! App Key / App Secret), checked in constant time with a timestamp window against replays, and
-//! product-level keys sent in clear with every call (CTWing's MasterKey), kept as SHA-256.
-//! The dialect builds the string to sign; the secret never leaves the host.
+//! App Key / App Secret; the host must read it back, so it is sealed with the master key),
+//! checked in constant time with a timestamp window against replays, and product-level keys
+//! sent in clear with every call (CTWing's MasterKey, XLINK's authorize code), kept as a salted
+//! SHA-256. The dialect builds the string to sign; the secret never leaves the host.
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
-use super::{Auth, AuthError, Tenant, hash, random_token};
+use sha2::{Digest, Sha256};
+
+use super::{Auth, AuthError, Tenant, random_token};
+use crate::secrets::Sealer;
+
+/// The column the sealed app secrets live in (bound into each sealed value).
+const APP_SECRET: &str = "hmac_keys.secret";
+
+/// How a product key is kept: `s1$<salt hex>$<hex SHA-256(salt ‖ SHA-256(key))>`. Product keys
+/// are checked on every device login of a fleet, so a fast hash; the per-key salt keeps equal
+/// keys from looking equal. Hashing the unsalted digest lets keys stored before salting (a
+/// bare hex SHA-256) be salted in place, without the key.
+fn salted_product_key(inner: &[u8]) -> String {
+    let salt: [u8; 16] = rand::random();
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(inner);
+    format!("s1${}${}", hex::encode(salt), hex::encode(h.finalize()))
+}
+
+/// Whether `key` matches a stored product key (salted, or a bare digest not yet migrated).
+fn product_key_matches(stored: &str, key: &str) -> bool {
+    let inner = Sha256::digest(key.as_bytes());
+    match stored.split('$').collect::<Vec<_>>().as_slice() {
+        ["s1", salt, digest] => {
+            let Ok(salt) = hex::decode(salt) else {
+                return false;
+            };
+            let mut h = Sha256::new();
+            h.update(&salt);
+            h.update(inner);
+            let got = hex::encode(h.finalize());
+            bool::from(got.as_bytes().ct_eq(digest.as_bytes()))
+        }
+        [bare] => bool::from(bare.as_bytes().ct_eq(hex::encode(inner).as_bytes())),
+        _ => false,
+    }
+}
 use crate::runtime::plugin::valid_plugin_name;
 
 /// An application key as operators see it (never the secret).
@@ -67,7 +105,7 @@ impl Auth {
         .bind(t.id)
         .bind(realm)
         .bind(&app_key)
-        .bind(&secret)
+        .bind(self.sealer.seal(&secret, APP_SECRET))
         .bind(now)
         .fetch_one(self.db.pool())
         .await
@@ -160,7 +198,7 @@ impl Auth {
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| AuthError::Unauthenticated(format!("unknown application {app_key:?}")))?;
-        let secret: String = row.get(0);
+        let secret = self.sealer.open(&row.get::<String, _>(0), APP_SECRET)?;
         let expected = hmac_sha1(secret.as_bytes(), message);
         if !bool::from(expected.as_slice().ct_eq(signature)) {
             return Err(AuthError::Unauthenticated("signature mismatch".into()));
@@ -199,7 +237,7 @@ impl Auth {
                created_at = excluded.created_at",
         )
         .bind(product_id)
-        .bind(hash(&key))
+        .bind(salted_product_key(&Sha256::digest(key.as_bytes())))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -215,11 +253,58 @@ impl Auth {
                 .fetch_optional(self.db.pool())
                 .await?;
         match stored {
-            Some(h) if bool::from(h.as_bytes().ct_eq(hash(key).as_bytes())) => Ok(()),
+            Some(h) if product_key_matches(&h, key) => Ok(()),
             _ => Err(AuthError::Unauthenticated(
                 "wrong product key (MasterKey)".into(),
             )),
         }
+    }
+
+    /// Bring the stored secrets up to date, in place: app secrets kept in clear (before
+    /// sealing) or sealed with an older master key are sealed with the current one, and bare
+    /// product-key digests are salted. Answers how many values were rewritten.
+    pub async fn reseal_secrets(&self) -> Result<u64, AuthError> {
+        let mut done = 0;
+        let rows = sqlx::query("SELECT id, secret FROM hmac_keys")
+            .fetch_all(self.db.pool())
+            .await?;
+        for r in rows {
+            let (id, stored): (i64, String) = (r.get(0), r.get(1));
+            if !self.sealer.stale(&stored) {
+                continue;
+            }
+            let plain = if Sealer::is_sealed(&stored) {
+                self.sealer.open(&stored, APP_SECRET)?
+            } else {
+                stored.clone()
+            };
+            done += sqlx::query("UPDATE hmac_keys SET secret = $1 WHERE id = $2 AND secret = $3")
+                .bind(self.sealer.seal(&plain, APP_SECRET))
+                .bind(id)
+                .bind(&stored)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
+        }
+        let rows = sqlx::query("SELECT product_id, key_hash FROM product_keys")
+            .fetch_all(self.db.pool())
+            .await?;
+        for r in rows {
+            let (id, stored): (i64, String) = (r.get(0), r.get(1));
+            let Ok(inner) = hex::decode(&stored) else {
+                continue; // salted already
+            };
+            done += sqlx::query(
+                "UPDATE product_keys SET key_hash = $1 WHERE product_id = $2 AND key_hash = $3",
+            )
+            .bind(salted_product_key(&inner))
+            .bind(id)
+            .bind(&stored)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(done)
     }
 }
 
@@ -237,6 +322,23 @@ fn hmac_sha1(key: &[u8], message: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::auth::hash;
+
+    #[test]
+    fn product_keys_are_salted_and_old_digests_still_match() {
+        let a = salted_product_key(&Sha256::digest(b"master-key"));
+        let b = salted_product_key(&Sha256::digest(b"master-key"));
+        assert_ne!(a, b, "salted");
+        assert!(!a.contains(&hash("master-key")));
+        assert!(product_key_matches(&a, "master-key"));
+        assert!(!product_key_matches(&a, "master-kez"));
+        let legacy = hash("master-key");
+        assert!(product_key_matches(&legacy, "master-key"));
+        let migrated = salted_product_key(&hex::decode(&legacy).unwrap());
+        assert!(product_key_matches(&migrated, "master-key"));
+        assert!(!product_key_matches("s1$zz$00", "master-key"));
+    }
 
     /// RFC 2202 test case 2.
     #[test]

@@ -15,6 +15,7 @@ use sqlx::Row;
 use tokio::io::AsyncWriteExt;
 
 use crate::clock::SharedClock;
+use crate::secrets::Sealer;
 use crate::storage::Db;
 
 /// Why a blob operation failed.
@@ -38,6 +39,8 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 /// Facts about a stored file.
@@ -57,6 +60,9 @@ pub struct Expect {
     pub sha256: Option<String>,
     pub size: Option<u64>,
 }
+
+/// The column the sealed URL-signing key lives in.
+const URL_KEY: &str = "host_secrets.blob-url-key";
 
 /// The content-addressed store.
 #[derive(Clone)]
@@ -96,8 +102,13 @@ pub fn valid_sha256(s: &str) -> bool {
 
 impl BlobStore {
     /// Open the store under `root`, creating it, and load (or create once, for every replica)
-    /// the URL-signing key.
-    pub async fn open(root: PathBuf, db: Db, clock: SharedClock) -> Result<Self, BlobError> {
+    /// the URL-signing key, which is kept sealed with the host's master key.
+    pub async fn open(
+        root: PathBuf,
+        db: Db,
+        clock: SharedClock,
+        sealer: &Sealer,
+    ) -> Result<Self, BlobError> {
         // Partial uploads of a previous run (crash, kill) are garbage.
         let _ = tokio::fs::remove_dir_all(root.join("tmp")).await;
         tokio::fs::create_dir_all(root.join("tmp")).await?;
@@ -106,15 +117,30 @@ impl BlobStore {
         sqlx::query(
             "INSERT INTO host_secrets (name, value) VALUES ('blob-url-key', $1) ON CONFLICT (name) DO NOTHING",
         )
-        .bind(hex::encode(fresh))
+        .bind(sealer.seal(&hex::encode(fresh), URL_KEY))
         .execute(db.pool())
         .await?;
         let stored: String =
             sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = 'blob-url-key'")
                 .fetch_one(db.pool())
                 .await?;
+        // A key kept in clear (before sealing) or under an older master key is sealed anew.
+        let plain = if Sealer::is_sealed(&stored) {
+            sealer.open(&stored, URL_KEY)?
+        } else {
+            stored.clone()
+        };
+        if sealer.stale(&stored) {
+            sqlx::query(
+                "UPDATE host_secrets SET value = $1 WHERE name = 'blob-url-key' AND value = $2",
+            )
+            .bind(sealer.seal(&plain, URL_KEY))
+            .bind(&stored)
+            .execute(db.pool())
+            .await?;
+        }
         let mut key = [0u8; 32];
-        hex::decode_to_slice(stored, &mut key)
+        hex::decode_to_slice(plain, &mut key)
             .map_err(|e| BlobError::Invalid(format!("corrupt signing key: {e}")))?;
         Ok(BlobStore {
             root,

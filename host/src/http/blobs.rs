@@ -57,6 +57,7 @@ impl From<BlobError> for ApiError {
             BlobError::BadSignature | BlobError::Expired => ApiError::Forbidden(e.to_string()),
             BlobError::Io(e) => ApiError::Internal(e.to_string()),
             BlobError::Storage(e) => ApiError::Internal(e.to_string()),
+            BlobError::Secret(e) => ApiError::Internal(e.to_string()),
         }
     }
 }

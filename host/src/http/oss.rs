@@ -95,7 +95,7 @@ impl From<UploadError> for OssError {
             }
             UploadError::BadPolicy(_) => oss(StatusCode::BAD_REQUEST, "InvalidPolicyDocument", m),
             UploadError::Invalid(_) => oss(StatusCode::BAD_REQUEST, "InvalidArgument", m),
-            UploadError::Storage(e) => internal(e),
+            e @ (UploadError::Storage(_) | UploadError::Secret(_)) => internal(e),
         }
     }
 }
@@ -113,7 +113,7 @@ impl From<BlobError> for OssError {
                 "MalformedPOSTRequest",
                 format!("The body of your POST request is not well-formed: {m}"),
             ),
-            e @ (BlobError::Io(_) | BlobError::Storage(_)) => internal(e),
+            e @ (BlobError::Io(_) | BlobError::Storage(_) | BlobError::Secret(_)) => internal(e),
             e => oss(StatusCode::BAD_REQUEST, "InvalidArgument", e.to_string()),
         }
     }
@@ -481,9 +481,14 @@ async fn deliver_callback(
         tenant: tenant.name.clone(),
         subject: format!("oss-upload:{}", stored.key),
     };
+    let site = crate::runtime::CallSite {
+        host_url: host_url.to_string(),
+        client: None,
+        preauthorized: Some(principal),
+    };
     let answer = state
         .runtime
-        .handle_as(&plugin, &wit, host_url, Some(principal))
+        .handle(&plugin, &wit, &site)
         .await
         .map_err(|e| format!("the callback failed: {e}"))?;
     if !(200..300).contains(&answer.status) {
