@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub blobs: BlobsConfig,
+    #[serde(default)]
+    pub logins: LoginLimits,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// Mounts keyed by plugin manifest name.
     #[serde(default)]
     pub plugins: BTreeMap<String, MountConfig>,
@@ -63,6 +67,29 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Plugin instances that may be alive at once (pooling allocator slots).
     pub max_instances: u32,
+    /// A request head (line and headers) must arrive within this long of its first byte,
+    /// and a new connection's first head within this long of the accept.
+    pub header_read_timeout_ms: u64,
+    /// A request body that sends nothing for this long is abandoned (408).
+    pub body_idle_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub keep_alive_idle_ms: u64,
+    /// A client that reads none of its response for this long is disconnected.
+    pub send_timeout_ms: u64,
+    /// Open connections over all listeners; beyond it a connection is answered 503 and closed.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_ip: usize,
+    /// Calls one plugin may run at once (its instances); per mount as `instances`.
+    pub plugin_instances: u32,
+    /// Calls of one plugin executing guest code at once [default: half the cores, at least
+    /// 1]; per mount as `cpu-slots`.
+    pub plugin_cpu_slots: Option<u32>,
+    /// Linear memory over all live instances of one plugin, in MiB; per mount as
+    /// `memory-budget-mib`.
+    pub plugin_memory_budget_mib: u64,
+    /// How long a call may wait for one of its plugin's instances before it is answered busy.
+    pub plugin_queue_ms: u64,
 }
 
 impl Default for Limits {
@@ -72,8 +99,58 @@ impl Default for Limits {
             request_timeout_ms: 2_000,
             max_body_bytes: 1 << 20,
             max_instances: 256,
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 15_000,
+            keep_alive_idle_ms: 30_000,
+            send_timeout_ms: 60_000,
+            max_connections: 8_192,
+            max_connections_per_ip: 1_024,
+            plugin_instances: 64,
+            plugin_cpu_slots: None,
+            plugin_memory_budget_mib: 256,
+            plugin_queue_ms: 250,
         }
     }
+}
+
+/// Password and client-secret checks: each costs an Argon2 computation (~19 MiB, tens of
+/// milliseconds), so they are bounded in number and rate; a flood costs the flooder time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LoginLimits {
+    /// Argon2 computations at once [default: half the cores, at least 1].
+    pub hash_concurrency: Option<u32>,
+    /// Checks that may wait for a computation; beyond it a login is answered busy at once.
+    pub hash_queue: u32,
+    /// Login attempts per minute from one client address (a burst of `attempt-burst` first).
+    pub attempts_per_minute: u32,
+    pub attempt_burst: u32,
+    /// Failed attempts from one address, or for one account, before back-off starts.
+    pub free_failures: u32,
+    /// The back-off doubles from one second with every further failure, up to this.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            hash_concurrency: None,
+            hash_queue: 32,
+            attempts_per_minute: 120,
+            attempt_burst: 30,
+            free_failures: 5,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+/// Sealed secrets (see `secrets`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SecretsConfig {
+    /// The master key file [default: `<data-dir>/master.key`, generated on first start];
+    /// `OTA_HOST_MASTER_KEY` (hex keys, comma-separated) takes precedence over any file.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The background scheduler.
@@ -152,6 +229,13 @@ pub struct MountConfig {
     /// How far the timestamp of a signed request may be from the host's clock, either way
     /// [default: 900, 15 minutes].
     pub hmac_max_skew_secs: Option<u64>,
+    /// Calls of this plugin at once [default: `limits.plugin-instances`].
+    pub instances: Option<u32>,
+    /// Calls of this plugin executing guest code at once [default: `limits.plugin-cpu-slots`].
+    pub cpu_slots: Option<u32>,
+    /// Linear memory over all of this plugin's instances, in MiB [default:
+    /// `limits.plugin-memory-budget-mib`].
+    pub memory_budget_mib: Option<u64>,
 }
 
 impl MountConfig {
@@ -206,6 +290,8 @@ pub struct Config {
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
     pub blobs: BlobsConfig,
+    pub logins: LoginLimits,
+    pub secrets: SecretsConfig,
     pub mounts: BTreeMap<String, MountConfig>,
     pub tenants: Vec<TenantDecl>,
     pub operator_keys: Vec<KeyDecl>,
@@ -269,6 +355,8 @@ impl Config {
             limits: file.limits,
             scheduler: file.scheduler,
             blobs: file.blobs,
+            logins: file.logins,
+            secrets: file.secrets,
             mounts: file.plugins,
             tenants: file.tenants,
             operator_keys: file.operator_keys,
@@ -284,6 +372,19 @@ impl Config {
         }
         if self.limits.max_instances == 0 {
             return bad("limits.max-instances must be positive".into());
+        }
+        let l = &self.limits;
+        if [
+            l.header_read_timeout_ms,
+            l.body_idle_timeout_ms,
+            l.keep_alive_idle_ms,
+            l.send_timeout_ms,
+        ]
+        .contains(&0)
+            || l.max_connections == 0
+            || l.max_connections_per_ip == 0
+        {
+            return bad("limits: timeouts and connection caps must be positive".into());
         }
         if self.scheduler.interval_ms == 0 {
             return bad("scheduler.interval-ms must be positive".into());
@@ -306,6 +407,14 @@ impl Config {
             return bad("public-url must start with http:// or https://".into());
         }
         Ok(())
+    }
+
+    /// Where the master key file is (used unless `OTA_HOST_MASTER_KEY` is set).
+    pub fn master_key_file(&self) -> PathBuf {
+        self.secrets
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// The mount of a plugin (defaults when the operator configured none).

@@ -14,6 +14,7 @@ pub mod http;
 pub mod provision;
 pub mod rollout;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod uploads;
@@ -31,6 +32,10 @@ pub enum OpenError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Blobs(#[from] blobs::BlobError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretError),
+    #[error("sealing stored secrets: {0}")]
+    Reseal(String),
     #[error("creating the data directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,8 +57,20 @@ pub use flows::FlowError;
 pub use tokio_util::sync::CancellationToken;
 
 impl Services {
-    /// Connect to the configured database (migrating it) and build the services.
+    /// Connect to the configured database (migrating it) and build the services, with the
+    /// master key from the environment or the key file.
     pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, OpenError> {
+        let sealer = secrets::Sealer::load(&config.master_key_file())?;
+        Self::open_with(config, clock, std::sync::Arc::new(sealer)).await
+    }
+
+    /// [`Services::open`] with a given master key (rotation opens with the new one). Stored
+    /// secrets kept in clear or under an older key are sealed with it before anything runs.
+    pub async fn open_with(
+        config: &Config,
+        clock: SharedClock,
+        sealer: std::sync::Arc<secrets::Sealer>,
+    ) -> Result<Self, OpenError> {
         if config
             .database
             .contains(config.data_dir.to_string_lossy().as_ref())
@@ -62,21 +79,43 @@ impl Services {
             std::fs::create_dir_all(&config.data_dir)?;
         }
         let db = Db::connect(&config.database).await?;
-        let blobs =
-            blobs::BlobStore::open(config.data_dir.join("blobs"), db.clone(), clock.clone())
-                .await?
-                .with_url_policy(blobs::UrlPolicy {
-                    require_signed: config.blobs.require_signed_urls,
-                    ttl_secs: config.blobs.url_ttl_secs,
-                });
+        let blobs = blobs::BlobStore::open(
+            config.data_dir.join("blobs"),
+            db.clone(),
+            clock.clone(),
+            &sealer,
+        )
+        .await?
+        .with_url_policy(blobs::UrlPolicy {
+            require_signed: config.blobs.require_signed_urls,
+            ttl_secs: config.blobs.url_ttl_secs,
+        });
+        let auth = auth::Auth::new(db.clone(), clock.clone(), sealer.clone())
+            .with_login_limits(&config.logins);
+        let uploads = uploads::Uploads::new(
+            db.clone(),
+            clock.clone(),
+            config.blobs.max_upload_mib << 20,
+            sealer,
+        );
+        let resealed = auth
+            .reseal_secrets()
+            .await
+            .map_err(|e| OpenError::Reseal(e.to_string()))?
+            + uploads
+                .reseal_secrets()
+                .await
+                .map_err(|e| OpenError::Reseal(e.to_string()))?;
+        if resealed > 0 {
+            tracing::info!(
+                secrets = resealed,
+                "sealed stored secrets with the current master key"
+            );
+        }
         Ok(Services {
             blobs,
-            uploads: uploads::Uploads::new(
-                db.clone(),
-                clock.clone(),
-                config.blobs.max_upload_mib << 20,
-            ),
-            auth: auth::Auth::new(db.clone(), clock.clone()),
+            uploads,
+            auth,
             catalog: catalog::Catalog::new(db.clone(), clock.clone()),
             rollout: rollout::Rollout::new(
                 db.clone(),

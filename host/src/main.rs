@@ -85,6 +85,19 @@ enum Command {
     /// The key that signs a tenant's browser-upload forms (the OSS-compatible `/oss/` endpoint).
     #[command(subcommand, name = "upload-key")]
     UploadKey(UploadKeyCmd),
+    /// The master key that seals the secrets the host must read back (app secrets, signing keys).
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Where the master key comes from and the ids of its keys (the first one seals).
+    Status,
+    /// Seal every stored secret with a new master key. Stop the server(s) first; replicas need
+    /// the new key before they start again. With a key file the file is rewritten; with
+    /// `OTA_HOST_MASTER_KEY` the new key is printed once, for you to set.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -612,6 +625,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AppKeyCmd::Revoke { tenant, id } => {
                     s.auth.revoke_hmac_key(&tenant, id).await?;
                     println!("revoked app key {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Secrets(cmd) => {
+            use ota_host::secrets::{KeySource, Sealer};
+            let config = Config::resolve(o)?;
+            let current = Sealer::load(&config.master_key_file())?;
+            let describe = |s: &Sealer| match s.source() {
+                KeySource::Env => format!("{} (environment)", ota_host::secrets::KEY_ENV),
+                KeySource::File(f) => f.display().to_string(),
+            };
+            match cmd {
+                SecretsCmd::Status => {
+                    println!("{}	{}", describe(&current), current.key_ids().join(","));
+                }
+                SecretsCmd::Rotate => {
+                    let next = Arc::new(current.with_new_key());
+                    if let KeySource::File(f) = next.source() {
+                        // Old and new side by side first: a crash midway loses nothing.
+                        next.save(f, false)?;
+                    }
+                    let s = Services::open_with(&config, clock, next.clone()).await?;
+                    s.db.close().await;
+                    match next.source() {
+                        KeySource::File(f) => {
+                            next.save(f, true)?;
+                            println!(
+                                "every stored secret is sealed with key {}; {} holds only it now",
+                                next.key_ids()[0],
+                                f.display()
+                            );
+                        }
+                        KeySource::Env => {
+                            println!(
+                                "every stored secret is sealed with a new key; set {} to it \
+                                 (shown only now):",
+                                ota_host::secrets::KEY_ENV
+                            );
+                            println!("{}", next.current_hex());
+                        }
+                    }
                 }
             }
             Ok(())

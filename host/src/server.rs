@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::http::conn::EdgeLimits;
 use crate::http::{self, AppState, Listener};
 use crate::runtime::watcher::Loader;
 use crate::runtime::{Registry, Runtime};
@@ -77,6 +78,21 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     if bundled::seed(&config.plugins_dir)? {
         tracing::info!(dir = %config.plugins_dir.display(), "seeded plugins folder with the bundled plugins");
     }
+    let open_files = http::conn::raise_open_file_limit();
+    let mut config = config;
+    // Keep files for the database, plugins and blobs beside the connections.
+    let reserve = 256;
+    if (config.limits.max_connections as u64) + reserve > open_files {
+        let fit = open_files.saturating_sub(reserve).max(16) as usize;
+        tracing::warn!(
+            open_files,
+            configured = config.limits.max_connections,
+            max_connections = fit,
+            "limits.max-connections lowered to fit the open-file limit"
+        );
+        config.limits.max_connections = fit;
+    }
+    let edge = EdgeLimits::from_config(&config.limits);
     let services = Services::open(&config, clock.clone()).await?;
     provision::apply(&config, &services).await?;
 
@@ -116,6 +132,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     tasks.push(serve(
         main,
         http::router(state.clone(), Listener(None)),
+        edge.clone(),
         shutdown.clone(),
     ));
     let mut plugin_listeners = Vec::new();
@@ -132,6 +149,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
                     tasks.push(serve(
                         l,
                         http::router(state.clone(), Listener(Some(listen))),
+                        edge.clone(),
                         shutdown.clone(),
                     ));
                     bound_addrs.insert(listen, b);
@@ -186,13 +204,11 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     })
 }
 
-fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "listener failed");
-        }
-    })
+fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: EdgeLimits,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(http::conn::serve(listener, app, limits, shutdown))
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
 
+mod abuse;
+mod watcher;
+
 fn ota(data: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .arg("--data-dir")
@@ -32,7 +35,7 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.4");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.5");
     assert_eq!(manifest["routes"].as_array().unwrap().len(), 5);
 
     let bad = dir.path().join("bad.wasm");

@@ -1,13 +1,16 @@
 //! End-to-end tests: the real server on 127.0.0.1:0, real `.wasm` plugins, real HTTP.
 
 mod admin;
+mod admin_edges;
 mod blobs;
 mod contract;
 mod ctwing;
 mod hot_reload;
 mod iotstack;
+mod isolation;
 mod mxchip;
 mod sandbox;
+mod secrets;
 mod storage;
 mod ubtech;
 mod xlink;

@@ -3,12 +3,15 @@
 //! grants. Passwords and client secrets are kept as Argon2id hashes; tokens are random and
 //! kept as SHA-256 hashes, expire, rotate on refresh and can be revoked.
 
+use std::net::IpAddr;
+
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use rand::Rng;
 use sqlx::Row;
 
+use super::attempts::Refused;
 use super::{Auth, AuthError, Tenant, hash};
 use crate::runtime::plugin::valid_plugin_name;
 
@@ -102,8 +105,23 @@ pub enum GrantError {
     InvalidClient(String),
     #[error("{0}")]
     InvalidGrant(String),
+    /// Too many attempts from the client's address or for the account; nothing was checked.
+    #[error("too many attempts; retry in {0} s")]
+    Throttled(u32),
+    /// Every credential-check slot and waiting place is taken; nothing was checked.
+    #[error("credential checks are saturated; retry shortly")]
+    Busy,
     #[error(transparent)]
     Other(#[from] AuthError),
+}
+
+impl From<Refused> for GrantError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Throttled(s) => GrantError::Throttled(s),
+            Refused::Busy => GrantError::Busy,
+        }
+    }
 }
 
 impl From<sqlx::Error> for GrantError {
@@ -120,10 +138,50 @@ fn slow_hash(secret: &str) -> Result<String, AuthError> {
         .map_err(|e| AuthError::Invalid(format!("cannot hash the secret: {e}")))
 }
 
+thread_local! {
+    /// Argon2's working memory, kept by each hashing thread and reused by every check it
+    /// runs: allocating ~19 MiB per check leaves the allocator holding many of them.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `secret` hashes to the PHC string `stored` (its algorithm, version, parameters and
+/// salt), compared in constant time, computed in this thread's reused working memory.
 fn slow_verify(secret: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .and_then(|h| Argon2::default().verify_password(secret.as_bytes(), &h))
-        .is_ok()
+    let Ok(h) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(h.algorithm),
+        argon2::Params::try_from(&h),
+    ) else {
+        return false;
+    };
+    let version = match h.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let computed = BLOCKS.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < blocks {
+            b.resize(blocks, argon2::Block::default());
+        }
+        argon.hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, &mut b[..blocks])
+    });
+    computed.is_ok()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            out.as_slice(),
+            expected.as_bytes(),
+        ))
 }
 
 /// A hash of a password nobody has, verified against when the account is unknown, so that
@@ -146,35 +204,9 @@ struct AccountRow {
     secret_hash: String,
 }
 
-/// Whether `secret` matches the account's hash; an unknown account is checked against a
-/// decoy, so it costs as much time as a wrong secret. Runs off the async workers.
-async fn checks_out(secret: &str, account: Option<&AccountRow>) -> Result<bool, AuthError> {
-    let secret = secret.to_string();
-    let stored = account.map(|a| a.secret_hash.clone());
-    off_worker(move || slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash())))
-        .await
-}
-
 /// Revoke every live token issued to ($2 as user) or through ($2 as client) an account.
 const REVOKE_ACCOUNT_TOKENS: &str = "UPDATE login_tokens SET revoked_at = $1 \
     WHERE (account_id = $2 OR client_id = $2) AND revoked_at IS NULL";
-
-/// At most this many Argon2 computations run at once (each takes ~19 MiB and tens of
-/// milliseconds): a burst of logins queues here instead of exhausting memory.
-static SLOW_HASHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-
-/// Run an Argon2 computation on the blocking pool, never on an async worker.
-async fn off_worker<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AuthError> {
-    let _permit = SLOW_HASHES
-        .acquire()
-        .await
-        .map_err(|_| AuthError::Invalid("password hashing is shut down".into()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AuthError::Invalid(format!("password hashing failed: {e}")))
-}
 
 /// Issue an access + refresh pair for `user` inside `tx`.
 async fn issue_pair(
@@ -261,7 +293,13 @@ impl Auth {
         }
         let t = self.tenant(tenant).await?;
         let secret = secret.to_string();
-        let secret_hash = off_worker(move || slow_hash(&secret)).await??;
+        let secret_hash = self
+            .logins
+            .hash(move || slow_hash(&secret))
+            .await
+            .map_err(|_| {
+                AuthError::Invalid("the host is busy checking passwords; retry".into())
+            })??;
         let now = self.clock.now_millis();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO login_accounts (tenant_id, realm, kind, name, secret_hash, created_at) \
@@ -401,15 +439,46 @@ impl Auth {
         }))
     }
 
+    /// Whether `secret` matches the account's hash, within the login limits: an unknown
+    /// account is checked against a decoy (as slow as a wrong secret), a failure counts
+    /// towards the address's and the account's back-off, a success ends the account's.
+    async fn checks_out(
+        &self,
+        source: Option<IpAddr>,
+        realm: &str,
+        account_key: &str,
+        secret: &str,
+        account: Option<&AccountRow>,
+    ) -> Result<bool, GrantError> {
+        self.logins.admit(source, realm, account_key)?;
+        let secret = secret.to_string();
+        let stored = account.map(|a| a.secret_hash.clone());
+        let ok = self
+            .logins
+            .hash(move || slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash())))
+            .await?;
+        let ok = ok && account.is_some();
+        if ok {
+            self.logins.succeeded(realm, account_key);
+        } else {
+            self.logins.failed(source, realm, account_key);
+        }
+        Ok(ok)
+    }
+
     /// The client account when credentials were given; refused when unknown or wrong.
     async fn check_client(
         &self,
         realm: &str,
         client: Option<&ClientCredentials>,
+        source: Option<IpAddr>,
     ) -> Result<Option<AccountRow>, GrantError> {
         let Some(c) = client else { return Ok(None) };
         let row = self.live_account(realm, LoginKind::Client, &c.id).await?;
-        let ok = checks_out(&c.secret, row.as_ref()).await?;
+        let key = format!("client:{}", c.id);
+        let ok = self
+            .checks_out(source, realm, &key, &c.secret, row.as_ref())
+            .await?;
         match row {
             Some(r) if ok => Ok(Some(r)),
             _ => Err(GrantError::InvalidClient(
@@ -419,6 +488,7 @@ impl Auth {
     }
 
     /// OAuth2 password grant: verify the client (when given) and the user, issue a pair.
+    /// `source` is the client's address, for the login limits.
     pub async fn password_grant(
         &self,
         realm: &str,
@@ -426,10 +496,14 @@ impl Auth {
         client: Option<&ClientCredentials>,
         username: &str,
         password: &str,
+        source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
-        let client = self.check_client(realm, client).await?;
+        let client = self.check_client(realm, client, source).await?;
         let user = self.live_account(realm, LoginKind::User, username).await?;
-        let ok = checks_out(password, user.as_ref()).await?;
+        let key = format!("user:{username}");
+        let ok = self
+            .checks_out(source, realm, &key, password, user.as_ref())
+            .await?;
         let user = match user {
             Some(u) if ok => u,
             _ => {
@@ -490,8 +564,9 @@ impl Auth {
         policy: TokenPolicy,
         client: Option<&ClientCredentials>,
         refresh_token: &str,
+        source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
-        let client = self.check_client(realm, client).await?;
+        let client = self.check_client(realm, client, source).await?;
         let now = self.clock.now_millis();
         let token_hash = hash(refresh_token);
         let row = sqlx::query(

@@ -3,8 +3,11 @@
 //! (`signed`). Secrets are generated here and shown once; plugins hand over what a client sent
 //! and get a principal or a refusal, never a secret.
 
+mod attempts;
 mod logins;
 mod signed;
+
+pub use attempts::{LoginGuard, Refused as AttemptRefused};
 
 pub use logins::{
     ClientCredentials, Grant, GrantError, LoginAccount, LoginKind, TokenIdentity, TokenPolicy,
@@ -32,6 +35,9 @@ pub enum AuthError {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+    /// A sealed secret could not be opened (wrong or missing master key).
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 /// A tenant: the unit every fact and credential belongs to.
@@ -95,6 +101,8 @@ pub struct DeviceGrant {
 pub struct Auth {
     db: Db,
     clock: SharedClock,
+    logins: std::sync::Arc<LoginGuard>,
+    sealer: std::sync::Arc<crate::secrets::Sealer>,
 }
 
 fn hash(secret: &str) -> String {
@@ -124,8 +132,22 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Auth {
-    pub fn new(db: Db, clock: SharedClock) -> Self {
-        Auth { db, clock }
+    /// `sealer` seals the secrets the host must read back (HMAC app secrets).
+    pub fn new(db: Db, clock: SharedClock, sealer: std::sync::Arc<crate::secrets::Sealer>) -> Self {
+        Auth {
+            db,
+            clock,
+            logins: std::sync::Arc::new(LoginGuard::new(&Default::default())),
+            sealer,
+        }
+    }
+
+    /// The same store with the operator's login limits.
+    pub fn with_login_limits(self, limits: &crate::config::LoginLimits) -> Self {
+        Auth {
+            logins: std::sync::Arc::new(LoginGuard::new(limits)),
+            ..self
+        }
     }
 
     /// Create a tenant; its name must be new and `[A-Za-z0-9._-]{1,64}`.
@@ -323,17 +345,43 @@ impl Auth {
             .collect())
     }
 
-    /// Revoke a key; it stops working on the next request.
+    /// Revoke a key; it stops working on the next request. The last live operator key is
+    /// refused: without one, nobody could use the admin API again.
     pub async fn revoke_api_key(&self, id: i64) -> Result<(), AuthError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(self.clock.now_millis())
-                .bind(id)
-                .execute(self.db.pool())
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(AuthError::NotFound(format!("no active API key {id}")));
+        let mut tx = self.db.pool().begin().await?;
+        if self.db.backend() == crate::storage::Backend::Postgres {
+            // Two revokes racing for the last two operator keys must not both win; SQLite
+            // runs the one statement below atomically anyway.
+            sqlx::query(
+                "SELECT id FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL FOR UPDATE",
+            )
+            .execute(&mut *tx)
+            .await?;
         }
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+               AND (role <> 'operator' OR (SELECT COUNT(*) FROM api_keys \
+                 WHERE role = 'operator' AND revoked_at IS NULL) > 1)",
+        )
+        .bind(self.clock.now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            let live_operator: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Err(match live_operator.as_deref() {
+                Some("operator") => AuthError::Conflict(
+                    "this is the last operator key; create another one before revoking it".into(),
+                ),
+                _ => AuthError::NotFound(format!("no active API key {id}")),
+            });
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,20 +1,21 @@
 //! Dispatch to plugins: find the plugin whose mount (listener, Host, prefix) and routes claim
 //! the request, read the body within the size limit, hand the request over on a fresh
 //! instance, and send back exactly what the plugin answered. A plugin failure (trap, deadline,
-//! memory) costs this one request a 5xx and a log line.
+//! memory, a busy plugin, a rate-limited client) costs this one request a failure answer (in
+//! the dialect's words where the plugin can give them) and one log line.
 
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
 use super::{AppState, Listener};
-use crate::runtime::InvokeError;
 use crate::runtime::bindings::{self, Refusal};
+use crate::runtime::{CallSite, InvokeError};
 
 /// Hop-by-hop and framing headers are the host's business, never the plugin's.
 const HOST_OWNED: &[&str] = &[
@@ -25,6 +26,33 @@ const HOST_OWNED: &[&str] = &[
     "upgrade",
     "trailer",
 ];
+
+/// Why a request body could not be read whole.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyProblem {
+    /// Over the configured limit.
+    TooLarge,
+    /// No bytes for the body idle timeout.
+    Stalled,
+    /// The client went away, or sent a broken chunked encoding.
+    Broken,
+}
+
+impl BodyProblem {
+    fn of(e: &axum::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return BodyProblem::TooLarge;
+            }
+            if s.is::<tower_http::timeout::TimeoutError>() {
+                return BodyProblem::Stalled;
+            }
+            source = s.source();
+        }
+        BodyProblem::Broken
+    }
+}
 
 fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -66,6 +94,14 @@ pub async fn dispatch(
 
     let request_id = new_request_id();
     let host_url = super::host_url(&state.config, listener, &parts.headers, &parts.uri);
+    let site = CallSite {
+        host_url: host_url.clone(),
+        client: parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+        preauthorized: None,
+    };
     let mut wit = bindings::Request {
         method: method.clone(),
         path: rel_path,
@@ -93,25 +129,43 @@ pub async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let body = match declared {
-        Some(n) if n > limit as u64 => None,
-        _ => axum::body::to_bytes(body, limit).await.ok(),
+        Some(n) if n > limit as u64 => Err(BodyProblem::TooLarge),
+        _ => axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|e| BodyProblem::of(&e)),
     };
     let outcome = match body {
-        Some(bytes) => {
+        Ok(bytes) => {
             wit.body = bytes.to_vec();
-            state.runtime.handle(&plugin, &wit, &host_url).await
+            state.runtime.handle(&plugin, &wit, &site).await
         }
-        None => {
+        Err(BodyProblem::TooLarge) => {
             state
                 .runtime
-                .refuse(&plugin, &wit, Refusal::BodyTooLarge, &host_url)
+                .refuse(&plugin, &wit, Refusal::BodyTooLarge, &site)
                 .await
+        }
+        Err(problem) => {
+            // The client stalled or vanished mid-body: nobody is likely to read an answer, so
+            // the plugin is not bothered; the connection is not reused.
+            tracing::info!(plugin = %plugin.name, %method, route = %path, ?problem, request_id = %request_id, "request body not received");
+            let mut r = (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(json!({ "error": { "code": "request_timeout", "message": "the request body did not arrive in time" } })),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
 
     let response = match outcome {
         Ok(r) => to_http(r),
-        Err(e) => failure(&e, &request_id),
+        Err(e) => {
+            log_failure(&e, &plugin.name, &plugin.version, &request_id);
+            to_http(state.runtime.fail(&plugin, &wit, &e, &site).await)
+        }
     };
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -132,18 +186,17 @@ pub async fn dispatch(
     response
 }
 
-fn failure(e: &InvokeError, request_id: &str) -> Response {
-    let status = match e {
-        InvokeError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
-        InvokeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
-        InvokeError::OutOfMemory | InvokeError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    tracing::error!(error = %e, request_id, "plugin call failed");
-    (
-        status,
-        Json(json!({ "error": { "code": "plugin_failure", "message": format!("the plugin failed to answer (request {request_id})") } })),
-    )
-        .into_response()
+/// A plugin's own failure is an ERROR (its author must look); a busy plugin or a throttled
+/// client is the budget doing its job, and each request already has its request line.
+fn log_failure(e: &InvokeError, plugin: &str, version: &str, request_id: &str) {
+    match e {
+        InvokeError::Deadline(_) | InvokeError::OutOfMemory | InvokeError::Trap(_) => {
+            tracing::error!(plugin, version, error = %e, request_id, "plugin call failed")
+        }
+        InvokeError::Busy(_) | InvokeError::RateLimited { .. } => {
+            tracing::debug!(plugin, version, error = %e, request_id, "request refused")
+        }
+    }
 }
 
 fn to_http(r: bindings::Response) -> Response {

@@ -3,7 +3,8 @@
 //! Internal details are logged, never sent.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -17,7 +18,8 @@ pub struct ErrorBody {
 }
 
 /// What went wrong: a stable `code` (`unauthorized`, `forbidden`, `not_found`, `conflict`,
-/// `bad_request`, `too_large`, `internal`) and a message for people.
+/// `bad_request`, `too_large`, `method_not_allowed`, `unsupported_media_type`,
+/// `too_many_requests`, `internal`) and a message for people.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
@@ -78,6 +80,7 @@ impl From<AuthError> for ApiError {
             AuthError::Conflict(m) => ApiError::Conflict(m),
             AuthError::Invalid(m) => ApiError::BadRequest(m),
             AuthError::Storage(e) => ApiError::Internal(e.to_string()),
+            AuthError::Secret(e) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -103,5 +106,94 @@ impl From<crate::flows::FlowError> for ApiError {
             FlowError::ReleaseState(m) => ApiError::Conflict(m),
             FlowError::Invalid(m) => ApiError::BadRequest(m),
         }
+    }
+}
+
+/// The stable `code` of an error status.
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        429 => "too_many_requests",
+        500.. => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Gives every refusal of a host route the `{"error": {...}}` shape, including the ones
+/// axum's extractors and limits answer in plain text or with no body at all (a path id that
+/// is not a number, a body over the limit, a method the route does not have). Answers that
+/// are JSON already pass untouched.
+pub async fn json_refusals(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are one short line; anything longer is not a rejection worth echoing.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty());
+    let message = text.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let body = json!({ "error": { "code": code_for(status), "message": message } }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_refusals_become_json() {
+        let plain = (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Failed to buffer the request body",
+        )
+            .into_response();
+        let r = json_refusals(plain).await;
+        assert_eq!(r.status(), 413);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "too_large");
+        assert_eq!(v["error"]["message"], "Failed to buffer the request body");
+
+        let empty = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let r = json_refusals(empty).await;
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "method_not_allowed");
+        assert_eq!(v["error"]["message"], "Method Not Allowed");
+
+        let ok = (StatusCode::OK, "fine").into_response();
+        let r = json_refusals(ok).await;
+        assert!(
+            r.headers()
+                .get(header::CONTENT_TYPE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod blobs;
+pub mod conn;
 pub mod dispatch;
 pub mod error;
 pub mod install;

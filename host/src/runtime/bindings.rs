@@ -13,18 +13,40 @@ pub mod v0_1 {
     });
 }
 
-/// `ota:dialect@0.2.x`, the current contract.
+/// `ota:dialect@0.2.x`, the current contract. The host binds the exports every 0.2.x plugin
+/// has (`manifest`, `handle`, `refuse`); `fail`, which 0.2.5 added, is looked up per plugin
+/// (`runtime::plugin::Pre`), so plugins built against 0.2.0-0.2.4 keep loading.
 pub mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.2",
-        world: "dialect",
+        inline: "
+            package ota:host;
+
+            world dialect {
+                import ota:dialect/log@0.2.5;
+                import ota:dialect/clock@0.2.5;
+                import ota:dialect/config@0.2.5;
+                import ota:dialect/auth@0.2.5;
+                import ota:dialect/catalog@0.2.5;
+                import ota:dialect/rollout@0.2.5;
+                import ota:dialect/blobs@0.2.5;
+
+                use ota:dialect/types@0.2.5.{request, response, manifest, refusal};
+
+                export manifest: func() -> manifest;
+                export handle: func(req: request) -> response;
+                export refuse: func(req: request, reason: refusal) -> response;
+            }
+        ",
+        world: "ota:host/dialect",
         imports: { default: async },
         exports: { default: async },
     });
 }
 
 pub use v0_2::ota::dialect::types::{
-    CredentialScheme, DeviceRef, HostError, Manifest, Principal, Refusal, Request, Response, Route,
+    CredentialScheme, DeviceRef, Failure, FailureKind, HostError, Manifest, Principal, Refusal,
+    Request, Response, Route,
 };
 
 /// Conversions from the current types to 0.1's (identical shapes, distinct Rust types).

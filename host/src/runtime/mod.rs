@@ -1,28 +1,34 @@
 //! The plugin runtime: one wasmtime `Engine` (epoch interruption, pooling allocator), a
 //! `Linker` with the contract's host interfaces and an empty WASI, compiled plugins kept as
-//! `InstancePre`s in a hot-swappable [`Registry`], and [`Runtime::invoke`], which gives every
-//! request a fresh `Store` with a memory cap and a wall-clock deadline. A plugin that traps,
-//! loops or allocates without bound fails only its own request.
+//! `InstancePre`s in a hot-swappable [`Registry`], and [`Runtime::handle`], which gives every
+//! request a fresh `Store` with a memory cap and a wall-clock deadline inside its plugin's
+//! [`budget`]. A plugin that traps, loops or allocates without bound fails only its own
+//! requests; when it cannot answer, [`Runtime::fail`] asks it for its dialect's failure answer.
 
 pub mod bindings;
+pub mod budget;
 pub mod check;
 pub mod host;
 pub mod plugin;
 pub mod registry;
 pub mod watcher;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+    CallHook, CallHookHandler, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Store, StoreContextMut, UpdateDeadline,
 };
 
 use crate::Services;
-use crate::config::Limits;
-pub use host::{PluginIdentity, Preauthorized, RequestState};
+use crate::config::{Limits, MountConfig};
+use budget::{Budget, Shares};
+pub use host::{Abort, PluginIdentity, Preauthorized, RequestState};
 pub use plugin::{Instance, LoadError, LoadedPlugin, Pre};
 pub use registry::Registry;
 
@@ -38,8 +44,55 @@ pub enum InvokeError {
     OutOfMemory,
     #[error("plugin trapped: {0}")]
     Trap(String),
-    #[error("no free plugin instance slot: {0}")]
-    Capacity(String),
+    /// The plugin's instances (or the host's whole pool) are in use.
+    #[error("plugin busy: {0}")]
+    Busy(String),
+    /// A host call refused the client for too many attempts; the call was cut short.
+    #[error("client rate-limited for {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u32 },
+}
+
+impl InvokeError {
+    /// The failure clients are told about: what happened, the status, when to retry, and a
+    /// sentence that names no internals.
+    pub fn failure(&self) -> bindings::Failure {
+        use bindings::FailureKind as K;
+        let (kind, status, retry, message) = match self {
+            InvokeError::Busy(_) => (
+                K::Busy,
+                503,
+                Some(1),
+                "the service is busy; retry in a moment",
+            ),
+            InvokeError::RateLimited { retry_after_secs } => (
+                K::RateLimited,
+                429,
+                Some((*retry_after_secs).max(1)),
+                "too many attempts; wait before trying again",
+            ),
+            InvokeError::Deadline(_) => (K::Timeout, 504, None, "the request took too long"),
+            InvokeError::OutOfMemory | InvokeError::Trap(_) => {
+                (K::Crashed, 500, None, "the request failed on the server")
+            }
+        };
+        bindings::Failure {
+            kind,
+            status,
+            retry_after_secs: retry,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Where a call comes from, beside the request itself.
+#[derive(Debug, Clone, Default)]
+pub struct CallSite {
+    /// The absolute base URL of the host as this client reaches it.
+    pub host_url: String,
+    /// The client's address (rate limits are counted per address).
+    pub client: Option<IpAddr>,
+    /// A principal the host established itself before the plugin runs.
+    pub preauthorized: Option<Preauthorized>,
 }
 
 /// The engine, linker and limits shared by every plugin.
@@ -49,6 +102,41 @@ pub struct Runtime {
     limits: Limits,
     cache_dir: Option<PathBuf>,
     services: Services,
+    /// Budgets by plugin name: the versions of one plugin share one.
+    budgets: Mutex<HashMap<String, Arc<Budget>>>,
+}
+
+/// Holds a call's CPU turn only while its guest code runs (see [`budget`]), and cuts the
+/// call short right after a host call that decided to abort it (a rate-limited login).
+struct CpuGate;
+
+#[async_trait::async_trait]
+impl CallHookHandler<RequestState> for CpuGate {
+    async fn handle_call_event(
+        &self,
+        store: StoreContextMut<'_, RequestState>,
+        hook: CallHook,
+    ) -> wasmtime::Result<()> {
+        let state = store.data();
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => {
+                if matches!(hook, CallHook::ReturningFromHost) && state.abort.is_some() {
+                    return Err(wasmtime::Error::new(host::Aborted));
+                }
+                if let Some(turn) = state.cpu.clone()
+                    && !turn.take().await
+                {
+                    return Err(wasmtime::Trap::Interrupt.into());
+                }
+            }
+            CallHook::CallingHost | CallHook::ReturningFromWasm => {
+                if let Some(turn) = &state.cpu {
+                    turn.give_back();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn engine_config(limits: &Limits, pooling: bool) -> Config {
@@ -125,7 +213,17 @@ impl Runtime {
             limits,
             cache_dir,
             services,
+            budgets: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The budget of the plugin called `name`, made on first use from the mount's shares.
+    pub fn budget(&self, name: &str, mount: &MountConfig) -> Arc<Budget> {
+        let shares = Shares::of(&self.limits, mount);
+        let mut all = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(name.to_string())
+            .or_insert_with(|| Budget::new(shares))
+            .clone()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -140,42 +238,70 @@ impl Runtime {
         Duration::from_millis(self.limits.request_timeout_ms)
     }
 
-    /// A fresh store for one call, with the memory cap and the wall-clock deadline armed.
+    /// A fresh store for one call, with the memory cap, the wall-clock deadline and (for
+    /// `handle`) the CPU gate armed.
     fn store(
         &self,
         identity: Arc<PluginIdentity>,
-        request_id: String,
-        host_url: String,
-        preauthorized: Option<Preauthorized>,
+        request_id: &str,
+        site: &CallSite,
+        budget: Option<&Arc<Budget>>,
+        timeout: Duration,
+        gated: bool,
     ) -> Store<RequestState> {
+        let deadline = Instant::now() + timeout;
+        let cpu = match budget {
+            Some(b) if gated => Some(b.cpu_turn(tokio::time::Instant::from_std(deadline))),
+            _ => None,
+        };
         let state = RequestState::new(
             self.services.clone(),
             identity,
-            request_id,
-            host_url,
-            (self.limits.memory_mib as usize) << 20,
-            preauthorized,
+            request_id.to_string(),
+            site.clone(),
+            budget::MemoryLimiter::new((self.limits.memory_mib as usize) << 20, budget.cloned()),
+            cpu,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let deadline = Instant::now() + self.timeout();
-        // Yield to tokio at every tick so a spinning plugin never starves other requests on
-        // this worker thread, and interrupt it once its budget is spent.
-        store.epoch_deadline_callback(move |_| {
+        if gated {
+            store.call_hook_async(CpuGate);
+        }
+        // At every tick: interrupt a call whose budget is spent; otherwise yield to tokio, and
+        // give the CPU turn to whoever of the plugin's calls waits for it, so a spinning
+        // plugin never starves other requests on this worker thread.
+        store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            Ok(match ctx.data().cpu.clone() {
+                Some(turn) => {
+                    turn.give_back();
+                    UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(async move {
+                            tokio::task::yield_now().await;
+                            turn.take().await;
+                        }),
+                    )
+                }
+                None => UpdateDeadline::Yield(1),
+            })
         });
         store.set_epoch_deadline(1);
         store
     }
 
-    fn classify(&self, e: wasmtime::Error) -> InvokeError {
+    fn classify(&self, e: wasmtime::Error, state: &RequestState, timeout: Duration) -> InvokeError {
+        if let Some(abort) = &state.abort {
+            return abort.into();
+        }
+        if e.downcast_ref::<budget::OutOfMemory>().is_some() {
+            return InvokeError::OutOfMemory;
+        }
         if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
             if *trap == wasmtime::Trap::Interrupt {
-                return InvokeError::Deadline(self.timeout());
+                return InvokeError::Deadline(timeout);
             }
             return InvokeError::Trap(format!("{e:#}"));
         }
@@ -185,37 +311,48 @@ impl Runtime {
         {
             InvokeError::OutOfMemory
         } else if text.contains("maximum concurrent") || text.contains("pooling") {
-            InvokeError::Capacity(text)
+            InvokeError::Busy(text)
         } else {
             InvokeError::Trap(text)
         }
     }
 
-    /// Run a call on a fresh instance, bounded in time even if the host side stalls.
+    /// Run a call on a fresh instance within the plugin's budget, bounded in time even if
+    /// the host side stalls.
     async fn with_instance<R>(
         &self,
         plugin: &LoadedPlugin,
         request_id: &str,
-        host_url: &str,
-        preauthorized: Option<Preauthorized>,
+        site: &CallSite,
         call: impl AsyncFnOnce(Instance, &mut Store<RequestState>) -> wasmtime::Result<R>,
     ) -> Result<R, InvokeError> {
+        let _instance = plugin.budget.admit().await.map_err(|_| {
+            InvokeError::Busy(format!(
+                "all {} of the plugin's instances are in use",
+                plugin.budget.shares().instances
+            ))
+        })?;
+        let timeout = self.timeout();
         let mut store = self.store(
             plugin.identity.clone(),
-            request_id.to_string(),
-            host_url.to_string(),
-            preauthorized,
+            request_id,
+            site,
+            Some(&plugin.budget),
+            timeout,
+            true,
         );
         let run = async {
             let instance = plugin.pre.instantiate(&mut store).await?;
             call(instance, &mut store).await
         };
         // The epoch deadline bounds guest code; this bounds host calls (a stuck database)
-        // too, with a margin so the guest's own deadline fires first when it is the cause.
-        match tokio::time::timeout(self.timeout() + Duration::from_secs(1), run).await {
+        // too, with a small margin so the guest's own deadline fires first when it is the
+        // cause.
+        let outcome = tokio::time::timeout(timeout + timeout / 20, run).await;
+        match outcome {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.classify(e)),
-            Err(_) => Err(InvokeError::Deadline(self.timeout())),
+            Ok(Err(e)) => Err(self.classify(e, store.data(), timeout)),
+            Err(_) => Err(InvokeError::Deadline(timeout)),
         }
     }
 
@@ -224,32 +361,14 @@ impl Runtime {
         &self,
         plugin: &LoadedPlugin,
         req: &bindings::Request,
-        host_url: &str,
+        site: &CallSite,
     ) -> Result<bindings::Response, InvokeError> {
-        self.handle_as(plugin, req, host_url, None).await
-    }
-
-    /// Hand one request to a plugin with a principal the host already established (the
-    /// callback after an upload the host authorized itself): `auth.current` answers it.
-    pub async fn handle_as(
-        &self,
-        plugin: &LoadedPlugin,
-        req: &bindings::Request,
-        host_url: &str,
-        preauthorized: Option<Preauthorized>,
-    ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(
-            plugin,
-            &req.request_id,
-            host_url,
-            preauthorized,
-            async |i, s| match i {
-                Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
-                    i.call_handle(s, &bindings::to_v0_1::request(req)).await?,
-                )),
-                Instance::V0_2(i) => i.call_handle(s, req).await,
-            },
-        )
+        self.with_instance(plugin, &req.request_id, site, async |i, s| match i {
+            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                i.call_handle(s, &bindings::to_v0_1::request(req)).await?,
+            )),
+            Instance::V0_2(i, _) => i.call_handle(s, req).await,
+        })
         .await
     }
 
@@ -259,25 +378,88 @@ impl Runtime {
         plugin: &LoadedPlugin,
         req: &bindings::Request,
         reason: bindings::Refusal,
-        host_url: &str,
+        site: &CallSite,
     ) -> Result<bindings::Response, InvokeError> {
-        self.with_instance(
-            plugin,
-            &req.request_id,
-            host_url,
-            None,
-            async |i, s| match i {
-                Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
-                    i.call_refuse(
-                        s,
-                        &bindings::to_v0_1::request(req),
-                        bindings::to_v0_1::refusal(reason),
-                    )
-                    .await?,
-                )),
-                Instance::V0_2(i) => i.call_refuse(s, req, reason).await,
-            },
-        )
+        self.with_instance(plugin, &req.request_id, site, async |i, s| match i {
+            Instance::V0_1(i) => Ok(bindings::to_v0_1::response(
+                i.call_refuse(
+                    s,
+                    &bindings::to_v0_1::request(req),
+                    bindings::to_v0_1::refusal(reason),
+                )
+                .await?,
+            )),
+            Instance::V0_2(i, _) => i.call_refuse(s, req, reason).await,
+        })
         .await
+    }
+
+    /// The answer to a failed call: the plugin's own (its `fail` export, 0.2.5) when it has
+    /// one and it answers within a tenth of the request deadline, else the host's JSON.
+    pub async fn fail(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &bindings::Request,
+        error: &InvokeError,
+        site: &CallSite,
+    ) -> bindings::Response {
+        let failure = error.failure();
+        if plugin.pre.renders_failures()
+            && let Some(_render) = plugin.budget.admit_render()
+        {
+            let timeout = (self.timeout() / 10).max(Duration::from_millis(50));
+            let mut store = self.store(
+                plugin.identity.clone(),
+                &req.request_id,
+                site,
+                Some(&plugin.budget),
+                timeout,
+                false,
+            );
+            let mut req = req.clone();
+            req.body = Vec::new();
+            let run = async {
+                let instance = plugin.pre.instantiate(&mut store).await?;
+                instance.fail(&mut store, &req, &failure).await
+            };
+            match tokio::time::timeout(timeout + timeout / 2, run).await {
+                Ok(Ok(Some(r))) if (100..=599).contains(&r.status) => return r,
+                Ok(Ok(Some(r))) => {
+                    tracing::warn!(plugin = %plugin.name, version = %plugin.version, request_id = %req.request_id, status = r.status, "the plugin's failure answer has an invalid status; the host answers instead")
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %plugin.name, version = %plugin.version, request_id = %req.request_id, error = %self.classify(e, store.data(), timeout), "the plugin could not render its failure answer; the host answers instead")
+                }
+                Err(_) => {
+                    tracing::warn!(plugin = %plugin.name, version = %plugin.version, request_id = %req.request_id, "the plugin's failure answer took too long; the host answers instead")
+                }
+            }
+        }
+        host_failure(&failure, &req.request_id)
+    }
+}
+
+/// The host's own answer to a failure: `{"error": {"code", "message"}}` with the status and,
+/// for busy and rate-limited clients, `Retry-After`.
+pub fn host_failure(f: &bindings::Failure, request_id: &str) -> bindings::Response {
+    use bindings::FailureKind as K;
+    let code = match f.kind {
+        K::Busy => "unavailable",
+        K::RateLimited => "too_many_requests",
+        K::Timeout | K::Crashed => "plugin_failure",
+    };
+    let body = serde_json::json!({ "error": {
+        "code": code,
+        "message": format!("{} (request {request_id})", f.message),
+    }});
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(s) = f.retry_after_secs {
+        headers.push(("retry-after".to_string(), s.to_string()));
+    }
+    bindings::Response {
+        status: f.status,
+        headers,
+        body: body.to_string().into_bytes(),
     }
 }

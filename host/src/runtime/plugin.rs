@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ota_route_pattern::Pattern;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex};
 
 use super::bindings;
 use super::{InvokeError, PluginIdentity, RequestState, Runtime};
@@ -22,13 +22,18 @@ pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1", "0.2"];
 /// A compiled, linked plugin of one contract version, ready to instantiate per call.
 pub enum Pre {
     V0_1(bindings::v0_1::DialectPre<RequestState>),
-    V0_2(bindings::v0_2::DialectPre<RequestState>),
+    /// 0.2.x, with the `fail` export of plugins that have one (0.2.5 on).
+    V0_2 {
+        pre: wasmtime::component::InstancePre<RequestState>,
+        indices: bindings::v0_2::DialectIndices,
+        fail: Option<ComponentExportIndex>,
+    },
 }
 
 /// One instance of a plugin, for one call.
 pub enum Instance {
     V0_1(bindings::v0_1::Dialect),
-    V0_2(bindings::v0_2::Dialect),
+    V0_2(bindings::v0_2::Dialect, Option<wasmtime::component::Func>),
 }
 
 impl Pre {
@@ -39,8 +44,38 @@ impl Pre {
     ) -> wasmtime::Result<Instance> {
         Ok(match self {
             Pre::V0_1(p) => Instance::V0_1(p.instantiate_async(store).await?),
-            Pre::V0_2(p) => Instance::V0_2(p.instantiate_async(store).await?),
+            Pre::V0_2 { pre, indices, fail } => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let dialect = indices.load(&mut *store, &instance)?;
+                let fail = fail
+                    .as_ref()
+                    .and_then(|i| instance.get_func(&mut *store, i));
+                Instance::V0_2(dialect, fail)
+            }
         })
+    }
+
+    /// Whether the plugin answers the host's failures in its own words (`fail`, 0.2.5).
+    pub fn renders_failures(&self) -> bool {
+        matches!(self, Pre::V0_2 { fail: Some(_), .. })
+    }
+}
+
+impl Instance {
+    /// The plugin's answer to a failure, when it exports `fail`.
+    pub async fn fail(
+        &self,
+        store: &mut wasmtime::Store<RequestState>,
+        req: &bindings::Request,
+        failure: &bindings::Failure,
+    ) -> wasmtime::Result<Option<bindings::Response>> {
+        let Instance::V0_2(_, Some(f)) = self else {
+            return Ok(None);
+        };
+        let typed =
+            f.typed::<(&bindings::Request, &bindings::Failure), (bindings::Response,)>(&*store)?;
+        let (r,) = typed.call_async(store, (req, failure)).await?;
+        Ok(Some(r))
     }
 }
 
@@ -95,6 +130,8 @@ pub struct LoadedPlugin {
     pub routes: Vec<MountedRoute>,
     pub identity: Arc<PluginIdentity>,
     pub pre: Pre,
+    /// The plugin's share of the host (shared with its other versions).
+    pub budget: Arc<super::budget::Budget>,
 }
 
 impl LoadedPlugin {
@@ -231,7 +268,11 @@ impl Runtime {
         let pre = if contract.starts_with("0.1.") {
             Pre::V0_1(bindings::v0_1::DialectPre::new(instance_pre).map_err(wrong)?)
         } else {
-            Pre::V0_2(bindings::v0_2::DialectPre::new(instance_pre).map_err(wrong)?)
+            Pre::V0_2 {
+                indices: bindings::v0_2::DialectIndices::new(&instance_pre).map_err(wrong)?,
+                fail: component.get_export_index(None, "fail"),
+                pre: instance_pre,
+            }
         };
 
         let probe = Arc::new(PluginIdentity {
@@ -283,7 +324,9 @@ impl Runtime {
             tokens: mount.token_policy(),
             hmac_max_skew_secs: mount.hmac_max_skew(),
         });
+        let budget = self.budget(&manifest.name, &mount);
         Ok(LoadedPlugin {
+            budget,
             file: file.to_path_buf(),
             name: manifest.name,
             version: manifest.version,
@@ -304,15 +347,17 @@ impl Runtime {
         pre: &Pre,
         identity: Arc<PluginIdentity>,
     ) -> Result<bindings::Manifest, InvokeError> {
-        let mut store = self.store(identity, "load".into(), String::new(), None);
+        let timeout = self.timeout();
+        let mut store = self.store(identity, "load", &Default::default(), None, timeout, false);
         let run = async {
             match pre.instantiate(&mut store).await? {
                 Instance::V0_1(i) => Ok(bindings::to_v0_1::manifest(
                     i.call_manifest(&mut store).await?,
                 )),
-                Instance::V0_2(i) => i.call_manifest(&mut store).await,
+                Instance::V0_2(i, _) => i.call_manifest(&mut store).await,
             }
         };
-        run.await.map_err(|e| self.classify(e))
+        let result = run.await;
+        result.map_err(|e| self.classify(e, store.data(), timeout))
     }
 }

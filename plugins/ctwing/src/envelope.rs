@@ -10,9 +10,12 @@
 //! | 404 | unknown product, task, firmware, device or subtask |
 //! | 405 | a method the path does not take |
 //! | 413 | body larger than the host allows |
+//! | 429 | too many attempts from this client (`Retry-After` says when to try again) |
 //! | 500 | the host failed (retry later) |
+//! | 503 | the service is busy (`Retry-After` says when to try again) |
+//! | 504 | the request took too long |
 
-use ota_plugin_sdk::{HostError, Response};
+use ota_plugin_sdk::{Failure, FailureKind, HostError, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -31,6 +34,8 @@ pub enum ApiError {
     BodyTooLarge,
     /// A host refusal, mapped by its case.
     Host(HostError),
+    /// A failure the host reported instead of an answer (contract 0.2.5).
+    Failed(Failure),
 }
 
 impl From<HostError> for ApiError {
@@ -57,15 +62,32 @@ impl ApiError {
                 HostError::Conflict(m) | HostError::Invalid(m) => (400, "Bad request", m),
                 HostError::Unsupported(m) | HostError::Internal(m) => (500, "Internal Error", m),
             },
+            ApiError::Failed(f) => {
+                let title = match f.kind {
+                    FailureKind::Busy => "Service Unavailable",
+                    FailureKind::RateLimited => "Too Many Requests",
+                    FailureKind::Timeout => "Gateway Timeout",
+                    FailureKind::Crashed => "Internal Error",
+                };
+                (f.status, title, f.message)
+            }
         }
     }
 
     pub fn into_response(self) -> Response {
+        let retry = match &self {
+            ApiError::Failed(f) => f.retry_after_secs,
+            _ => None,
+        };
         let (status, title, detail) = self.parts();
-        Response::json(
+        let r = Response::json(
             status,
             &json!({ "code": status, "msg": format!("{title}: {detail}"), "result": Value::Null }),
-        )
+        );
+        match retry {
+            Some(s) => r.header("retry-after", s.to_string()),
+            None => r,
+        }
     }
 }
 

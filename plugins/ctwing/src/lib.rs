@@ -20,7 +20,7 @@ mod subtasks;
 mod tasks;
 mod view;
 
-use ota_plugin_sdk::{Dialect, Refusal, Request, Response, Router, dialect};
+use ota_plugin_sdk::{Dialect, Failure, Refusal, Request, Response, Router, dialect};
 
 use envelope::ApiError;
 
@@ -56,6 +56,10 @@ impl Dialect for Ctwing {
         match reason {
             Refusal::BodyTooLarge => ApiError::BodyTooLarge.into_response(),
         }
+    }
+
+    fn fail(_req: &Request, failure: &Failure) -> Response {
+        ApiError::Failed(failure.clone()).into_response()
     }
 }
 

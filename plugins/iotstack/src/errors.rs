@@ -13,9 +13,12 @@
 //! | 403  | 2003 | credentials may not do this |
 //! | 404  | 3001 | unknown product, gateway or deployment |
 //! | 409  | 3009 | conflicts with the object's state |
+//! | 429  | 4029 | too many attempts from this client; wait `Retry-After` seconds |
 //! | 500  | 5000 | server error (retry later) |
+//! | 503  | 5003 | the service is busy; retry after `Retry-After` seconds |
+//! | 504  | 5004 | the request took too long |
 
-use ota_plugin_sdk::{HostError, Response};
+use ota_plugin_sdk::{Failure, FailureKind, HostError, Response};
 use serde_json::json;
 
 /// Everything a handler can fail with.
@@ -28,6 +31,8 @@ pub enum ApiError {
     BodyTooLarge,
     MethodNotAllowed,
     Host(HostError),
+    /// A failure the host reported instead of an answer (contract 0.2.5).
+    Failed(Failure),
 }
 
 impl From<HostError> for ApiError {
@@ -53,13 +58,27 @@ impl ApiError {
                 HostError::Invalid(m) => (400, 1004, m.clone()),
                 HostError::Unsupported(m) | HostError::Internal(m) => (500, 5000, m.clone()),
             },
+            ApiError::Failed(f) => match f.kind {
+                FailureKind::Busy => (503, 5003, f.message.clone()),
+                FailureKind::RateLimited => (429, 4029, f.message.clone()),
+                FailureKind::Timeout => (504, 5004, f.message.clone()),
+                FailureKind::Crashed => (500, 5000, f.message.clone()),
+            },
         }
     }
 
     /// The error in IoTStack's envelope.
     pub fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        Response::json(status, &json!({ "Code": code, "Message": message }))
+        let retry = match &self {
+            ApiError::Failed(f) => f.retry_after_secs,
+            _ => None,
+        };
+        let r = Response::json(status, &json!({ "Code": code, "Message": message }));
+        match retry {
+            Some(s) => r.header("retry-after", s.to_string()),
+            None => r,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ mod errors;
 mod fields;
 mod handlers;
 
-use ota_plugin_sdk::{Dialect, Refusal, Request, Response, Router, dialect};
+use ota_plugin_sdk::{Dialect, Failure, Refusal, Request, Response, Router, dialect};
 
 use errors::ApiError;
 
@@ -38,6 +38,10 @@ impl Dialect for IotStack {
         match reason {
             Refusal::BodyTooLarge => ApiError::BodyTooLarge.into_response(),
         }
+    }
+
+    fn fail(_req: &Request, failure: &Failure) -> Response {
+        ApiError::Failed(failure.clone()).into_response()
     }
 }
 

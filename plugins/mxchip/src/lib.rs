@@ -21,7 +21,9 @@ mod meta;
 mod oss;
 
 use ota_plugin_sdk::catalog::{self, Product};
-use ota_plugin_sdk::{Dialect, HostError, Refusal, Request, Response, Router, auth, dialect};
+use ota_plugin_sdk::{
+    Dialect, Failure, HostError, Refusal, Request, Response, Router, auth, dialect,
+};
 
 use meta::MxError;
 
@@ -112,6 +114,10 @@ impl Dialect for Mxchip {
                 ),
             ),
         }
+    }
+
+    fn fail(_req: &Request, failure: &Failure) -> Response {
+        meta::failed(failure)
     }
 }
 

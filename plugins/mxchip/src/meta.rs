@@ -1,8 +1,10 @@
 //! MXChip's envelope, `{"meta":{"code","message"},"data"}`, and its error codes: 0 ok,
 //! 10000 bad parameter, 10500 unknown id, 10501 wrong state; a refused token is HTTP 401 with
-//! code 10401 (the spec prints no code for it; Django REST framework answers 401).
+//! code 10401 (the spec prints no code for it; Django REST framework answers 401). The host's
+//! failures are ours: 10429 too many attempts (429), 10503 busy (503), 10504 too slow (504),
+//! 10000 with HTTP 500 for a crash, each with `Retry-After` where it applies.
 
-use ota_plugin_sdk::{HostError, Response};
+use ota_plugin_sdk::{Failure, FailureKind, HostError, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -54,6 +56,20 @@ impl MxError {
         }
         r
     }
+}
+
+/// A failure the host reported instead of an answer (contract 0.2.5).
+pub fn failed(f: &Failure) -> Response {
+    let code = match f.kind {
+        FailureKind::Busy => 10503,
+        FailureKind::RateLimited => 10429,
+        FailureKind::Timeout => 10504,
+        FailureKind::Crashed => 10000,
+    };
+    ota_plugin_sdk::retry_after(
+        Response::json(f.status, &envelope(code, &f.message, Value::Null)),
+        f,
+    )
 }
 
 /// The envelope with a code, a message and the data.

@@ -28,7 +28,8 @@ mod router;
 pub mod time;
 
 pub use bindings::ota::dialect::types::{
-    CredentialScheme, DeviceRef, HostError, Manifest, Module, Principal, Refusal, Route, Window,
+    CredentialScheme, DeviceRef, Failure, FailureKind, HostError, Manifest, Module, Principal,
+    Refusal, Route, Window,
 };
 pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollout};
 pub use ota_version_order as version;
@@ -52,6 +53,41 @@ pub trait Dialect {
 
     /// Render a host refusal (e.g. an oversized body) in the dialect's error shape.
     fn refuse(req: &Request, reason: Refusal) -> Response;
+
+    /// Render a host failure in the dialect's error shape: the plugin is busy, the client is
+    /// rate-limited, or `handle` trapped or ran out of time (contract 0.2.5). Runs on a fresh
+    /// instance with a short deadline and no principal: build the answer from `failure` alone.
+    /// The default answers the host's own `{"error": {"code", "message"}}` shape.
+    fn fail(req: &Request, failure: &Failure) -> Response {
+        let _ = req;
+        default_failure(failure)
+    }
+}
+
+/// The host's own shape for a failure: `failure.status`, `{"error": {"code", "message"}}` and
+/// `Retry-After` when the failure says when to retry. Dialects add it to their own envelope
+/// with [`retry_after`].
+pub fn default_failure(failure: &Failure) -> Response {
+    let code = match failure.kind {
+        FailureKind::Busy => "unavailable",
+        FailureKind::RateLimited => "too_many_requests",
+        FailureKind::Timeout | FailureKind::Crashed => "plugin_failure",
+    };
+    retry_after(
+        Response::json(
+            failure.status,
+            &serde_json::json!({ "error": { "code": code, "message": failure.message } }),
+        ),
+        failure,
+    )
+}
+
+/// `response` with `Retry-After` added when the failure says when to retry.
+pub fn retry_after(response: Response, failure: &Failure) -> Response {
+    match failure.retry_after_secs {
+        Some(s) => response.header("retry-after", s.to_string()),
+        None => response,
+    }
 }
 
 /// The manifest the host reads at load time, derived from a [`Dialect`].
@@ -84,6 +120,13 @@ macro_rules! dialect {
                 reason: $crate::Refusal,
             ) -> $crate::bindings::ota::dialect::types::Response {
                 <$ty as $crate::Dialect>::refuse(&$crate::Request::new(req, Vec::new()), reason)
+                    .into_inner()
+            }
+            fn fail(
+                req: $crate::bindings::ota::dialect::types::Request,
+                failure: $crate::Failure,
+            ) -> $crate::bindings::ota::dialect::types::Response {
+                <$ty as $crate::Dialect>::fail(&$crate::Request::new(req, Vec::new()), &failure)
                     .into_inner()
             }
         }

@@ -9,9 +9,15 @@
 //! | 401  | "103" | no, unknown, expired or revoked `access_token` (plus OAuth2's `error: invalid_token`, so OAuth-aware clients refresh) |
 //! | 405  | "500" | a method the call does not take |
 //! | 413  | "500" | body larger than the host allows |
+//! | 429  | "500" | too many attempts from this client (`Retry-After`) |
 //! | 500  | "500" | the host failed (retry later) |
+//! | 503  | "500" | the service is busy (`Retry-After`) |
+//! | 504  | "500" | the request took too long |
+//!
+//! On `/oauth/token` those failures are OAuth2 errors instead: `temporarily_unavailable` for
+//! busy and rate-limited clients, `server_error` otherwise.
 
-use ota_plugin_sdk::{HostError, Response};
+use ota_plugin_sdk::{Failure, HostError, Response};
 use serde::Serialize;
 
 /// Everything a file call can fail with.
@@ -80,6 +86,23 @@ impl UbError {
                 }
             },
         }
+    }
+
+    /// A failure the host reported instead of an answer (contract 0.2.5).
+    pub fn failed(f: &Failure) -> Response {
+        ota_plugin_sdk::retry_after(
+            Response::json(
+                f.status,
+                &Envelope {
+                    code: "500",
+                    data: f.message.clone(),
+                    id: None,
+                    error: None,
+                    error_description: None,
+                },
+            ),
+            f,
+        )
     }
 
     pub fn into_response(self) -> Response {

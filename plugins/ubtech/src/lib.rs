@@ -48,6 +48,14 @@ impl Dialect for Ubtech {
             Refusal::BodyTooLarge => UbError::BodyTooLarge.into_response(),
         }
     }
+
+    fn fail(req: &Request, failure: &ota_plugin_sdk::Failure) -> Response {
+        if req.path() == "/oauth/token" {
+            oauth::failed(failure)
+        } else {
+            UbError::failed(failure)
+        }
+    }
 }
 
 dialect!(Ubtech);

@@ -28,6 +28,16 @@ struct OAuthError<'a> {
     error_description: String,
 }
 
+/// A failure the host reported instead of a token answer, as OAuth2 clients read it.
+pub fn failed(f: &ota_plugin_sdk::Failure) -> Response {
+    use ota_plugin_sdk::FailureKind;
+    let error = match f.kind {
+        FailureKind::Busy | FailureKind::RateLimited => "temporarily_unavailable",
+        FailureKind::Timeout | FailureKind::Crashed => "server_error",
+    };
+    ota_plugin_sdk::retry_after(refuse(f.status, error, f.message.clone()), f)
+}
+
 fn refuse(status: u16, error: &str, description: impl Into<String>) -> Response {
     let mut r = Response::json(
         status,

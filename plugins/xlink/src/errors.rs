@@ -8,7 +8,9 @@
 //! - 4031003 no, an unknown, an expired or a forged `Access-Token` (or refresh token);
 //!   4031001 the token may not do this (another device, another auditor, another corp);
 //! - 4041001 unknown product, 4041011 unknown task, 4041015 unknown device, 4041013 nothing
-//!   to upgrade; 4131001 body too large; 5031001 the server failed.
+//!   to upgrade; 4131001 body too large; 5031001 the server failed, is busy, took too long or
+//!   refused a client for too many attempts (XLINK's table has no other server-side code;
+//!   `Retry-After` tells busy and rate-limited clients when to come back).
 
 use ota_plugin_sdk::params::ParamError;
 use ota_plugin_sdk::{HostError, Response};
@@ -74,6 +76,17 @@ impl XError {
         let (code, msg) = self.code_and_message();
         let status = (code / 10000) as u16;
         Response::json(status, &json!({ "error": { "code": code, "msg": msg } }))
+    }
+
+    /// A failure the host reported instead of an answer (contract 0.2.5).
+    pub fn failed(f: &ota_plugin_sdk::Failure) -> Response {
+        ota_plugin_sdk::retry_after(
+            Response::json(
+                503,
+                &json!({ "error": { "code": 5031001, "msg": f.message } }),
+            ),
+            f,
+        )
     }
 }
 

@@ -194,6 +194,10 @@ impl Dialect for Xlink {
             Refusal::BodyTooLarge => XError::TooLarge.into_response(),
         }
     }
+
+    fn fail(_req: &Request, failure: &ota_plugin_sdk::Failure) -> Response {
+        XError::failed(failure)
+    }
 }
 
 dialect!(Xlink);

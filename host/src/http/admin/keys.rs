@@ -65,10 +65,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(Created { key, info })))
 }
 
-/// Revoke a key: it stops working at once.
+/// Revoke a key: it stops working at once. The last live operator key cannot be revoked
+/// (409): create another one first.
 #[utoipa::path(delete, path = "/admin/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = i64, Path, description = "key id")),
-    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody),
+        (status = 409, description = "the last operator key", body = ErrorBody)))]
 async fn revoke(
     _: Operator,
     State(st): State<AppState>,

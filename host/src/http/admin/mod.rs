@@ -31,13 +31,15 @@ use crate::auth::{KeyIdentity, Role};
 pub fn router() -> Router<AppState> {
     let (router, doc) = api().split_for_parts();
     let doc = std::sync::Arc::new(doc);
-    router.route(
-        "/admin/api/openapi.json",
-        get(move || {
-            let doc = doc.clone();
-            async move { Json(doc.as_ref().clone()) }
-        }),
-    )
+    router
+        .route(
+            "/admin/api/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .layer(axum::middleware::map_response(super::error::json_refusals))
 }
 
 /// The OpenAPI document of the admin API, as served.
@@ -112,19 +114,30 @@ pub(crate) fn query<T>(
 /// An authenticated operator: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 pub struct Operator(pub KeyIdentity);
 
+/// The operator key a request carries: `X-API-Key`, else `Authorization: Bearer`. A header
+/// that is present but blank counts as absent, so it never hides the other one.
+fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header("x-api-key").or_else(|| {
+        header("authorization").and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            let rest = rest.trim();
+            (scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty()).then_some(rest)
+        })
+    })
+}
+
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let key = header("x-api-key")
-            .map(str::trim)
-            .or_else(|| {
-                header("authorization").and_then(|v| {
-                    let (scheme, rest) = v.trim().split_once(' ')?;
-                    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-                })
-            })
+        let key = presented_key(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("operator API key required".into()))?;
         let id = state.services.auth.verify_api_key(key).await?;
         if id.role != Role::Operator {
@@ -177,4 +190,31 @@ async fn list_plugins(_op: Operator, State(state): State<AppState>) -> Json<Valu
         .map(|(file, f)| json!({ "file": file.display().to_string(), "at": f.at, "reason": f.reason, "serving": snap.plugins.contains_key(file) }))
         .collect();
     Json(json!({ "plugins": plugins, "failures": failures }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::presented_key;
+
+    fn headers(list: &[(&'static str, &'static str)]) -> HeaderMap {
+        list.iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_blank_header_does_not_hide_the_other() {
+        let h = headers(&[("x-api-key", ""), ("authorization", "Bearer k1")]);
+        assert_eq!(presented_key(&h), Some("k1"));
+        let h = headers(&[("x-api-key", "  "), ("authorization", "bearer  k2 ")]);
+        assert_eq!(presented_key(&h), Some("k2"));
+        let h = headers(&[("x-api-key", "k3"), ("authorization", "Bearer k1")]);
+        assert_eq!(presented_key(&h), Some("k3"));
+        let h = headers(&[("authorization", "Bearer ")]);
+        assert_eq!(presented_key(&h), None);
+        let h = headers(&[("authorization", "Basic abc")]);
+        assert_eq!(presented_key(&h), None);
+    }
 }

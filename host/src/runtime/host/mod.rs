@@ -9,11 +9,14 @@ mod v0_1;
 mod v0_2;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::budget::{CpuTurn, MemoryLimiter};
+use super::{CallSite, InvokeError};
 
 use super::bindings::v0_2::ota::dialect::rollout;
 use super::bindings::{CredentialScheme, DeviceRef, HostError, Principal};
@@ -50,6 +53,32 @@ pub struct Preauthorized {
     pub subject: String,
 }
 
+/// A host call's decision to end the request at once; the host then answers the failure (in
+/// the plugin's words where it can) instead of whatever the plugin would have said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// Too many attempts from this client or for this account (a login flood).
+    RateLimited { retry_after_secs: u32 },
+    /// The host's capacity for this kind of work is in use (the password-hash queue).
+    Busy,
+}
+
+impl From<&Abort> for InvokeError {
+    fn from(a: &Abort) -> Self {
+        match *a {
+            Abort::RateLimited { retry_after_secs } => {
+                InvokeError::RateLimited { retry_after_secs }
+            }
+            Abort::Busy => InvokeError::Busy("the host's credential checks are saturated".into()),
+        }
+    }
+}
+
+/// The trap that carries an [`Abort`] out of the guest.
+#[derive(Debug, thiserror::Error)]
+#[error("the host ended the call")]
+pub struct Aborted;
+
 /// The principal as the host keeps it (with ids the WIT never shows).
 #[derive(Debug, Clone)]
 struct Acting {
@@ -64,11 +93,17 @@ struct Acting {
 pub struct RequestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: MemoryLimiter,
+    /// The call's CPU turn (see `runtime::budget`); none for calls outside the gate.
+    pub(crate) cpu: Option<Arc<CpuTurn>>,
+    /// Set by a host call that ends the request (read by the call hook and the runtime).
+    pub(crate) abort: Option<Abort>,
     services: Services,
     plugin: Arc<PluginIdentity>,
     request_id: String,
     host_url: String,
+    /// The client's address, for per-address limits.
+    client: Option<IpAddr>,
     acting: Option<Acting>,
     /// Product serial numbers by id, read once per request: a check's answer names the
     /// campaign's product several times.
@@ -89,9 +124,9 @@ impl RequestState {
         services: Services,
         plugin: Arc<PluginIdentity>,
         request_id: String,
-        host_url: String,
-        memory_bytes: usize,
-        preauthorized: Option<Preauthorized>,
+        site: CallSite,
+        limits: MemoryLimiter,
+        cpu: Option<Arc<CpuTurn>>,
     ) -> Self {
         // WASI is satisfied with an empty sandbox: no args, env, preopened dirs or sockets,
         // stdin closed, stdout/stderr discarded. Plugins log through the `log` import.
@@ -103,16 +138,16 @@ impl RequestState {
         RequestState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits,
+            cpu,
+            abort: None,
             services,
             plugin,
             request_id,
-            host_url,
+            host_url: site.host_url,
+            client: site.client,
             product_sns: Default::default(),
-            acting: preauthorized.map(|p| Acting {
+            acting: site.preauthorized.map(|p| Acting {
                 tenant_id: p.tenant_id,
                 tenant: p.tenant,
                 subject: p.subject,
@@ -151,6 +186,7 @@ impl RequestState {
             AuthError::Conflict(m) => HostError::Conflict(m),
             AuthError::Invalid(m) => HostError::Invalid(m),
             AuthError::Storage(e) => self.internal("auth storage", e),
+            AuthError::Secret(e) => self.internal("sealed secret", e),
         }
     }
 

@@ -531,6 +531,7 @@ impl auth::Host for RequestState {
                 client.as_ref(),
                 &username,
                 &password,
+                self.client,
             )
             .await;
         self.token_grant(grant).await
@@ -550,6 +551,7 @@ impl auth::Host for RequestState {
                 self.plugin.tokens,
                 client.as_ref(),
                 &refresh_token,
+                self.client,
             )
             .await;
         self.token_grant(grant).await
@@ -773,6 +775,22 @@ impl RequestState {
             Err(GrantError::InvalidClient(m)) => return Err(auth::GrantError::InvalidClient(m)),
             Err(GrantError::InvalidGrant(m)) => return Err(auth::GrantError::InvalidGrant(m)),
             Err(GrantError::Other(e)) => return Err(auth::GrantError::Other(self.auth_err(e))),
+            // The request ends here: the call hook raises the abort as soon as this returns,
+            // and the host answers the failure (so the plugin never sees this value).
+            Err(GrantError::Throttled(s)) => {
+                self.abort = Some(super::Abort::RateLimited {
+                    retry_after_secs: s,
+                });
+                return Err(auth::GrantError::Other(HostError::Internal(
+                    "too many attempts".into(),
+                )));
+            }
+            Err(GrantError::Busy) => {
+                self.abort = Some(super::Abort::Busy);
+                return Err(auth::GrantError::Other(HostError::Internal(
+                    "credential checks are saturated".into(),
+                )));
+            }
         };
         let acting = self
             .token_acting(g.tenant, g.subject, g.device_id)

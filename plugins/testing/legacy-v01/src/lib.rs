@@ -83,7 +83,7 @@ impl bindings::Guest for Legacy {
             version: "0.1.0".into(),
             vendor: "Test".into(),
             description: "built against ota:dialect@0.1.0".into(),
-            routes: ["/legacy/product", "/legacy/contract"]
+            routes: ["/legacy/product", "/legacy/contract", "/legacy/trap"]
                 .into_iter()
                 .map(|p| Route {
                     method: "GET".into(),
@@ -97,6 +97,7 @@ impl bindings::Guest for Legacy {
         match req.path.as_str() {
             "/legacy/product" => product(&req),
             "/legacy/contract" => contract(),
+            "/legacy/trap" => std::process::abort(),
             _ => text(404, "no such route".into()),
         }
     }

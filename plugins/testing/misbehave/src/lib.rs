@@ -1,7 +1,9 @@
 //! A test-only dialect that misbehaves on purpose, to prove the host's sandbox: each route
 //! costs only its own request a 5xx, and the server and other plugins keep serving.
 
-use ota_plugin_sdk::{Dialect, HostError, Refusal, Request, Response, Router, blobs, dialect};
+use ota_plugin_sdk::{
+    Dialect, Failure, FailureKind, HostError, Refusal, Request, Response, Router, blobs, dialect,
+};
 
 struct Misbehave;
 
@@ -71,6 +73,7 @@ impl Dialect for Misbehave {
             .get("/misbehave/loop", spin)
             .get("/misbehave/alloc", hog)
             .get("/misbehave/trap", trap)
+            .get("/misbehave/trap-twice", trap)
             .get("/misbehave/ok", echo)
             .get("/misbehave/count", count)
             .get("/misbehave/contract", contract)
@@ -78,6 +81,24 @@ impl Dialect for Misbehave {
 
     fn refuse(_: &Request, _: Refusal) -> Response {
         Response::text(413, "too large")
+    }
+
+    /// Failures in this dialect's words, so tests can tell them from the host's; on
+    /// `/misbehave/trap-twice` the failure answer traps too (the host must answer then).
+    fn fail(req: &Request, failure: &Failure) -> Response {
+        if req.path() == "/misbehave/trap-twice" {
+            std::process::abort()
+        }
+        let kind = match failure.kind {
+            FailureKind::Busy => "busy",
+            FailureKind::RateLimited => "rate-limited",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Crashed => "crashed",
+        };
+        ota_plugin_sdk::retry_after(
+            Response::text(failure.status, format!("misbehave failed: {kind}")),
+            failure,
+        )
     }
 }
 
