@@ -80,6 +80,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open connections from one client address.
     pub max_connections_per_ip: usize,
+    /// Requests per second one client address may send to plugins (twice that in a burst);
+    /// beyond, the dialect's "too many requests" answer. 0: no limit.
+    pub requests_per_ip_per_sec: u32,
+    /// A request body for a plugin must arrive whole within this long (a client trickling it
+    /// byte by byte gets 408).
+    pub body_timeout_ms: u64,
     /// Calls one plugin may run at once (its instances); per mount as `instances`.
     pub plugin_instances: u32,
     /// Calls of one plugin executing guest code at once [default: half the cores, at least
@@ -105,6 +111,8 @@ impl Default for Limits {
             send_timeout_ms: 60_000,
             max_connections: 8_192,
             max_connections_per_ip: 1_024,
+            requests_per_ip_per_sec: 500,
+            body_timeout_ms: 20_000,
             plugin_instances: 64,
             plugin_cpu_slots: None,
             plugin_memory_budget_mib: 256,
@@ -379,6 +387,7 @@ impl Config {
             l.body_idle_timeout_ms,
             l.keep_alive_idle_ms,
             l.send_timeout_ms,
+            l.body_timeout_ms,
         ]
         .contains(&0)
             || l.max_connections == 0

@@ -125,6 +125,9 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         runtime,
         registry: registry.clone(),
         services: services.clone(),
+        per_ip: Arc::new(http::dispatch::PerIp::new(
+            config.limits.requests_per_ip_per_sec,
+        )),
         config: config.clone(),
     };
     let main = TcpListener::bind(config.listen).await?;

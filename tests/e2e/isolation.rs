@@ -117,6 +117,93 @@ async fn a_stalled_body_is_abandoned() {
 }
 
 #[tokio::test]
+async fn a_trickled_body_is_cut_off() {
+    let t = TestServer::start(Options {
+        configure: Box::new(|f| f.limits.body_timeout_ms = 500),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(t.server.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/reinstall/info HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n\
+             Content-Length: 1000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // A byte every 100 ms is never idle, but the whole body is due within 500 ms.
+    let mut answer = Vec::new();
+    for _ in 0..50 {
+        if s.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_throttled_in_the_dialects_words() {
+    let t = TestServer::start(Options {
+        configure: Box::new(|f| f.limits.requests_per_ip_per_sec = 5),
+        ..Default::default()
+    })
+    .await;
+    let body = r#"{"ProductSN":"fqhmuglv1fybql33","DeviceSN":"gw-1"}"#;
+    let flood: Vec<_> = (0..30)
+        .map(|_| {
+            let (http, url) = (t.http.clone(), t.url("/api/v1/deployment/create"));
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("X-API-Key", API_KEY)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                (r.status().as_u16(), retry, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut throttled = 0;
+    for f in flood {
+        let (status, retry, body) = f.await.unwrap();
+        if status == 429 {
+            // IoTStack's envelope, not the host's.
+            assert_eq!(body["Code"], 4029, "{body}");
+            assert!(retry);
+            throttled += 1;
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    assert!(throttled >= 15, "only {throttled} of 30 throttled");
+    let other = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let r = other
+        .post(t.url("/api/v1/deployment/create"))
+        .header("X-API-Key", API_KEY)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another address has its own budget");
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_answered_503_and_closed() {
     let t = TestServer::start(Options {
         configure: Box::new(|f| f.limits.max_connections_per_ip = 3),

@@ -4,7 +4,7 @@
 //! memory, a busy plugin, a rate-limited client) costs this one request a failure answer (in
 //! the dialect's words where the plugin can give them) and one log line.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -26,6 +26,47 @@ const HOST_OWNED: &[&str] = &[
     "upgrade",
     "trailer",
 ];
+
+/// The request budget of each client address: a flood from one address is answered "too
+/// many requests" (in the dialect's words) before a plugin instance is spent on it.
+pub struct PerIp {
+    limiter: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl PerIp {
+    /// `per_sec` requests per second, bursts of twice that; 0 for no limit.
+    pub fn new(per_sec: u32) -> Self {
+        let limiter = std::num::NonZeroU32::new(per_sec).map(|n| {
+            let burst = n.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+            governor::RateLimiter::keyed(governor::Quota::per_second(n).allow_burst(burst))
+        });
+        PerIp {
+            limiter,
+            checks: Default::default(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` is over its budget.
+    fn check(&self, ip: Option<std::net::IpAddr>) -> Result<(), u32> {
+        let (Some(l), Some(ip)) = (&self.limiter, ip) else {
+            return Ok(());
+        };
+        // Addresses that went quiet are forgotten now and then, so the table stays small.
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 65_536 == 65_535 {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        l.check_key(&ip).map_err(|not_until| {
+            let clock = governor::clock::DefaultClock::default();
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+            wait.as_secs().saturating_add(1).min(u64::from(u32::MAX)) as u32
+        })
+    }
+}
 
 /// Why a request body could not be read whole.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,7 +104,7 @@ pub async fn dispatch(
     Extension(listener): Extension<Listener>,
     req: Request,
 ) -> Response {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let (parts, body) = req.into_parts();
     let authority = parts
         .headers
@@ -122,6 +163,14 @@ pub async fn dispatch(
         request_id: request_id.clone(),
     };
 
+    if let Err(retry_after_secs) = state.per_ip.check(site.client) {
+        let e = InvokeError::RateLimited { retry_after_secs };
+        let response = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await);
+        tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
+        tracing::info!(plugin = %plugin.name, %method, route = %path, status = response.status().as_u16(), request_id = %request_id, "request refused: address over its request rate");
+        return response;
+    }
+
     let limit = state.config.limits.max_body_bytes;
     let declared = parts
         .headers
@@ -130,9 +179,13 @@ pub async fn dispatch(
         .and_then(|v| v.parse::<u64>().ok());
     let body = match declared {
         Some(n) if n > limit as u64 => Err(BodyProblem::TooLarge),
-        _ => axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|e| BodyProblem::of(&e)),
+        _ => {
+            let whole = Duration::from_millis(state.config.limits.body_timeout_ms);
+            match tokio::time::timeout(whole, axum::body::to_bytes(body, limit)).await {
+                Ok(read) => read.map_err(|e| BodyProblem::of(&e)),
+                Err(_) => Err(BodyProblem::Stalled),
+            }
+        }
     };
     let outcome = match body {
         Ok(bytes) => {
@@ -164,7 +217,9 @@ pub async fn dispatch(
         Ok(r) => to_http(r),
         Err(e) => {
             log_failure(&e, &plugin.name, &plugin.version, &request_id);
-            to_http(state.runtime.fail(&plugin, &wit, &e, &site).await)
+            let answer = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await);
+            tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
+            answer
         }
     };
     let status = response.status().as_u16();
@@ -184,6 +239,20 @@ pub async fn dispatch(
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// How long a refusal takes at least. A flood's refusals are answered late, so a client that
+/// asks again at once waits in between: the flood costs the flooder time (and the host a
+/// sleeping task, bounded by the connection caps), not the host's CPU. A throttled client
+/// waits up to a second, a client of a saturated plugin as long as a queued call would.
+fn tarpit(e: &InvokeError, limits: &crate::config::Limits) -> Duration {
+    match e {
+        InvokeError::RateLimited { retry_after_secs } => {
+            Duration::from_secs(u64::from(*retry_after_secs)).min(Duration::from_secs(1))
+        }
+        InvokeError::Busy(_) => Duration::from_millis(limits.plugin_queue_ms),
+        _ => Duration::ZERO,
+    }
 }
 
 /// A plugin's own failure is an ERROR (its author must look); a busy plugin or a throttled

@@ -28,6 +28,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub services: Services,
     pub config: Arc<Config>,
+    /// Requests to plugins per client address (see `limits.requests-per-ip-per-sec`).
+    pub per_ip: Arc<dispatch::PerIp>,
 }
 
 /// Which listener a request arrived on: `None` for the main one, else a plugin's own.

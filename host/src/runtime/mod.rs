@@ -163,8 +163,9 @@ fn engine_config(limits: &Limits, pooling: bool) -> Config {
         pool.linear_memory_keep_resident(1 << 20);
         pool.table_keep_resident(64 << 10);
         pool.async_stack_keep_resident(64 << 10);
-        // Return freed slots to the OS in batches rather than one madvise per request.
-        pool.decommit_batch_size(16);
+        // Memory past the resident part goes back to the OS as soon as its instance is
+        // freed: batching would leave up to a batch of memory bombs' pages resident.
+        pool.decommit_batch_size(1);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg
@@ -404,9 +405,14 @@ impl Runtime {
         site: &CallSite,
     ) -> bindings::Response {
         let failure = error.failure();
-        if plugin.pre.renders_failures()
-            && let Some(_render) = plugin.budget.admit_render()
-        {
+        if !plugin.pre.renders_failures() {
+            return host_failure(&failure, &req.request_id);
+        }
+        let key = plugin::FailureKey::of(&failure, &req.path);
+        if let Some(answer) = plugin.failure_answers.get(&key) {
+            return answer;
+        }
+        if let Some(_render) = plugin.budget.admit_render() {
             let timeout = (self.timeout() / 10).max(Duration::from_millis(50));
             let mut store = self.store(
                 plugin.identity.clone(),
@@ -423,7 +429,10 @@ impl Runtime {
                 instance.fail(&mut store, &req, &failure).await
             };
             match tokio::time::timeout(timeout + timeout / 2, run).await {
-                Ok(Ok(Some(r))) if (100..=599).contains(&r.status) => return r,
+                Ok(Ok(Some(r))) if (100..=599).contains(&r.status) => {
+                    plugin.failure_answers.put(key, &r);
+                    return r;
+                }
                 Ok(Ok(Some(r))) => {
                     tracing::warn!(plugin = %plugin.name, version = %plugin.version, request_id = %req.request_id, status = r.status, "the plugin's failure answer has an invalid status; the host answers instead")
                 }

@@ -113,6 +113,55 @@ pub struct MountedRoute {
     pub pattern: Pattern,
 }
 
+/// What a failure answer depends on: the failure and the path (the contract lets the host
+/// reuse an answer for the same kind, status and retry time on the same path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FailureKey {
+    kind: u8,
+    status: u16,
+    retry_after_secs: Option<u32>,
+    path: String,
+}
+
+impl FailureKey {
+    pub fn of(f: &bindings::Failure, path: &str) -> Self {
+        FailureKey {
+            kind: f.kind as u8,
+            status: f.status,
+            retry_after_secs: f.retry_after_secs,
+            path: path.to_string(),
+        }
+    }
+}
+
+/// A plugin version's failure answers, so that a flood of busy or throttled requests costs
+/// a lookup, not an instance each. Bounded: emptied when full (paths are the client's to
+/// choose).
+#[derive(Default)]
+pub struct FailureAnswers(
+    std::sync::Mutex<std::collections::HashMap<FailureKey, bindings::Response>>,
+);
+
+impl FailureAnswers {
+    const MAX: usize = 256;
+
+    pub fn get(&self, key: &FailureKey) -> Option<bindings::Response> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn put(&self, key: FailureKey, answer: &bindings::Response) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() >= Self::MAX {
+            all.clear();
+        }
+        all.insert(key, answer.clone());
+    }
+}
+
 /// A plugin ready to serve: immutable; a new file version is a new `LoadedPlugin`.
 pub struct LoadedPlugin {
     pub file: PathBuf,
@@ -132,6 +181,8 @@ pub struct LoadedPlugin {
     pub pre: Pre,
     /// The plugin's share of the host (shared with its other versions).
     pub budget: Arc<super::budget::Budget>,
+    /// Its failure answers so far.
+    pub failure_answers: FailureAnswers,
 }
 
 impl LoadedPlugin {
@@ -327,6 +378,7 @@ impl Runtime {
         let budget = self.budget(&manifest.name, &mount);
         Ok(LoadedPlugin {
             budget,
+            failure_answers: FailureAnswers::default(),
             file: file.to_path_buf(),
             name: manifest.name,
             version: manifest.version,
