@@ -1,0 +1,205 @@
+//! The `ota-host` command line: `serve` runs the server; the other subcommands let an
+//! operator do everything without SQL — who and what the host knows in `accounts`
+//! (tenants, products, keys, logins, devices, the master key), firmware and rollouts in
+//! `rollout` — and check plugin files offline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use ota_host::clock::{SharedClock, SystemClock};
+use ota_host::config::{Config, Overrides};
+use ota_host::{Services, server};
+
+mod accounts;
+mod rollout;
+
+#[derive(Parser)]
+#[command(
+    name = "ota-host",
+    version,
+    about = "OTA rollout server speaking many vendors' upgrade APIs through WebAssembly plugins"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Data directory: SQLite file, compiled-plugin cache, default plugins folder.
+    #[arg(long, global = true, env = "OTA_HOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "OTA_HOST_DATABASE")]
+    database: Option<String>,
+    /// TOML configuration file (see README, "Configuration").
+    #[arg(long, global = true, env = "OTA_HOST_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address of the main listener (port 0 picks a free port).
+        #[arg(long, env = "OTA_HOST_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Plugins folder, watched for *.wasm changes [default: <data-dir>/plugins].
+        #[arg(long, env = "OTA_HOST_PLUGINS")]
+        plugins: Option<PathBuf>,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(accounts::TenantCmd),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(accounts::ProductCmd),
+    /// Manage API keys (tenant keys for dialects, operator keys for the admin API).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(accounts::ApiKeyCmd),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Store firmware files.
+    #[command(subcommand)]
+    Blob(rollout::BlobCmd),
+    /// Manage firmware releases (full packages and from-version patches).
+    #[command(subcommand)]
+    Release(rollout::ReleaseCmd),
+    /// Create and steer campaigns (which devices get which release).
+    #[command(subcommand)]
+    Campaign(rollout::CampaignCmd),
+    /// Manage the user accounts and client applications a dialect's login calls accept.
+    #[command(subcommand)]
+    Login(accounts::LoginCmd),
+    /// Manage application keys for dialects whose clients sign requests (CTWing App Keys).
+    #[command(subcommand, name = "app-key")]
+    AppKey(accounts::AppKeyCmd),
+    /// Register or update devices.
+    #[command(subcommand)]
+    Device(accounts::DeviceCmd),
+    /// The key that signs a tenant's browser-upload forms (the OSS-compatible `/oss/` endpoint).
+    #[command(subcommand, name = "upload-key")]
+    UploadKey(accounts::UploadKeyCmd),
+    /// The master key that seals the secrets the host must read back (app secrets, signing keys).
+    #[command(subcommand)]
+    Secrets(accounts::SecretsCmd),
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Validate a plugin file offline and print its manifest.
+    Check { file: PathBuf },
+}
+
+fn overrides(g: &Global) -> Overrides {
+    Overrides {
+        data_dir: g.data_dir.clone(),
+        database: g.database.clone(),
+        config: g.config.clone(),
+        ..Default::default()
+    }
+}
+
+/// The services on the configured database, for a one-shot subcommand.
+async fn open(o: Overrides, clock: SharedClock) -> anyhow::Result<Services> {
+    Ok(Services::open(&Config::resolve(o)?, clock).await?)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let mut o = overrides(&cli.global);
+    match cli.command {
+        Command::Serve { listen, plugins } => {
+            o.listen = listen;
+            o.plugins_dir = plugins;
+            let config = Config::resolve(o)?;
+            let server = server::start(config, clock).await?;
+            let token = server.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: draining in-flight requests");
+                token.cancel();
+            });
+            server.wait().await;
+            Ok(())
+        }
+        Command::Tenant(cmd) => accounts::tenant(&open(o, clock).await?, cmd).await,
+        Command::Product(cmd) => accounts::product(&open(o, clock).await?, cmd).await,
+        Command::ApiKey(cmd) => accounts::api_key(&open(o, clock).await?, cmd).await,
+        Command::Blob(rollout::BlobCmd::Put { file, md5, sha256 }) => {
+            let config = Config::resolve(o)?;
+            let s = Services::open(&config, clock).await?;
+            let info = rollout::store_file(&s, &config, &file, md5, sha256).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+            Ok(())
+        }
+        Command::Release(cmd) => {
+            let config = Config::resolve(o)?;
+            let s = Services::open(&config, clock).await?;
+            rollout::release(&s, &config, cmd).await
+        }
+        Command::Campaign(cmd) => rollout::campaign(&open(o, clock).await?, cmd).await,
+        Command::Login(cmd) => accounts::login(&open(o, clock).await?, cmd).await,
+        Command::AppKey(cmd) => accounts::app_key(&open(o, clock).await?, cmd).await,
+        Command::Secrets(cmd) => accounts::secrets(&Config::resolve(o)?, clock, cmd).await,
+        Command::UploadKey(cmd) => accounts::upload_key(&open(o, clock).await?, cmd).await,
+        Command::Device(cmd) => accounts::device(&open(o, clock).await?, cmd).await,
+        Command::Plugin(PluginCmd::Check { file }) => {
+            let manifest = ota_host::runtime::check::check_file(&file).await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
