@@ -130,6 +130,9 @@ pub struct LoginLimits {
     pub hash_concurrency: Option<u32>,
     /// Checks that may wait for a computation; beyond it a login is answered busy at once.
     pub hash_queue: u32,
+    /// Checks one client address may have queued or running at once (so one address cannot
+    /// fill the queue in front of everyone else).
+    pub per_address_checks: u32,
     /// Login attempts per minute from one client address (a burst of `attempt-burst` first).
     pub attempts_per_minute: u32,
     pub attempt_burst: u32,
@@ -144,6 +147,7 @@ impl Default for LoginLimits {
         LoginLimits {
             hash_concurrency: None,
             hash_queue: 32,
+            per_address_checks: 4,
             attempts_per_minute: 120,
             attempt_burst: 30,
             free_failures: 5,

@@ -49,6 +49,43 @@ struct Streak {
 /// One computation for a hashing thread.
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Checks queued or running per client address.
+#[derive(Default)]
+struct InFlight(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One address's place among the checks; given back when dropped (when its hash ends).
+struct AddressPlace {
+    all: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl InFlight {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<AddressPlace> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = all.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPlace {
+            all: self.0.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = all.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The login limits of one host process.
 pub struct LoginGuard {
     /// Places for computations running or queued.
@@ -56,6 +93,8 @@ pub struct LoginGuard {
     /// To the hashing threads. A few long-lived threads, not the blocking pool: each thread
     /// keeps its allocator arena, so the host holds at most one Argon2 block per thread.
     jobs: Mutex<mpsc::Sender<Job>>,
+    in_flight: InFlight,
+    per_address: usize,
     per_source: DefaultKeyedRateLimiter<IpAddr>,
     streaks: Mutex<HashMap<Key, Streak>>,
     free_failures: u32,
@@ -101,6 +140,8 @@ impl LoginGuard {
         LoginGuard {
             places: Arc::new(Semaphore::new(concurrency + l.hash_queue as usize)),
             jobs: Mutex::new(hashing_threads(concurrency)),
+            in_flight: InFlight::default(),
+            per_address: l.per_address_checks.max(1) as usize,
             per_source: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
             streaks: Mutex::new(HashMap::new()),
             free_failures: l.free_failures,
@@ -185,10 +226,22 @@ impl LoginGuard {
     /// is free (as many as the threads plus the waiting room), else refused at once. A queued
     /// computation runs to its end and holds its place until then, even if the caller stopped
     /// waiting, so giving up never lets more computations (and their memory) pile up.
+    ///
+    /// One client address holds at most `per-address-checks` places, so a flood from one
+    /// address cannot fill the queue in front of everyone else's logins.
     pub async fn hash<T: Send + 'static>(
         &self,
+        source: Option<IpAddr>,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Refused> {
+        let mine = match source {
+            Some(ip) => Some(
+                self.in_flight
+                    .take(ip, self.per_address)
+                    .ok_or(Refused::Throttled(1))?,
+            ),
+            None => None,
+        };
         let place = self
             .places
             .clone()
@@ -196,7 +249,7 @@ impl LoginGuard {
             .map_err(|_| Refused::Busy)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _place = place;
+            let _place = (place, mine);
             let _ = tx.send(f());
         });
         self.jobs
@@ -212,6 +265,43 @@ impl LoginGuard {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn one_address_holds_only_its_share_of_the_queue() {
+        let g = Arc::new(LoginGuard::new(&LoginLimits {
+            hash_concurrency: Some(1),
+            hash_queue: 8,
+            per_address_checks: 2,
+            ..Default::default()
+        }));
+        let flood: IpAddr = "10.0.0.9".parse().unwrap();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (g, hold) = (g.clone(), hold.clone());
+            held.push(tokio::spawn(async move {
+                g.hash(Some(flood), move || {
+                    let _ = hold.lock().unwrap().recv_timeout(Duration::from_secs(5));
+                })
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(g.hash(Some(flood), || ()).await, Err(Refused::Throttled(1)));
+        // Another address still gets a place (it waits behind the running one only).
+        let other = {
+            let g = g.clone();
+            tokio::spawn(async move { g.hash(Some("10.0.0.10".parse().unwrap()), || 5).await })
+        };
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(other.await.unwrap(), Ok(5));
+        for h in held {
+            assert_eq!(h.await.unwrap(), Ok(()));
+        }
+        assert!(g.hash(Some(flood), || ()).await.is_ok(), "places come back");
+    }
+
     fn guard(queue: u32, concurrency: u32) -> LoginGuard {
         LoginGuard::new(&LoginLimits {
             hash_concurrency: Some(concurrency),
@@ -220,6 +310,7 @@ mod tests {
             attempt_burst: 5,
             free_failures: 2,
             max_backoff_secs: 8,
+            per_address_checks: 8,
         })
     }
 
@@ -286,7 +377,7 @@ mod tests {
         let slow = {
             let g = g.clone();
             tokio::spawn(async move {
-                g.hash(move || {
+                g.hash(None, move || {
                     let _ = hold.recv_timeout(Duration::from_secs(5));
                 })
                 .await
@@ -296,10 +387,10 @@ mod tests {
         // One waits, the next is refused at once.
         let waiter = {
             let g = g.clone();
-            tokio::spawn(async move { g.hash(|| 7).await })
+            tokio::spawn(async move { g.hash(None, || 7).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(g.hash(|| 1).await, Err(Refused::Busy));
+        assert_eq!(g.hash(None, || 1).await, Err(Refused::Busy));
         // A caller that gives up does not free the slot: the computation still runs.
         slow.abort();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -295,7 +295,7 @@ impl Auth {
         let secret = secret.to_string();
         let secret_hash = self
             .logins
-            .hash(move || slow_hash(&secret))
+            .hash(None, move || slow_hash(&secret))
             .await
             .map_err(|_| {
                 AuthError::Invalid("the host is busy checking passwords; retry".into())
@@ -455,7 +455,9 @@ impl Auth {
         let stored = account.map(|a| a.secret_hash.clone());
         let ok = self
             .logins
-            .hash(move || slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash())))
+            .hash(source, move || {
+                slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash()))
+            })
             .await?;
         let ok = ok && account.is_some();
         if ok {
