@@ -10,6 +10,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
 
 mod abuse;
+mod openapi;
 mod secrets;
 mod watcher;
 

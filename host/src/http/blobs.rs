@@ -33,6 +33,20 @@ pub fn admin_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(upload))
 }
 
+/// What an uploader declares about the file in the query; every given fact must match.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Declared {
+    /// 32 hex characters.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
+    md5: Option<String>,
+    /// 64 hex characters.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    sha256: Option<String>,
+    /// In bytes (an `int64`); over the upload limit is refused (413) before anything is read.
+    size: Option<u64>,
+}
+
 /// What an upload answers.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct Uploaded {
@@ -221,22 +235,34 @@ pub async fn serve(
     post,
     path = "/admin/api/v1/blobs",
     tag = "blobs",
-    params(Expect),
+    operation_id = "upload_blob",
+    params(Declared),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, body = Uploaded),
-        (status = 400, description = "declared facts do not match", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody),
+        (status = 400, description = "declared facts that are malformed or do not match the file", body = ErrorBody),
+        (status = 413, description = "the file (or its declared size) is over the upload limit", body = ErrorBody),
     )
 )]
 async fn upload(
     _op: Operator,
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    Query(expect): Query<Expect>,
+    Query(declared): Query<Declared>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    // The document types `size` as an `int64`: beyond it is malformed, not merely too large.
+    if declared.size.is_some_and(|s| s > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!(
+            "size must be at most {}",
+            i64::MAX
+        )));
+    }
+    let expect = Expect {
+        md5: declared.md5,
+        sha256: declared.sha256,
+        size: declared.size,
+    };
     let max = state.config.blobs.max_upload_mib << 20;
     let declared = req
         .headers()

@@ -11,8 +11,8 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Items, Operator, body_json, query};
-use crate::catalog::releases::{Page, PageReq};
+use super::{Items, Operator, Paging, body_json, query};
+use crate::catalog::releases::Page;
 use crate::flows::{CampaignRequest, ScopeRequest, WaveStart, WavesRequest};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
@@ -25,12 +25,16 @@ use crate::rollout::job::JobState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, update, remove))
-        .routes(routes!(act))
-        .routes(routes!(listed, add_devices, remove_devices))
-        .routes(routes!(jobs))
-        .routes(routes!(log))
+        .routes(routes!(list_campaigns, create_campaign))
+        .routes(routes!(get_campaign, update_campaign, delete_campaign))
+        .routes(routes!(act_on_campaign))
+        .routes(routes!(
+            list_campaign_devices,
+            add_campaign_devices,
+            remove_campaign_devices
+        ))
+        .routes(routes!(list_campaign_jobs))
+        .routes(routes!(get_campaign_log))
 }
 
 /// A campaign with its per-state counts and version distribution.
@@ -72,17 +76,27 @@ impl From<RolloutError> for ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "type", content = "value")]
 enum ScopeIn {
+    /// Every device of the product.
     All,
+    /// These devices (serial numbers).
     Devices(Vec<String>),
-    Group(String),
+    /// The devices of this group (not blank).
+    Group(GroupName),
 }
+
+/// A device group's name: not blank.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(
+    pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)]
+struct GroupName(String);
 
 impl From<ScopeIn> for ScopeRequest {
     fn from(s: ScopeIn) -> Self {
         match s {
             ScopeIn::All => ScopeRequest::All,
             ScopeIn::Devices(d) => ScopeRequest::Devices(d),
-            ScopeIn::Group(g) => ScopeRequest::Group(g),
+            ScopeIn::Group(GroupName(g)) => ScopeRequest::Group(g),
         }
     }
 }
@@ -90,19 +104,33 @@ impl From<ScopeIn> for ScopeRequest {
 /// A new campaign, made from a release; it starts as a draft.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Create {
+struct CreateCampaign {
+    /// 1-128 characters, not blank.
+    #[schema(
+        max_length = 128,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     name: String,
+    /// At most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     description: String,
     release_id: i64,
+    /// Only devices on this version (older than the release's); a delta release sets it.
     from_version: Option<String>,
     scope: ScopeIn,
     mode: Mode,
+    /// `test` or `formal` [default: `formal`]; a test release only for `test`.
     #[serde(default = "formal")]
+    #[schema(pattern = "^(test|formal)$")]
     tag: String,
+    /// Further attempts after a failure or timeout, 0-3.
     #[serde(default)]
+    #[schema(maximum = 3)]
     retries: u8,
+    /// How long a notified device has to finish, 1 s to 30 days [default: a day].
     #[serde(default = "one_day")]
+    #[schema(minimum = 1, maximum = 2_592_000)]
     timeout_secs: u64,
     waves: Option<WavesIn>,
     maintenance_window: Option<WindowIn>,
@@ -112,14 +140,23 @@ struct Create {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WindowIn {
+    /// `HH:MM`, UTC.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     start: String,
+    /// `HH:MM`, UTC; before `start` spans midnight, never equal to it.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     end: String,
 }
 
 impl WindowIn {
     fn parse(&self) -> Result<MaintenanceWindow, ApiError> {
+        // Exactly `HH:MM`, as documented: the document's pattern and this agree.
         let minute = |s: &str| -> Option<u16> {
-            let (h, m) = s.trim().split_once(':')?;
+            let (h, m) = s.split_once(':')?;
+            let digits = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit());
+            if !(digits(h) && digits(m)) {
+                return None;
+            }
             let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
             (h < 24 && m < 60).then_some(h * 60 + m)
         };
@@ -136,10 +173,20 @@ impl WindowIn {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WavesIn {
+    /// Devices in the first wave, 1-10000000 (or give `initial_percent`).
+    #[schema(minimum = 1, maximum = 10_000_000)]
     initial: Option<u64>,
+    /// The first wave as a share of the product's devices, 1-100 (or give `initial`).
+    #[schema(minimum = 1, maximum = 100)]
     initial_percent: Option<u8>,
+    /// Devices admitted per later wave, up to 10000000.
+    #[schema(maximum = 10_000_000)]
     step: u64,
+    /// Seconds between waves, 1 s to a year.
+    #[schema(minimum = 1, maximum = 31_622_400)]
     interval_secs: u64,
+    /// Pause when failed and timed-out jobs reach this share of finished ones, 1-100.
+    #[schema(minimum = 1, maximum = 100)]
     max_failure_pct: Option<u8>,
 }
 
@@ -154,17 +201,19 @@ fn one_day() -> u64 {
 /// Create a campaign from a release (a test release only for `tag: test`; a delta pins the
 /// from-version; a wave share becomes a device count now).
 #[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns", tag = "campaigns",
-    params(("tenant" = String, Path)), request_body = Create,
-    responses((status = 201, body = Campaign), (status = 400, body = ErrorBody),
+    operation_id = "create_campaign", params(("tenant" = String, Path)), request_body = CreateCampaign,
+    responses((status = 201, body = Campaign),
+        (status = 400, description = "waves without exactly one of initial or initial_percent, a from_version \
+            the release cannot start from, or a window whose start and end are equal", body = ErrorBody),
         (status = 404, description = "unknown tenant, release or device", body = ErrorBody),
         (status = 409, description = "the release cannot be used so", body = ErrorBody)))]
-async fn create(
+async fn create_campaign(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    let c: Create = body_json(&body)?;
+    let c: CreateCampaign = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let waves = match c.waves {
         None => None,
@@ -224,16 +273,16 @@ struct ListFilter {
 
 /// The tenant's campaigns, newest first (`name` matches a case-insensitive substring).
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns", tag = "campaigns",
-    params(("tenant" = String, Path), PageReq, ListFilter),
-    responses((status = 200, body = Page<Campaign>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list(
+    operation_id = "list_campaigns", params(("tenant" = String, Path), Paging, ListFilter),
+    responses((status = 200, body = Page<Campaign>), (status = 404, description = "unknown tenant or product", body = ErrorBody)))]
+async fn list_campaigns(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
-    q: Result<Query<PageReq>, QueryRejection>,
+    q: Result<Query<Paging>, QueryRejection>,
     f: Result<Query<ListFilter>, QueryRejection>,
 ) -> Result<Json<Page<Campaign>>, ApiError> {
-    let page = query(q)?;
+    let page = query(q)?.req()?;
     let f = query(f)?;
     let (limit, offset) = page.checked()?;
     let t = st.services.auth.tenant(&tenant).await?;
@@ -259,9 +308,9 @@ async fn list(
 
 /// One campaign with its statistics.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = CampaignDetail), (status = 404, body = ErrorBody)))]
-async fn show(
+    operation_id = "get_campaign", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = CampaignDetail), (status = 404, description = "unknown tenant or campaign", body = ErrorBody)))]
+async fn get_campaign(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
@@ -275,9 +324,10 @@ async fn show(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Note {
+    /// Why, for the op log.
     #[serde(default)]
     note: String,
-    /// For `submit`: the only operator who may then approve or reject.
+    /// For `submit` only: the only operator who may then approve or reject.
     approver: Option<String>,
 }
 
@@ -285,11 +335,15 @@ struct Note {
 /// `approve`/`reject` (by the approver), `start` (without approval), `pause`, `resume`,
 /// `stop`, `cancel`. An action the current status does not allow is a conflict.
 #[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/actions/{action}", tag = "campaigns",
+    operation_id = "act_on_campaign",
     params(("tenant" = String, Path), ("id" = i64, Path), ("action" = Action, Path)),
     request_body(content = Option<Note>, description = "optional"),
-    responses((status = 200, body = Campaign), (status = 403, description = "not the named approver", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn act(
+    responses((status = 200, body = Campaign),
+        (status = 400, description = "an approver named by another action than submit", body = ErrorBody),
+        (status = 403, description = "not the named approver", body = ErrorBody),
+        (status = 404, description = "unknown tenant, campaign or action", body = ErrorBody),
+        (status = 409, description = "the campaign's status does not allow the action", body = ErrorBody)))]
+async fn act_on_campaign(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id, action)): Path<(String, i64, String)>,
@@ -297,10 +351,11 @@ async fn act(
 ) -> Result<Json<Campaign>, ApiError> {
     let action: Action = serde_json::from_value(json!(action))
         .map_err(|_| ApiError::NotFound(format!("no action {action:?}")))?;
+    // The body is optional: none, or `null`, is an empty note.
     let note: Note = if body.is_empty() {
         Note::default()
     } else {
-        body_json(&body)?
+        body_json::<Option<Note>>(&body)?.unwrap_or_default()
     };
     let t = st.services.auth.tenant(&tenant).await?;
     let c = match (action, note.approver.as_deref()) {
@@ -327,27 +382,44 @@ async fn act(
 /// replaces the list.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Patch {
+struct PatchCampaign {
+    /// 1-128 characters, not blank.
+    #[schema(
+        max_length = 128,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     name: Option<String>,
+    /// At most 1024 characters.
+    #[schema(max_length = 1024)]
     description: Option<String>,
+    /// 0-3.
+    #[schema(maximum = 3)]
     retries: Option<u8>,
+    /// 1 s to 30 days.
+    #[schema(minimum = 1, maximum = 2_592_000)]
     timeout_secs: Option<u64>,
+    /// `test` or `formal`.
+    #[schema(pattern = "^(test|formal)$")]
     tag: Option<String>,
     scope: Option<ScopeIn>,
     maintenance_window: Option<WindowIn>,
 }
 
+/// Change an unfinished campaign.
 #[utoipa::path(patch, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = Patch,
-    responses((status = 200, body = Campaign), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
-async fn update(
+    operation_id = "update_campaign", params(("tenant" = String, Path), ("id" = i64, Path)),
+    request_body = PatchCampaign,
+    responses((status = 200, body = Campaign),
+        (status = 400, description = "a window whose start and end are equal", body = ErrorBody),
+        (status = 404, description = "unknown tenant, campaign or device", body = ErrorBody),
+        (status = 409, description = "the campaign is stopped, finished or cancelled", body = ErrorBody)))]
+async fn update_campaign(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Campaign>, ApiError> {
-    let p: Patch = body_json(&body)?;
+    let p: PatchCampaign = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
     let scope = match p.scope {
@@ -379,9 +451,9 @@ async fn update(
 
 /// Delete a campaign: an unfinished one is cancelled first; its jobs stay for the record.
 #[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
-async fn remove(
+    operation_id = "delete_campaign", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "unknown tenant or campaign", body = ErrorBody)))]
+async fn delete_campaign(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
@@ -396,9 +468,9 @@ async fn remove(
 
 /// The campaign's device list.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = Listed), (status = 404, body = ErrorBody)))]
-async fn listed(
+    operation_id = "list_campaign_devices", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = Listed), (status = 404, description = "unknown tenant or campaign", body = ErrorBody)))]
+async fn list_campaign_devices(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
@@ -413,21 +485,23 @@ async fn listed(
 /// Device serial numbers of the campaign's product.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddDevices {
+struct DeviceList {
     devices: Vec<String>,
 }
 
 /// Put devices on the list (manual campaigns queue them at once).
 #[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = AddDevices,
-    responses((status = 200, body = Changed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn add_devices(
+    operation_id = "add_campaign_devices", params(("tenant" = String, Path), ("id" = i64, Path)),
+    request_body = DeviceList,
+    responses((status = 200, body = Changed), (status = 404, description = "unknown tenant, campaign or device", body = ErrorBody),
+        (status = 409, description = "the campaign cannot take more devices", body = ErrorBody)))]
+async fn add_campaign_devices(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Changed>, ApiError> {
-    let a: AddDevices = body_json(&body)?;
+    let a: DeviceList = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
     let ids = st.services.campaign_device_ids(&c, &a.devices).await?;
@@ -440,15 +514,16 @@ async fn add_devices(
 
 /// Take devices off the list; their open jobs are cancelled.
 #[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/devices", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = AddDevices,
-    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
-async fn remove_devices(
+    operation_id = "remove_campaign_devices", params(("tenant" = String, Path), ("id" = i64, Path)),
+    request_body = DeviceList,
+    responses((status = 200, body = Changed), (status = 404, description = "unknown tenant, campaign or device", body = ErrorBody)))]
+async fn remove_campaign_devices(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Changed>, ApiError> {
-    let a: AddDevices = body_json(&body)?;
+    let a: DeviceList = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
     let ids = st.services.campaign_device_ids(&c, &a.devices).await?;
@@ -467,34 +542,28 @@ async fn remove_devices(
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct JobQuery {
-    /// A job state (`queued` ... `timed-out`).
-    state: Option<String>,
+    state: Option<JobState>,
+    /// Device serial number.
     device: Option<String>,
 }
 
 /// The campaign's jobs, oldest first.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/jobs", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path), PageReq, JobQuery),
-    responses((status = 200, body = Page<Job>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn jobs(
+    operation_id = "list_campaign_jobs",
+    params(("tenant" = String, Path), ("id" = i64, Path), Paging, JobQuery),
+    responses((status = 200, body = Page<Job>), (status = 404, description = "unknown tenant, campaign or device", body = ErrorBody)))]
+async fn list_campaign_jobs(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
-    q: Result<Query<PageReq>, QueryRejection>,
+    q: Result<Query<Paging>, QueryRejection>,
     f: Result<Query<JobQuery>, QueryRejection>,
 ) -> Result<Json<Page<Job>>, ApiError> {
-    let page = query(q)?;
+    let page = query(q)?.req()?;
     let f = query(f)?;
     let (limit, offset) = page.checked()?;
     let t = st.services.auth.tenant(&tenant).await?;
     let c = st.services.rollout.campaign(t.id, id).await?;
-    let state = match f.state.as_deref() {
-        None => None,
-        Some(s) => Some(
-            JobState::parse(s)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}")))?,
-        ),
-    };
     let device_id = match &f.device {
         Some(sn) => {
             let product = st.services.campaign_product(&c).await?;
@@ -508,7 +577,10 @@ async fn jobs(
         }
         None => None,
     };
-    let filter = JobFilter { state, device_id };
+    let filter = JobFilter {
+        state: f.state,
+        device_id,
+    };
     let (items, total) = st
         .services
         .rollout
@@ -519,9 +591,9 @@ async fn jobs(
 
 /// The campaign's op log: every change, who made it and when.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/campaigns/{id}/log", tag = "campaigns",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = Items<LogEntry>), (status = 404, body = ErrorBody)))]
-async fn log(
+    operation_id = "get_campaign_log", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = Items<LogEntry>), (status = 404, description = "unknown tenant or campaign", body = ErrorBody)))]
+async fn get_campaign_log(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,

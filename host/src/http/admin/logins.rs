@@ -16,16 +16,16 @@ use crate::http::error::{ApiError, ErrorBody};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(disable))
-        .routes(routes!(revoke_tokens))
+        .routes(routes!(list_logins, create_login))
+        .routes(routes!(disable_login))
+        .routes(routes!(revoke_login_tokens))
 }
 
 /// A tenant's login accounts (never their secrets), disabled ones included.
-#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/logins", tag = "logins",
+#[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/logins", tag = "logins", operation_id = "list_logins",
     params(("tenant" = String, Path)),
-    responses((status = 200, body = Items<LoginAccount>), (status = 404, body = ErrorBody)))]
-async fn list(
+    responses((status = 200, body = Items<LoginAccount>), (status = 404, description = "unknown tenant", body = ErrorBody)))]
+async fn list_logins(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
@@ -40,21 +40,24 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct NewLogin {
     /// The plugin whose login calls accept it (its mount name, e.g. `ubtech`).
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     realm: String,
     kind: LoginKind,
-    /// Username or client id.
+    /// Username or client id: 1-128 characters, no control characters.
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$")]
     name: String,
     /// Password or client secret, 1-1024 bytes (choose long random ones).
+    #[schema(min_length = 1, max_length = 1024)]
     secret: String,
 }
 
 /// Provision a login account for one plugin.
-#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/logins", tag = "logins",
+#[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/logins", tag = "logins", operation_id = "create_login",
     params(("tenant" = String, Path)), request_body = NewLogin,
-    responses((status = 201, body = LoginAccount), (status = 400, body = ErrorBody),
+    responses((status = 201, body = LoginAccount),
         (status = 404, description = "unknown tenant", body = ErrorBody),
         (status = 409, description = "the plugin already has that name", body = ErrorBody)))]
-async fn create(
+async fn create_login(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
@@ -70,10 +73,10 @@ async fn create(
 }
 
 /// Disable an account for good and revoke every token it holds.
-#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/logins/{id}", tag = "logins",
+#[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/logins/{id}", tag = "logins", operation_id = "disable_login",
     params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 204, description = "disabled"), (status = 404, body = ErrorBody)))]
-async fn disable(
+    responses((status = 204, description = "disabled"), (status = 404, description = "unknown tenant or login", body = ErrorBody)))]
+async fn disable_login(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
@@ -90,9 +93,9 @@ struct Revoked {
 
 /// Revoke every live token issued to (or through) an account; the account keeps working.
 #[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/logins/{id}/revoke-tokens", tag = "logins",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = Revoked), (status = 404, body = ErrorBody)))]
-async fn revoke_tokens(
+    operation_id = "revoke_login_tokens", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = Revoked), (status = 404, description = "unknown tenant or login", body = ErrorBody)))]
+async fn revoke_login_tokens(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Operator, body_json, query};
+use super::{Operator, Paging, body_json, query};
 use crate::catalog::releases::{
-    Module, NewRelease, Page, PageReq, Release, ReleaseFilter, ReleasePatch, ReleaseStatus,
+    Module, NewRelease, Page, Release, ReleaseFilter, ReleasePatch, ReleaseStatus,
 };
 use crate::flows::PayloadRequest;
 use crate::http::AppState;
@@ -20,35 +20,62 @@ use crate::http::error::{ApiError, ErrorBody};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, update, remove))
+        .routes(routes!(list_releases, create_release))
+        .routes(routes!(get_release, update_release, delete_release))
 }
 
 /// A new release: exactly one of `blob_sha256` (an uploaded file; declared md5/size are
 /// checked against it) or `url` (an external file, with its md5 and size).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Create {
+struct CreateRelease {
+    /// The product's serial number.
     product: String,
     module: Module,
+    /// Which sub-device, for module `sub`.
     #[serde(default)]
+    #[schema(minimum = 0)]
     identify: i64,
+    /// Display name [default: product and version].
     name: Option<String>,
+    /// 1-64 characters, not blank.
+    #[schema(
+        max_length = 64,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     version: String,
+    /// For a delta: the version it applies to, older than `version`.
     from_version: Option<String>,
+    /// An uploaded file's SHA-256.
     blob_sha256: Option<String>,
+    /// An external file, `http://` or `https://`; needs `md5` and `size`.
+    #[schema(pattern = "^https?://")]
     url: Option<String>,
+    /// 32 hex characters.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     md5: Option<String>,
+    /// In bytes (an `int64`).
     size: Option<u64>,
+    /// [default: `test`]
     #[serde(default = "test_status")]
     status: ReleaseStatus,
     #[serde(default)]
     description: String,
     #[serde(default)]
     customize: String,
+    /// MAC ranges the release is limited to; no entry blank.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<MacRange>)]
     mac_range: Vec<String>,
 }
+
+/// One MAC range: not blank.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)]
+#[allow(dead_code)] // only describes a string in the document
+struct MacRange(String);
 
 fn test_status() -> ReleaseStatus {
     ReleaseStatus::Test
@@ -86,6 +113,13 @@ fn payload_of(
     md5: Option<String>,
     size: Option<u64>,
 ) -> Result<PayloadRequest, ApiError> {
+    // Sizes are stored as BIGINT.
+    if size.is_some_and(|s| s > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!(
+            "size must be at most {}",
+            i64::MAX
+        )));
+    }
     match (blob, url) {
         (Some(sha256), None) => Ok(PayloadRequest::Blob { sha256, md5, size }),
         (None, Some(url)) => Ok(PayloadRequest::External {
@@ -101,17 +135,19 @@ fn payload_of(
 
 /// Create a release of a product's module.
 #[utoipa::path(post, path = "/admin/api/v1/tenants/{tenant}/releases", tag = "releases",
-    params(("tenant" = String, Path)), request_body = Create,
-    responses((status = 201, body = ReleaseView), (status = 400, body = ErrorBody),
+    operation_id = "create_release", params(("tenant" = String, Path)), request_body = CreateRelease,
+    responses((status = 201, body = ReleaseView),
+        (status = 400, description = "not exactly one of blob_sha256 or url, declared facts that do not match the blob, \
+            or a from_version not older than version", body = ErrorBody),
         (status = 404, description = "unknown tenant, product or blob", body = ErrorBody),
         (status = 409, description = "that version exists", body = ErrorBody)))]
-async fn create(
+async fn create_release(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
-    let c: Create = body_json(&body)?;
+    let c: CreateRelease = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let payload = st
         .services
@@ -145,35 +181,30 @@ async fn create(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Product serial number.
     product: Option<String>,
     module: Option<Module>,
     status: Option<ReleaseStatus>,
-    page: Option<u32>,
-    page_size: Option<u32>,
 }
 
 /// Live releases, newest first.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/releases", tag = "releases",
-    params(("tenant" = String, Path), ListQuery),
-    responses((status = 200, body = Page<ReleaseView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list(
+    operation_id = "list_releases", params(("tenant" = String, Path), Paging, ListQuery),
+    responses((status = 200, body = Page<ReleaseView>), (status = 404, description = "unknown tenant", body = ErrorBody)))]
+async fn list_releases(
     _: Operator,
     State(st): State<AppState>,
     Path(tenant): Path<String>,
+    p: Result<Query<Paging>, QueryRejection>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Page<ReleaseView>>, ApiError> {
+    let page = query(p)?.req()?;
     let q = query(q)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let filter = ReleaseFilter {
         product: q.product,
         module: q.module,
         status: q.status,
-    };
-    let defaults = PageReq::default();
-    let page = PageReq {
-        page: q.page.unwrap_or(defaults.page),
-        page_size: q.page_size.unwrap_or(defaults.page_size),
-        offset: None,
     };
     let found = st
         .services
@@ -190,9 +221,9 @@ async fn list(
 
 /// One live release.
 #[utoipa::path(get, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = ReleaseView), (status = 404, body = ErrorBody)))]
-async fn show(
+    operation_id = "get_release", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = ReleaseView), (status = 404, description = "unknown tenant or release", body = ErrorBody)))]
+async fn get_release(
     _: Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
@@ -205,32 +236,47 @@ async fn show(
 /// `blob_sha256` or `url`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Update {
+struct UpdateRelease {
     status: Option<ReleaseStatus>,
     name: Option<String>,
+    /// 1-64 characters, not blank.
+    #[schema(
+        max_length = 64,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     version: Option<String>,
     blob_sha256: Option<String>,
+    /// An external file, `http://` or `https://`; needs `md5` and `size`.
+    #[schema(pattern = "^https?://")]
     url: Option<String>,
+    /// 32 hex characters.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     md5: Option<String>,
+    /// In bytes (an `int64`).
     size: Option<u64>,
     description: Option<String>,
     customize: Option<String>,
+    #[schema(inline, value_type = Option<Vec<MacRange>>)]
     mac_range: Option<Vec<String>>,
 }
 
 /// Change a release's facts (a new file replaces md5 and size too) and/or its status;
 /// invalidating it cancels its unfinished campaigns.
 #[utoipa::path(patch, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
-    params(("tenant" = String, Path), ("id" = i64, Path)), request_body = Update,
-    responses((status = 200, body = ReleaseView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
-async fn update(
+    operation_id = "update_release", params(("tenant" = String, Path), ("id" = i64, Path)),
+    request_body = UpdateRelease,
+    responses((status = 200, body = ReleaseView),
+        (status = 400, description = "md5 or size without a new file, declared facts that do not match the blob, \
+            or a version its campaigns cannot move to", body = ErrorBody),
+        (status = 404, description = "unknown tenant, release or blob", body = ErrorBody),
+        (status = 409, description = "that version exists, or the release changed meanwhile", body = ErrorBody)))]
+async fn update_release(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
     body: axum::body::Bytes,
 ) -> Result<Json<ReleaseView>, ApiError> {
-    let u: Update = body_json(&body)?;
+    let u: UpdateRelease = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
     let payload = match (&u.blob_sha256, &u.url) {
         (None, None) if u.md5.is_some() || u.size.is_some() => {
@@ -281,9 +327,9 @@ async fn update(
 /// Delete a release (its version may be released again); its unfinished campaigns are
 /// cancelled.
 #[utoipa::path(delete, path = "/admin/api/v1/tenants/{tenant}/releases/{id}", tag = "releases",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
-async fn remove(
+    operation_id = "delete_release", params(("tenant" = String, Path), ("id" = i64, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "unknown tenant or release", body = ErrorBody)))]
+async fn delete_release(
     Operator(op): Operator,
     State(st): State<AppState>,
     Path((tenant, id)): Path<(String, i64)>,
