@@ -43,17 +43,35 @@ async fn dialect(
         }
     }
     let (http_client, base, seeds) = (t.http.clone(), t.server.url(), std::sync::Arc::new(seeds));
+    // How deep the inputs got: answers by status class.
+    let classes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let counted = classes.clone();
     http::run(target, 4, move |mut r| {
-        let (http_client, base, seeds) = (http_client.clone(), base.clone(), seeds.clone());
+        let (http_client, base, seeds, counted) = (
+            http_client.clone(),
+            base.clone(),
+            seeds.clone(),
+            counted.clone(),
+        );
         async move {
             let mut req = r.pick(&seeds).clone();
             req.mutate(&mut r);
             prepare(&mut req);
-            let verdict = http::dialect_oracle(http::send(&http_client, &base, &req).await);
-            (req.render(), verdict)
+            let answer = http::send(&http_client, &base, &req).await;
+            let class = match &answer {
+                Ok(Some((s, _, _))) => format!("{s}"),
+                Ok(None) => "not sent".into(),
+                Err(_) => "no answer".into(),
+            };
+            *counted.lock().unwrap().entry(class).or_default() += 1;
+            (req.render(), http::dialect_oracle(answer))
         }
     })
     .await;
+    println!("fuzz {target}: answers {:?}", classes.lock().unwrap());
 }
 
 fn unchanged(_: &mut Req) {}

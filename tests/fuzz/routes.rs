@@ -16,7 +16,7 @@ fn random_path(r: &mut Rng) -> String {
     let mut p = String::new();
     for _ in 0..n {
         p.push('/');
-        p.push_str(*r.pick(PIECES));
+        p.push_str(r.pick::<&str>(PIECES));
     }
     if p.is_empty() || r.chance(8) {
         p.push('/');
