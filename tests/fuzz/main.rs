@@ -4,7 +4,7 @@
 //! (never a 5xx, never broken JSON), the XLINK job query language, the OSS PostObject
 //! multipart parser (never a 5xx, refusals as OSS XML), and the route matcher's algebra.
 //!
-//! `cargo test --release -p ota-tests --test fuzz` runs each target for `FUZZ_SECS` (3 by
+//! `cargo test --release --workspace --test fuzz` runs each target for `FUZZ_SECS` (3 by
 //! default, so the suite stays quick); `FUZZ_SECS=600 ... -- xlink` is a real run, and
 //! `FUZZ_SEED` replays one. A finding is kept under `target/fuzz-findings/` and fails.
 
