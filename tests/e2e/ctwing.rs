@@ -169,6 +169,18 @@ impl<'a> Call<'a> {
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
+        // Every answer, refusals included, carries the server clock (the SDKs print it).
+        let stamp = r
+            .headers()
+            .get("x-ag-timestamp")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(
+            stamp,
+            Some(t.clock.now_millis().to_string().as_str()),
+            "{} {}: x-ag-timestamp",
+            self.method,
+            self.api
+        );
         let text = r.text().await.unwrap();
         let v = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{} answered non-JSON ({e}): {text:?}", self.api));
@@ -673,6 +685,11 @@ async fn an_lwm2m_task_from_creation_to_subtasks() {
     assert_eq!(row["imei"], "122344584512546");
     assert_eq!(row["taskId"], "");
     assert_eq!(row["netStatus"], 2);
+    // Never seen: numbers all the same (SDK users int() them), not null.
+    assert_eq!(
+        (&row["onlineAt"], &row["offlineAt"]),
+        (&json!(0), &json!(0))
+    );
     let (_, b) = Call::new(Method::GET, "/devices")
         .q("productId", pid)
         .q("isSelectDevice", 2)

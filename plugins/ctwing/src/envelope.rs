@@ -14,8 +14,11 @@
 //! | 500 | the host failed (retry later) |
 //! | 503 | the service is busy (`Retry-After` says when to try again) |
 //! | 504 | the request took too long |
+//!
+//! Every answer carries the server clock in `x-ag-timestamp` (Unix milliseconds), as CTWing's
+//! gateway does: the SDKs' examples print it from any response, not only `/echo`'s.
 
-use ota_plugin_sdk::{Failure, FailureKind, HostError, Response};
+use ota_plugin_sdk::{Failure, FailureKind, HostError, Response, clock};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -80,10 +83,10 @@ impl ApiError {
             _ => None,
         };
         let (status, title, detail) = self.parts();
-        let r = Response::json(
+        let r = stamped(Response::json(
             status,
             &json!({ "code": status, "msg": format!("{title}: {detail}"), "result": Value::Null }),
-        );
+        ));
         match retry {
             Some(s) => r.header("retry-after", s.to_string()),
             None => r,
@@ -99,14 +102,19 @@ pub fn ok(result: impl Serialize) -> Response {
         msg: &'static str,
         result: T,
     }
-    Response::json(
+    stamped(Response::json(
         200,
         &Envelope {
             code: 0,
             msg: "ok",
             result,
         },
-    )
+    ))
+}
+
+/// `r` with the server clock in `x-ag-timestamp`.
+pub fn stamped(r: Response) -> Response {
+    r.header("x-ag-timestamp", clock::now_millis().to_string())
 }
 
 /// CTWing's paging shape.

@@ -14,14 +14,14 @@
 //! then checked against the product.
 
 use base64::Engine as _;
-use ota_plugin_sdk::{Principal, Request, Response, auth, clock};
+use ota_plugin_sdk::{Principal, Request, Response, auth};
 
 use crate::envelope::ApiError;
 use crate::params::Query;
 
 /// `GET /echo`: the SDKs read the server clock from `x-ag-timestamp` at start-up.
 pub fn echo(_req: &Request) -> Response {
-    Response::text(200, "").header("x-ag-timestamp", clock::now_millis().to_string())
+    crate::envelope::stamped(Response::text(200, ""))
 }
 
 /// The string the SDKs sign for this request.

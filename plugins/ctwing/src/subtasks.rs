@@ -70,8 +70,9 @@ struct DeviceRow {
     result_code: String,
     flag: String,
     net_status: u8,
-    online_at: Option<u64>,
-    offline_at: Option<u64>,
+    /// Numbers always, `0` when never seen: SDK users `int()` them.
+    online_at: u64,
+    offline_at: u64,
     device_group_id: String,
 }
 
@@ -99,8 +100,8 @@ fn device_row(ctx: &Ctx, d: &Device, job: Option<&Job>) -> DeviceRow {
             .unwrap_or_default(),
         flag: String::new(),
         net_status: if online { 1 } else { 2 },
-        online_at: d.online_at,
-        offline_at: d.offline_at,
+        online_at: d.online_at.unwrap_or(0),
+        offline_at: d.offline_at.unwrap_or(0),
         device_group_id: d.group.clone().unwrap_or_default(),
     }
 }
