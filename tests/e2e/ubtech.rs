@@ -394,9 +394,28 @@ async fn token_refusals_speak_oauth2() {
         );
         assert!(b.get("access_token").is_none());
     }
-    // A method the token endpoint does not take.
+    // A method the token endpoint does not take, and a body over the host's limit: OAuth2
+    // errors too, since OAuth2 libraries parse every token answer as one.
     let r = t.http.delete(t.url("/oauth/token")).send().await.unwrap();
     assert_eq!(r.status(), 405);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_request", "{b}");
+    let r = t
+        .http
+        .post(t.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username={}",
+            "a".repeat(2 << 20)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_request", "{b}");
+    assert!(b["error_description"].is_string(), "{b}");
     t.stop().await;
 }
 
@@ -615,6 +634,8 @@ async fn download_answers_the_shortest_patch_chain_and_every_code() {
     )
     .await;
     assert_eq!((s, b["code"].as_str()), (200, Some("102")), "{b}");
+    // Like a download answer, a refusal carries `id` (empty): robots read it unconditionally.
+    assert_eq!(b["id"], "", "{b}");
     let (code, _, _) = download(&t, &tok, "CN", "25", "robot-25").await;
     assert_eq!(code, "102");
 
@@ -726,8 +747,9 @@ async fn callbacks_move_the_robots_jobs() {
     let (s, b) = post(&t, &callback(p17_19, "walker", "1")).await;
     assert_eq!((s, b["code"].as_str()), (200, Some("100")));
 
-    // 2 failure.
-    post(&t, &callback(p16_17, "failer", "2")).await;
+    // 2 failure, reported by following the callback as a link (GET), as the spec prints it.
+    let (s, b) = get(&t, &callback(p16_17, "failer", "2")).await;
+    assert_eq!((s, b["code"].as_str()), (200, Some("100")), "{b}");
     let job = job_of(&t, c, "failer").await;
     assert_eq!(
         (job["state"].as_str(), job["result_code"].as_i64()),
@@ -753,6 +775,7 @@ async fn callbacks_move_the_robots_jobs() {
     // An unknown release id: "102".
     let (s, b) = post(&t, &callback(23_000, "waiter", "1")).await;
     assert_eq!((s, b["code"].as_str()), (200, Some("102")), "{b}");
+    assert_eq!(b["id"], "", "{b}");
     // A robot never seen here (updated some other way) is registered: "101", created.
     let (s, b) = post(&t, &callback(p17_19, "sideloaded", "1")).await;
     assert_eq!(s, 200);

@@ -1,7 +1,8 @@
 //! UBTech's envelope and codes. Every answer is `{"code": "<string>", "data": …}`; the spec's
 //! codes are `"100"` ok, `"101"` created, `"102"` no such version, `"103"` robot not allowed,
 //! `"104"` no such language, `"500"` server error. The business refusals (102-104) travel with
-//! HTTP 200, as robots read only `code`. What the spec does not cover is ours:
+//! HTTP 200, as robots read only `code`, and carry an empty `id` like a download answer's, so
+//! a robot that reads `id` finds one. What the spec does not cover is ours:
 //!
 //! | HTTP | code  | when |
 //! |------|-------|------|
@@ -112,12 +113,13 @@ impl UbError {
         } else {
             (None, None)
         };
+        let id = (status == 200).then(String::new);
         let mut r = Response::json(
             status,
             &Envelope {
                 code,
                 data,
-                id: None,
+                id,
                 error,
                 error_description,
             },

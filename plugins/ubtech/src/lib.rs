@@ -1,6 +1,6 @@
 //! The UBTech robot dialect (`specs/ubtech.md`): `GET|POST /oauth/token` (OAuth2 password and
 //! refresh grants), `GET /file/download` (the patch chain that takes a robot's package to the
-//! newest release) and `POST /file/callback` (the robot's result). Accounts, tokens, releases,
+//! newest release) and `GET|POST /file/callback` (the robot's result). Accounts, tokens, releases,
 //! chains and jobs live in the host; this crate reads UBTech's query parameters and answers
 //! in its `{"code": "<string>", "data": …}` envelope.
 //!
@@ -24,6 +24,9 @@ use errors::UbError;
 /// The dialect as the host sees it.
 pub struct Ubtech;
 
+/// OAuth2's token endpoint: everything it answers, refusals included, is OAuth2's shape.
+const TOKEN: &str = "/oauth/token";
+
 impl Dialect for Ubtech {
     const NAME: &'static str = "ubtech";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
@@ -32,25 +35,36 @@ impl Dialect for Ubtech {
         "UBTech robot firmware API: OAuth2 token, patch-chain download, upgrade callback";
 
     fn router() -> Router {
-        // The spec prints GET for the token and the download and POST for the callback. The
-        // two reads also take the other method; the callback changes state, so it stays POST.
+        // The spec prints GET for the token and the download and POST for the callback, and
+        // prints the callback as a link, which robots' HTTP stacks follow with GET: every call
+        // takes both methods.
         Router::new()
             .get("/oauth/token", oauth::token)
             .post("/oauth/token", oauth::token)
             .get("/file/download", files::download)
             .post("/file/download", files::download)
+            .get("/file/callback", files::callback)
             .post("/file/callback", files::callback)
-            .fallback(|_| UbError::MethodNotAllowed.into_response())
+            .fallback(|req| {
+                if req.path() == TOKEN {
+                    oauth::refused(405, "use GET or POST")
+                } else {
+                    UbError::MethodNotAllowed.into_response()
+                }
+            })
     }
 
-    fn refuse(_req: &Request, reason: Refusal) -> Response {
+    fn refuse(req: &Request, reason: Refusal) -> Response {
         match reason {
+            Refusal::BodyTooLarge if req.path() == TOKEN => {
+                oauth::refused(413, "request body too large")
+            }
             Refusal::BodyTooLarge => UbError::BodyTooLarge.into_response(),
         }
     }
 
     fn fail(req: &Request, failure: &ota_plugin_sdk::Failure) -> Response {
-        if req.path() == "/oauth/token" {
+        if req.path() == TOKEN {
             oauth::failed(failure)
         } else {
             UbError::failed(failure)

@@ -38,6 +38,12 @@ pub fn failed(f: &ota_plugin_sdk::Failure) -> Response {
     ota_plugin_sdk::retry_after(refuse(f.status, error, f.message.clone()), f)
 }
 
+/// A refusal of the host's before the handler ran (an oversized body, a method the endpoint
+/// does not take), as OAuth2 clients read it: `invalid_request`.
+pub fn refused(status: u16, description: &str) -> Response {
+    refuse(status, "invalid_request", description)
+}
+
 fn refuse(status: u16, error: &str, description: impl Into<String>) -> Response {
     let mut r = Response::json(
         status,
