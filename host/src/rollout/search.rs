@@ -66,6 +66,21 @@ pub enum Operator {
     Like,
 }
 
+impl Operator {
+    /// The operator as messages name it (the spelling of query languages such as XLINK's).
+    fn name(self) -> &'static str {
+        match self {
+            Operator::Eq => "$eq",
+            Operator::In => "$in",
+            Operator::Lt => "$lt",
+            Operator::Lte => "$lte",
+            Operator::Gt => "$gt",
+            Operator::Gte => "$gte",
+            Operator::Like => "$like",
+        }
+    }
+}
+
 /// `field operator values`, values as the client gave them.
 #[derive(Debug, Clone)]
 pub struct Condition {
@@ -157,8 +172,8 @@ fn build(only_device: Option<i64>, q: &Query) -> Result<Sql, RolloutError> {
         };
         if !arity_ok {
             return invalid(format!(
-                "{:?} on {} takes {}",
-                c.operator,
+                "{} on {} takes {}",
+                c.operator.name(),
                 field.name(),
                 if c.operator == Operator::In {
                     "1-500 values"

@@ -1,16 +1,21 @@
 //! XLINK's error answer, `{"error":{"code":<int>,"msg":"…"}}`, with the HTTP status the code
-//! begins with (`4001097` → 400, `4031003` → 403, `4041013` → 404, `5031001` → 503). Codes the
-//! spec does not print are our choices, listed here once:
-//! - 4001001 a parameter is missing, ill-typed or out of range, or the body is not JSON;
-//! - 4001007 wrong enterprise account or password; 4001097 wrong device authorize code;
-//! - 4001050 the task's status or tag does not allow the step; 4001051 a task with the same
-//!   type, identify and from_version exists;
-//! - 4031003 no, an unknown, an expired or a forged `Access-Token` (or refresh token);
+//! begins with (`4001001` → 400, `4031003` → 403, `4041013` → 404, `5031001` → 503). The codes
+//! are XLINK's own (its published table, in the spec's Wire facts); where the table has none
+//! for a case, the nearest general one:
+//! - 4001001 a parameter is missing, ill-typed or out of range, the body is not JSON, or the
+//!   task's status or tag does not allow the step (XLINK's "a field failed validation");
+//! - 4001007 wrong enterprise account or password; 4001010 an invalid or expired refresh
+//!   token; 4001035 a task with the same type, identify and from_version exists;
+//!   4001039 wrong device authorize code ("device verification failed");
+//! - 4031002 no `Access-Token` sent; 4031003 an unknown, expired or forged one;
 //!   4031001 the token may not do this (another device, another auditor, another corp);
-//! - 4041001 unknown product, 4041011 unknown task, 4041015 unknown device, 4041013 nothing
-//!   to upgrade; 4131001 body too large; 5031001 the server failed, is busy, took too long or
-//!   refused a client for too many attempts (XLINK's table has no other server-side code;
-//!   `Retry-After` tells busy and rate-limited clients when to come back).
+//! - 4041001 no such API (a path this dialect does not serve); 4041005 unknown product,
+//!   4041008 unknown device, 4041013 unknown task, and the device check's "nothing to
+//!   upgrade"; 4041000 anything else the host does not know;
+//! - 4131001 body too large (XLINK's table has no code for it; the status is HTTP's);
+//! - 5031001 the server failed, is busy, took too long or refused a client for too many
+//!   attempts (XLINK's table has no other server-side code; `Retry-After` tells busy and
+//!   rate-limited clients when to come back).
 
 use ota_plugin_sdk::params::ParamError;
 use ota_plugin_sdk::{HostError, Response};
@@ -24,7 +29,10 @@ pub enum XError {
     AuthorizeCode(String),
     State(String),
     Duplicate(String),
+    /// No `Access-Token` header.
+    NoToken,
     Token(String),
+    BadRefresh(String),
     Forbidden(String),
     UnknownProduct(String),
     UnknownTask(String),
@@ -57,14 +65,16 @@ impl XError {
         match self {
             XError::Param(m) => (4001001, m),
             XError::BadLogin(m) => (4001007, m),
-            XError::AuthorizeCode(m) => (4001097, m),
-            XError::State(m) => (4001050, m),
-            XError::Duplicate(m) => (4001051, m),
+            XError::AuthorizeCode(m) => (4001039, m),
+            XError::State(m) => (4001001, m),
+            XError::Duplicate(m) => (4001035, m),
+            XError::NoToken => (4031002, "missing Access-Token header".into()),
             XError::Token(m) => (4031003, m),
+            XError::BadRefresh(m) => (4001010, m),
             XError::Forbidden(m) => (4031001, m),
-            XError::UnknownProduct(m) => (4041001, m),
-            XError::UnknownTask(m) => (4041011, m),
-            XError::UnknownDevice(m) => (4041015, m),
+            XError::UnknownProduct(m) => (4041005, m),
+            XError::UnknownTask(m) => (4041013, m),
+            XError::UnknownDevice(m) => (4041008, m),
             XError::NothingToUpgrade => (4041013, "no upgrade task for this version".into()),
             XError::TooLarge => (4131001, "request body too large".into()),
             XError::Host(HostError::NotFound(m)) => (4041000, m),

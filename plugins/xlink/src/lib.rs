@@ -49,8 +49,7 @@ pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// The principal of the request's `Access-Token` (device or member).
 pub(crate) fn token(req: &Request) -> Result<Principal, XError> {
-    let token = header(req, "access-token")
-        .ok_or_else(|| XError::Token("missing Access-Token header".into()))?;
+    let token = header(req, "access-token").ok_or(XError::NoToken)?;
     auth::verify_token(token).map_err(|e| match e {
         HostError::Unauthenticated(m) | HostError::Forbidden(m) | HostError::NotFound(m) => {
             XError::Token(m)
@@ -184,7 +183,7 @@ impl Dialect for Xlink {
             .fallback(|_| {
                 Response::json(
                     404,
-                    &serde_json::json!({"error": {"code": 4041000, "msg": "no such API"}}),
+                    &serde_json::json!({"error": {"code": 4041001, "msg": "no such API"}}),
                 )
             })
     }

@@ -88,7 +88,7 @@ pub fn refresh(req: &Request) -> Response {
     respond((|| {
         let p = crate::params(req)?;
         let token = p.required("refresh_token")?;
-        let g = auth::refresh_grant(None, &token).map_err(|e| grant_err(e, XError::Token))?;
+        let g = auth::refresh_grant(None, &token).map_err(|e| grant_err(e, XError::BadRefresh))?;
         let mut answer = json!({
             "access_token": g.access_token,
             "refresh_token": g.refresh_token,

@@ -369,7 +369,9 @@ pub fn list_post(req: &Request) -> Response {
             let m = crate::module_of(t)?;
             tasks.retain(|c| c.module == m);
         }
-        if p.get("tag_type").is_some() {
+        // Empty (`"tag_type": ""`, as the console sends an unset filter) means no filter,
+        // like `"type": ""`.
+        if p.int("tag_type")?.is_some() {
             let tag = match crate::choice(&p, "tag_type", &[0, 1], None)? {
                 0 => CampaignTag::Formal,
                 _ => CampaignTag::Test,
@@ -499,8 +501,8 @@ pub fn set_status(req: &Request) -> Response {
             (0, CampaignStatus::Running) => Some(CampaignAction::Pause),
             (_, s) => {
                 return Err(XError::State(format!(
-                    "a task in status {:?} cannot be {}",
-                    s,
+                    "a task that is {} cannot be {}",
+                    view::status_words(s),
                     if want == 1 { "started" } else { "stopped" }
                 )));
             }
@@ -536,7 +538,8 @@ pub fn product_tag(req: &Request) -> Response {
             CampaignStatus::Running | CampaignStatus::Paused => true,
             s => {
                 return Err(XError::State(format!(
-                    "a task in status {s:?} cannot become formal"
+                    "a task that is {} cannot become formal",
+                    view::status_words(s)
                 )));
             }
         };

@@ -39,17 +39,31 @@ pub fn status(s: CampaignStatus, v2: bool) -> i64 {
     }
 }
 
+/// A task's status in the words of XLINK's console, for refusal messages.
+pub fn status_words(s: CampaignStatus) -> &'static str {
+    match s {
+        CampaignStatus::Draft => "pending execution",
+        CampaignStatus::Pending => "awaiting audit",
+        CampaignStatus::Running => "running",
+        CampaignStatus::Paused => "stopped",
+        CampaignStatus::Stopped => "ended",
+        CampaignStatus::Finished => "finished",
+        CampaignStatus::Cancelled => "deleted",
+    }
+}
+
 /// A decimal version as a JSON number (text that is not one stays text).
 pub fn number_or_text(v: &str) -> Value {
     v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n))
 }
 
-/// `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, in UTC as the spec's pattern says.
+/// `yyyy-MM-dd'T'HH:mm:ss.SS'Z'` in UTC, the spec's pattern for every time it prints:
+/// hundredths of a second, truncated.
 pub fn utc_time(ms: u64) -> String {
     format!(
-        "{}.{:03}Z",
+        "{}.{:02}Z",
         ota_plugin_sdk::time::format_at(ms, 0, 'T'),
-        ms % 1000
+        ms % 1000 / 10
     )
 }
 
@@ -190,7 +204,8 @@ mod tests {
 
     #[test]
     fn times_are_utc_with_millis() {
-        assert_eq!(utc_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(utc_time(1_700_000_000_123), "2023-11-14T22:13:20.12Z");
+        assert_eq!(utc_time(1_700_000_000_009), "2023-11-14T22:13:20.00Z");
         assert_eq!(number_or_text("15"), json!(15));
         assert_eq!(number_or_text("1.2"), json!("1.2"));
     }
