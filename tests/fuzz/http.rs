@@ -292,7 +292,16 @@ where
 /// What a request got: an answer (status, content type, body), none because the client
 /// would not send it (a URL or header it cannot build: not the server's business), or an
 /// error (the server did not answer).
-pub type Answer = Result<Option<(u16, String, Vec<u8>)>, String>;
+pub type Answer = Result<Option<Reply>, String>;
+
+/// What the server answered.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    /// The `Retry-After` header: a budget's deliberate "come back later".
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
 
 /// Send `req` to `base`.
 pub async fn send(http: &reqwest::Client, base: &str, req: &Req) -> Answer {
@@ -312,25 +321,42 @@ pub async fn send(http: &reqwest::Client, base: &str, req: &Req) -> Answer {
         Err(e) if e.is_builder() => return Ok(None),
         Err(e) => return Err(format!("no answer: {e}")),
     };
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (status, content_type, retry_after) = (
+        r.status().as_u16(),
+        header("content-type").unwrap_or_default(),
+        header("retry-after"),
+    );
     let body = r.bytes().await.map_err(|e| format!("body: {e}"))?.to_vec();
-    Ok(Some((status, ct, body)))
+    Ok(Some(Reply {
+        status,
+        content_type,
+        retry_after,
+        body,
+    }))
 }
 
 /// The oracle every dialect shares: an answer, never a 5xx (a plugin crash, a timeout or a
-/// host error), and a JSON body that parses when it says it is JSON.
+/// host error), and a JSON body that parses when it says it is JSON. A 503 with
+/// `Retry-After` is a budget refusing a flood (the fuzzer's own failed logins back off), in
+/// dialects whose error table has no 429: deliberate, not a failure.
 pub fn dialect_oracle(answer: Answer) -> Result<(), String> {
-    let Some((status, ct, body)) = answer? else {
+    let Some(Reply {
+        status,
+        content_type: ct,
+        retry_after,
+        body,
+    }) = answer?
+    else {
         return Ok(());
     };
     let text = String::from_utf8_lossy(&body);
-    if status >= 500 {
+    if status >= 500 && !(status == 503 && retry_after.is_some()) {
         return Err(format!("answered {status}: {text}"));
     }
     if ct.contains("json")

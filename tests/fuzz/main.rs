@@ -62,7 +62,7 @@ async fn dialect(
             prepare(&mut req);
             let answer = http::send(&http_client, &base, &req).await;
             let class = match &answer {
-                Ok(Some((s, _, _))) => format!("{s}"),
+                Ok(Some(reply)) => format!("{}", reply.status),
                 Ok(None) => "not sent".into(),
                 Err(_) => "no answer".into(),
             };
@@ -406,8 +406,10 @@ async fn oss_multipart() {
             let verdict = match http::send(&client, &base, &req).await {
                 Err(e) => Err(e),
                 Ok(None) => Ok(()),
-                Ok(Some((status, _, _))) if status >= 500 => Err(format!("answered {status}")),
-                Ok(Some((status, _, body)))
+                Ok(Some(http::Reply { status, .. })) if status >= 500 => {
+                    Err(format!("answered {status}"))
+                }
+                Ok(Some(http::Reply { status, body, .. }))
                     if status >= 400 && !String::from_utf8_lossy(&body).contains("<Error>") =>
                 {
                     Err(format!(
