@@ -194,6 +194,10 @@ pub struct BlobsConfig {
     pub require_signed_urls: bool,
     /// Lifetime of the signed links the host hands out, in seconds.
     pub url_ttl_secs: u64,
+    /// CORS of the OSS-compatible upload endpoint (`/oss/…`). Any origin by default: the
+    /// signed policy is the authorization, and browser uploaders (plupload) run on the
+    /// operator's console origin.
+    pub oss_cors: CorsConfig,
 }
 
 impl Default for BlobsConfig {
@@ -202,6 +206,19 @@ impl Default for BlobsConfig {
             max_upload_mib: 1024,
             require_signed_urls: false,
             url_ttl_secs: 86_400,
+            oss_cors: CorsConfig {
+                allow_origins: vec!["*".into()],
+                allow_methods: ["GET", "HEAD", "POST"].map(String::from).to_vec(),
+                expose_headers: [
+                    "etag",
+                    "x-oss-request-id",
+                    "x-oss-hash-crc64ecma",
+                    "content-md5",
+                ]
+                .map(String::from)
+                .to_vec(),
+                ..CorsConfig::default()
+            },
         }
     }
 }
@@ -248,6 +265,78 @@ pub struct MountConfig {
     /// Linear memory over all of this plugin's instances, in MiB [default:
     /// `limits.plugin-memory-budget-mib`].
     pub memory_budget_mib: Option<u64>,
+    /// Cross-origin access for browser apps on other origins (`[plugins.<name>.cors]`); none
+    /// by default.
+    pub cors: Option<CorsConfig>,
+}
+
+/// CORS as the host answers it for one party (a plugin mount, the OSS upload endpoint): the
+/// host answers preflights itself, before any plugin runs, and adds the headers to answers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CorsConfig {
+    /// Origins allowed exactly (`https://console.example.com`), or `["*"]` for any.
+    pub allow_origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed; empty allows whatever a preflight asks for.
+    pub allow_headers: Vec<String>,
+    /// Answer headers a page's script may read besides the safelisted ones.
+    pub expose_headers: Vec<String>,
+    /// How long a browser may reuse a preflight's answer, in seconds.
+    pub max_age_secs: u64,
+    /// Whether pages may send cookies and credentials (never together with `*`).
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allow_origins: Vec::new(),
+            allow_methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+                .map(String::from)
+                .to_vec(),
+            allow_headers: Vec::new(),
+            expose_headers: Vec::new(),
+            max_age_secs: 600,
+            allow_credentials: false,
+        }
+    }
+}
+
+impl CorsConfig {
+    /// Whether any origin is allowed.
+    pub fn any_origin(&self) -> bool {
+        self.allow_origins.iter().any(|o| o == "*")
+    }
+
+    /// Every value must be one a header can carry; `*` stands alone and never with
+    /// credentials (browsers refuse that combination).
+    fn check(&self, section: &str) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(format!("{section}: {m}")));
+        if self.any_origin() && (self.allow_origins.len() > 1 || self.allow_credentials) {
+            return bad("\"*\" is the only origin when given, and never with credentials".into());
+        }
+        for o in self.allow_origins.iter().filter(|o| *o != "*") {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && axum::http::HeaderValue::from_str(o).is_ok();
+            if !ok {
+                return bad(format!("origin {o:?} is not scheme://host[:port]"));
+            }
+        }
+        for m in &self.allow_methods {
+            if axum::http::Method::from_bytes(m.as_bytes()).is_err() {
+                return bad(format!("{m:?} is not a method"));
+            }
+        }
+        for h in self.allow_headers.iter().chain(&self.expose_headers) {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return bad(format!("{h:?} is not a header name"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl MountConfig {
@@ -399,6 +488,7 @@ impl Config {
         {
             return bad("limits: timeouts and connection caps must be positive".into());
         }
+        self.blobs.oss_cors.check("blobs.oss-cors")?;
         if self.scheduler.interval_ms == 0 {
             return bad("scheduler.interval-ms must be positive".into());
         }
@@ -412,6 +502,9 @@ impl Config {
                 return bad(format!(
                     "plugins.{name}: auth = \"anonymous\" needs a tenant to act for"
                 ));
+            }
+            if let Some(c) = &m.cors {
+                c.check(&format!("plugins.{name}.cors"))?;
             }
         }
         if let Some(url) = &self.public_url
@@ -494,5 +587,30 @@ mod tests {
         let file: FileConfig = toml::from_str("[plugins.x]\nauth = \"anonymous\"").unwrap();
         assert!(Config::from_parts(file, Overrides::default()).is_err());
         assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn cors_values_are_checked_at_start() {
+        let resolve =
+            |toml: &str| Config::from_parts(toml::from_str(toml).unwrap(), Overrides::default());
+        let ok = resolve(
+            "[plugins.x.cors]\nallow-origins = [\"https://a.example\", \"http://b.example:8080\"]",
+        )
+        .unwrap();
+        assert_eq!(ok.mounts["x"].cors.as_ref().unwrap().max_age_secs, 600);
+        assert!(
+            ok.blobs.oss_cors.any_origin(),
+            "uploads from any origin by default"
+        );
+        for bad in [
+            "[plugins.x.cors]\nallow-origins = [\"*\"]\nallow-credentials = true",
+            "[plugins.x.cors]\nallow-origins = [\"*\", \"https://a.example\"]",
+            "[plugins.x.cors]\nallow-origins = [\"a.example\"]",
+            "[plugins.x.cors]\nallow-origins = [\"https://a.example/\"]",
+            "[plugins.x.cors]\nexpose-headers = [\"bad header\"]",
+            "[blobs.oss-cors]\nallow-methods = [\"NOT A METHOD\"]",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
     }
 }

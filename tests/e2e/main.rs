@@ -4,6 +4,7 @@ mod admin;
 mod admin_edges;
 mod blobs;
 mod contract;
+mod cors;
 mod ctwing;
 mod hot_reload;
 mod iotstack;

@@ -1,6 +1,7 @@
 //! Dispatch to plugins: find the plugin whose mount (listener, Host, prefix) and routes claim
-//! the request, read the body within the size limit, hand the request over on a fresh
-//! instance, and send back exactly what the plugin answered. A plugin failure (trap, deadline,
+//! the request (a CORS preflight by the method it asks about, answered by the mount's CORS
+//! layer), read the body within the size limit, hand the request over on a fresh instance,
+//! and send back exactly what the plugin answered. A plugin failure (trap, deadline,
 //! memory, a busy plugin, a rate-limited client) costs this one request a failure answer (in
 //! the dialect's words where the plugin can give them) and one log line.
 
@@ -12,6 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
+use tower::ServiceExt;
 
 use super::{AppState, Listener};
 use crate::runtime::bindings::{self, Refusal};
@@ -99,6 +101,21 @@ fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// The client's `Host` without its port (the `Host` header, else the URI's authority).
+fn host_name(parts: &axum::http::request::Parts) -> Option<String> {
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))?;
+    let name = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => &authority,
+    };
+    Some(name.to_string())
+}
+
 pub async fn dispatch(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
@@ -106,32 +123,60 @@ pub async fn dispatch(
 ) -> Response {
     let started = tokio::time::Instant::now();
     let (parts, body) = req.into_parts();
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    let host_name = authority.as_deref().map(|a| {
-        a.rsplit_once(':').map_or(a, |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                a
-            }
-        })
-    });
-    let method = parts.method.as_str().to_string();
+    let host = host_name(&parts);
     let path = parts.uri.path().to_string();
-
-    let Some((plugin, rel_path)) = state.registry.route(listener.0, host_name, &method, &path)
-    else {
+    // A CORS preflight asks about another method: routed by that one, it reaches the mount
+    // whose CORS answers it. On a mount without CORS it stays a plain OPTIONS request.
+    let preflight = super::cors::preflight(&parts)
+        .and_then(|asked| {
+            state
+                .registry
+                .route(listener.0, host.as_deref(), asked.as_str(), &path)
+        })
+        .filter(|(plugin, _)| plugin.mount.cors.is_some());
+    let routed = preflight.or_else(|| {
+        state
+            .registry
+            .route(listener.0, host.as_deref(), parts.method.as_str(), &path)
+    });
+    let Some((plugin, rel_path)) = routed else {
+        let method = &parts.method;
         return (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": { "code": "not_found", "message": format!("no route for {method} {path}") } })),
         )
             .into_response();
     };
+    let req = Request::from_parts(parts, body);
+    let Some(cors) = plugin.mount.cors.as_ref().map(super::cors::layer) else {
+        return serve(state, listener, plugin, rel_path, started, req).await;
+    };
+    let inner = tower::service_fn(move |req: Request| {
+        let (state, plugin, rel_path) = (state.clone(), plugin.clone(), rel_path.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                serve(state, listener, plugin, rel_path, started, req).await,
+            )
+        }
+    });
+    match tower::Layer::layer(&cors, inner).oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Hand a routed request to its plugin and answer what it answers (or its failure).
+async fn serve(
+    state: AppState,
+    listener: Listener,
+    plugin: std::sync::Arc<crate::runtime::LoadedPlugin>,
+    rel_path: String,
+    started: tokio::time::Instant,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
 
     let request_id = new_request_id();
     let host_url = super::host_url(&state.config, listener, &parts.headers, &parts.uri);

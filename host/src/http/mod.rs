@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod blobs;
 pub mod conn;
+pub mod cors;
 pub mod dispatch;
 pub mod error;
 pub mod install;
@@ -44,7 +45,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .merge(admin::router())
             .merge(install::router())
             .merge(blobs::router())
-            .merge(oss::router())
+            .merge(oss::router(&state.config))
     } else {
         Router::new()
     };

@@ -27,13 +27,15 @@ use crate::uploads::{Callback, UploadError, valid_key};
 const MAX_FIELDS: usize = 64;
 const MAX_FIELD_BYTES: usize = 64 << 10;
 
-pub fn router() -> Router<AppState> {
+pub fn router(config: &crate::config::Config) -> Router<AppState> {
     Router::new()
         .route("/oss/{bucket}", post(post_object))
         .route("/oss/{bucket}/", post(post_object))
         .route("/oss/{bucket}/{*key}", get(get_object))
         // The policy and the operator's upload limit bound the file, not axum's default.
         .layer(DefaultBodyLimit::disable())
+        // Browser uploaders post from the console's origin after a preflight.
+        .layer(super::cors::layer(&config.blobs.oss_cors))
 }
 
 /// An OSS error document.
