@@ -909,6 +909,30 @@ async fn firmware_crud_as_the_spec_prints_it() {
     );
     let (_, v) = mx(&t, Method::GET, &one, Some(&token), None).await;
     assert_eq!(v["data"]["description"], "fixed");
+    // The console as Django REST framework clients send it: a form, the list as a repeated key.
+    let r = t
+        .http
+        .put(t.url(&one))
+        .header("Authorization", format!("token {token}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("mac_range=DEF1LUK&description=form&mac_range=DEF1L3H")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["mac_range"], json!(["DEF1LUK", "DEF1L3H"]), "{v}");
+    let (_, v) = mx(&t, Method::GET, &one, Some(&token), None).await;
+    assert_eq!(v["data"]["description"], "form");
+    let (s, _) = mx(
+        &t,
+        Method::PUT,
+        &one,
+        Some(&token),
+        Some(r#"{"mac_range":["DEF1LUK","DEF1L2G"]}"#),
+    )
+    .await;
+    assert_eq!(s, 200);
     let (s, v) = mx(
         &t,
         Method::PUT,

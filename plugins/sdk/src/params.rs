@@ -2,6 +2,8 @@
 //! form in the body (whatever the Content-Type says: real clients send every spelling, or
 //! none). Numbers arrive as numbers or strings; both are accepted.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::Request;
@@ -23,36 +25,63 @@ impl std::fmt::Display for ParamError {
 }
 
 /// Every parameter of a request, body over query.
-pub struct Params(Map<String, Value>);
+///
+/// A key repeated in the query or a form (`mac_range=A&mac_range=B`, as browsers and Django
+/// REST framework clients send a list) reads as its last value where one value is asked for,
+/// and as all of them from [`Params::list`], the way Django's `QueryDict` reads it.
+pub struct Params {
+    map: Map<String, Value>,
+    /// The values of keys given more than once in one query or form, in order.
+    repeated: BTreeMap<String, Vec<String>>,
+}
 
 impl Params {
     /// Query and body. A body that is neither a JSON object nor a form is a bad parameter.
     pub fn of(req: &Request) -> Result<Self, ParamError> {
-        let mut map = Map::new();
-        for (k, v) in req.query_pairs() {
-            map.insert(k, Value::String(v));
-        }
+        let mut params = Params::from_map(Map::new());
+        params.add_pairs(req.query_pairs());
         let body = req.body();
         if !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(o)) => map.extend(o),
+                Ok(Value::Object(o)) => {
+                    for k in o.keys() {
+                        params.repeated.remove(k);
+                    }
+                    params.map.extend(o);
+                }
                 Ok(_) => return Err(ParamError("the body must be a JSON object".into())),
                 Err(_) if body.trim_ascii_start().first() == Some(&b'{') => {
                     return Err(ParamError("the body is not valid JSON".into()));
                 }
-                Err(_) => {
-                    for (k, v) in req.form_pairs() {
-                        map.insert(k, Value::String(v));
-                    }
-                }
+                Err(_) => params.add_pairs(req.form_pairs()),
             }
         }
-        Ok(Params(map))
+        Ok(params)
+    }
+
+    /// One source's pairs (the query, or a form), over what is there.
+    fn add_pairs(&mut self, pairs: Vec<(String, String)>) {
+        let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            grouped.entry(k).or_default().push(v);
+        }
+        for (k, values) in grouped {
+            let last = values.last().cloned().unwrap_or_default();
+            if values.len() > 1 {
+                self.repeated.insert(k.clone(), values);
+            } else {
+                self.repeated.remove(&k);
+            }
+            self.map.insert(k, Value::String(last));
+        }
     }
 
     /// Parameters from an already parsed JSON object (e.g. a nested one).
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Params(map)
+        Params {
+            map,
+            repeated: BTreeMap::new(),
+        }
     }
 
     /// A parameter's value as sent; `None` when absent or null.
@@ -61,7 +90,7 @@ impl Params {
     }
 
     fn present(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
+        self.map.get(name).filter(|v| !v.is_null())
     }
 
     /// A text parameter (a number is taken as its text); `None` when absent or null.
@@ -93,10 +122,21 @@ impl Params {
         }
     }
 
-    /// A list of strings: a JSON list, or one comma-separated string (forms cannot carry
-    /// lists). `Some(empty)` when given as `[]` or `""`.
+    /// A list of strings: a JSON list, a key repeated in the query or a form, or one
+    /// comma-separated string. `Some(empty)` when given as `[]` or `""`.
     pub fn list(&self, name: &str) -> Result<Option<Vec<String>>, ParamError> {
         let bad = || ParamError(format!("{name} must be a list of strings"));
+        if let Some(values) = self.repeated.get(name) {
+            // Each value whole (no comma splitting, as Django's getlist); blanks skipped.
+            return Ok(Some(
+                values
+                    .iter()
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ));
+        }
         match self.present(name) {
             None => Ok(None),
             Some(Value::Array(items)) => items
@@ -117,5 +157,52 @@ impl Params {
             )),
             Some(_) => Err(bad()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::ota::dialect::types;
+
+    fn request(query: &str, body: &str) -> Request {
+        Request::new(
+            types::Request {
+                method: "POST".into(),
+                path: "/x".into(),
+                query: query.into(),
+                headers: Vec::new(),
+                body: body.as_bytes().to_vec(),
+                base_url: String::new(),
+                host_url: String::new(),
+                request_id: String::new(),
+            },
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn repeated_form_keys_are_a_list_and_their_last_value() {
+        let p = Params::of(&request("", "mac_range=A&name=fw&mac_range=B&mac_range=")).unwrap();
+        assert_eq!(
+            p.list("mac_range").unwrap(),
+            Some(vec!["A".into(), "B".into()])
+        );
+        assert_eq!(p.text("mac_range").unwrap().as_deref(), Some(""));
+        assert_eq!(p.text("name").unwrap().as_deref(), Some("fw"));
+        // One value keeps reading as before: a comma-separated list.
+        let p = Params::of(&request("mac_range=A,B", "")).unwrap();
+        assert_eq!(
+            p.list("mac_range").unwrap(),
+            Some(vec!["A".into(), "B".into()])
+        );
+    }
+
+    #[test]
+    fn a_json_body_replaces_a_repeated_query_key() {
+        let p = Params::of(&request("tag=a&tag=b", r#"{"tag": ["c"]}"#)).unwrap();
+        assert_eq!(p.list("tag").unwrap(), Some(vec!["c".into()]));
+        let p = Params::of(&request("tag=a&tag=b", "tag=z")).unwrap();
+        assert_eq!(p.list("tag").unwrap(), Some(vec!["z".into()]));
     }
 }
