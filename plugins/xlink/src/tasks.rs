@@ -721,6 +721,7 @@ pub fn statistics(req: &Request) -> Response {
         crate::member(req)?;
         let task = path_task(req)?;
         let s = rollout::stats(task.campaign.id)?;
+        let total = selected_devices(&task.campaign)?;
         let ratios: Vec<Value> = s
             .versions
             .iter()
@@ -728,7 +729,31 @@ pub fn statistics(req: &Request) -> Response {
             .collect();
         Ok(Response::json(
             200,
-            &json!({ "total": s.total, "ratios": ratios }),
+            &json!({ "total": total, "ratios": ratios }),
         ))
     })())
+}
+
+/// How many devices a task selects: its device list, or the product's (or group's) devices
+/// for a whole-product task, whether or not they have checked in yet.
+fn selected_devices(c: &rollout::Campaign) -> Result<u64, XError> {
+    let filter = |group: Option<String>| catalog::DeviceFilter {
+        sn: None,
+        name: None,
+        imei: None,
+        mac: None,
+        group,
+    };
+    let counted = |f: catalog::DeviceFilter| -> Result<u64, XError> {
+        let one = Window {
+            offset: 0,
+            limit: 1,
+        };
+        Ok(catalog::list_devices(&c.product_sn, &f, one)?.total)
+    };
+    match &c.scope {
+        Scope::Devices(sns) => Ok(sns.len() as u64),
+        Scope::All => counted(filter(None)),
+        Scope::Group(g) => counted(filter(Some(g.clone()))),
+    }
 }
