@@ -128,6 +128,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         per_ip: Arc::new(http::dispatch::PerIp::new(
             config.limits.requests_per_ip_per_sec,
         )),
+        cors: Arc::new(http::cors::ByMount::new(&config)),
         config: config.clone(),
     };
     let main = TcpListener::bind(config.listen).await?;

@@ -3,13 +3,34 @@
 //! tower-http's `CorsLayer`: a preflight is answered before any plugin runs (it costs no
 //! instance), and the plugin's answers get the `Access-Control-*` headers added.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
-use crate::config::CorsConfig;
+use crate::config::{Config, CorsConfig};
+
+/// The CORS layers of the configured mounts, by plugin name (the mount's key).
+pub struct ByMount(HashMap<String, CorsLayer>);
+
+impl ByMount {
+    pub fn new(config: &Config) -> Self {
+        ByMount(
+            config
+                .mounts
+                .iter()
+                .filter_map(|(name, m)| Some((name.clone(), layer(m.cors.as_ref()?))))
+                .collect(),
+        )
+    }
+
+    /// The layer of plugin `name`'s mount, when it has CORS.
+    pub fn of(&self, name: &str) -> Option<&CorsLayer> {
+        self.0.get(name)
+    }
+}
 
 /// The layer for `c`. Values were checked when the configuration was loaded; one that does
 /// not parse here is left out rather than failing a request.

@@ -102,18 +102,16 @@ fn new_request_id() -> String {
 }
 
 /// The client's `Host` without its port (the `Host` header, else the URI's authority).
-fn host_name(parts: &axum::http::request::Parts) -> Option<String> {
+fn host_name(parts: &axum::http::request::Parts) -> Option<&str> {
     let authority = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))?;
-    let name = match authority.rsplit_once(':') {
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    Some(match authority.rsplit_once(':') {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => &authority,
-    };
-    Some(name.to_string())
+        _ => authority,
+    })
 }
 
 pub async fn dispatch(
@@ -131,13 +129,13 @@ pub async fn dispatch(
         .and_then(|asked| {
             state
                 .registry
-                .route(listener.0, host.as_deref(), asked.as_str(), &path)
+                .route(listener.0, host, asked.as_str(), &path)
         })
-        .filter(|(plugin, _)| plugin.mount.cors.is_some());
+        .filter(|(plugin, _)| state.cors.of(&plugin.name).is_some());
     let routed = preflight.or_else(|| {
         state
             .registry
-            .route(listener.0, host.as_deref(), parts.method.as_str(), &path)
+            .route(listener.0, host, parts.method.as_str(), &path)
     });
     let Some((plugin, rel_path)) = routed else {
         let method = &parts.method;
@@ -148,7 +146,7 @@ pub async fn dispatch(
             .into_response();
     };
     let req = Request::from_parts(parts, body);
-    let Some(cors) = plugin.mount.cors.as_ref().map(super::cors::layer) else {
+    let Some(cors) = state.cors.of(&plugin.name).cloned() else {
         return serve(state, listener, plugin, rel_path, started, req).await;
     };
     let inner = tower::service_fn(move |req: Request| {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Requests to plugins per client address (see `limits.requests-per-ip-per-sec`).
     pub per_ip: Arc<dispatch::PerIp>,
+    /// The CORS layer of each mount that has one, by plugin name: built once, not per request.
+    pub cors: Arc<cors::ByMount>,
 }
 
 /// Which listener a request arrived on: `None` for the main one, else a plugin's own.
