@@ -248,6 +248,20 @@ async fn ctwing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mxchip() {
+    let (t, token) = mxchip_server().await;
+    provision(
+        &t,
+        "/products",
+        Method::POST,
+        json!({"sn": "test", "name": "plug"}),
+    )
+    .await;
+    dialect("mxchip", &t, vec![("TOKEN", token)], unchanged).await;
+    t.stop().await;
+}
+
+/// A server with the MXChip plugin and a console token (`hex40`, Django REST framework's).
+async fn mxchip_server() -> (TestServer, String) {
     let t = server("mxchip.wasm").await;
     let (s, b) = admin(
         &t,
@@ -256,22 +270,9 @@ async fn mxchip() {
         Some(json!({"tenant": TENANT, "name": "mx", "format": "hex40"})),
     )
     .await;
-    assert_eq!(s, 201);
-    provision(
-        &t,
-        "/products",
-        Method::POST,
-        json!({"sn": "test", "name": "plug"}),
-    )
-    .await;
-    dialect(
-        "mxchip",
-        &t,
-        vec![("TOKEN", b["key"].as_str().unwrap().to_string())],
-        unchanged,
-    )
-    .await;
-    t.stop().await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["key"].as_str().unwrap().to_string();
+    (t, token)
 }
 
 /// A server with the XLINK plugin, a product key, a member and a device; its tokens.
@@ -350,21 +351,11 @@ async fn xlink_query() {
 /// every refusal is OSS's XML error document.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oss_multipart() {
-    let t = server("mxchip.wasm").await;
-    let (_, key) = admin(
-        &t,
-        Method::POST,
-        "/admin/api/v1/api-keys",
-        Some(json!({"tenant": TENANT, "name": "mx", "format": "hex40"})),
-    )
-    .await;
+    let (t, key) = mxchip_server().await;
     let token: serde_json::Value = t
         .http
         .get(t.url("/oss_token/ota/"))
-        .header(
-            "authorization",
-            format!("token {}", key["key"].as_str().unwrap()),
-        )
+        .header("authorization", format!("token {key}"))
         .send()
         .await
         .unwrap()
