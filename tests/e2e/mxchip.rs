@@ -493,6 +493,36 @@ async fn upload_create_check_download_report() {
     )
     .await;
     assert_eq!(b["data"], json!({"need_ota": false, "files": []}));
+    // A factory reset: dev-1 comes back on the old firmware and is offered the file again,
+    // by the same job, as an anonymous device would be.
+    let (_, b) = mx(
+        &t,
+        Method::GET,
+        &check("&device_id=dev-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["need_ota"], true, "{b}");
+    assert_eq!(b["data"]["files"][0]["version"], "1.0.1", "{b}");
+    let (_, jobs) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/campaigns/{cid}/jobs?device=dev-1"),
+        None,
+    )
+    .await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs["items"][0]["state"], "notified", "{jobs}");
+    let (s, b) = mx(
+        &t,
+        Method::PUT,
+        "/api/v1/ota/version/",
+        Some(&token),
+        Some(r#"{"device_id":"dev-1","wifi_version":"2.0.0","mcu_version":"1.0.1"}"#),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
     // Reports validate too.
     for body in [
         r#"{"wifi_version":"1","mcu_version":"1"}"#,

@@ -106,7 +106,7 @@ async fn secrets_are_sealed_migrated_and_rotated() {
         .await
         .unwrap();
     s.auth
-        .set_product_key(product.id, Some(PRODUCT_KEY))
+        .set_product_key(product.id, Some(PRODUCT_KEY), None)
         .await
         .unwrap();
     let upload = s.uploads.key_for(t.id).await.unwrap();

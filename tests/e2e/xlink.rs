@@ -839,6 +839,172 @@ async fn tasks_without_api_version() {
 }
 
 /// Every refusal in XLINK's shape; illegal workflow steps leave the task and its op log alone.
+/// XLINK firmware keeps `authorize_code` in a 32-byte C string: a generated product key
+/// fits it and logs a device in; an operator may ask for another length, not for both a key
+/// and a length.
+#[tokio::test]
+async fn generated_product_keys_fit_device_firmware() {
+    let t = start().await;
+    let key_path = format!("{BASE}/products/{PRODUCT}/key");
+    let (s, b) = admin(&t, Method::PUT, &key_path, None).await;
+    assert_eq!(s, 200, "{b}");
+    let key = b["key"].as_str().unwrap().to_string();
+    assert!(key.len() <= 31, "{key}");
+    assert!(key.chars().all(|c| c.is_ascii_alphanumeric()), "{key}");
+    let (s, _, v) = send(
+        &t,
+        Method::POST,
+        "/v2/device_login",
+        &[("Content-Type", "application/json")],
+        Some(json!({"product_id": PRODUCT, "mac": "AABBCCDDEE09", "authorize_code": key}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, b) = admin(&t, Method::PUT, &key_path, Some(json!({"length": 40}))).await;
+    assert_eq!((s, b["key"].as_str().map(str::len)), (200, Some(40)), "{b}");
+    for body in [json!({"length": 8}), json!({"key": "k", "length": 20})] {
+        let (s, b) = admin(&t, Method::PUT, &key_path, Some(body)).await;
+        assert_eq!(s, 400, "{b}");
+    }
+}
+
+/// The normal path from a test to a formal task: the test task finished (one device
+/// succeeded, one failed), then turns formal for the whole product, passes audit, and
+/// reaches the device that failed and one that was never listed.
+#[tokio::test]
+async fn a_finished_test_task_turns_formal_and_reaches_the_whole_product() {
+    let t = start().await;
+    let alice = corp_login(&t, "alice", "alice-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = corp_login(&t, "bob", "bob-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (d1_token, d1) = device_login(&t, "AABBCCDDEE01").await;
+    let (d2_token, d2) = device_login(&t, "AABBCCDDEE02").await;
+    let (d3_token, d3) = device_login(&t, "AABBCCDDEE03").await;
+    let (url, md5) = upload(&t).await;
+    let (s, task) = call(
+        &t,
+        Method::POST,
+        "/v2/upgrade/firmware/task",
+        &alice,
+        false,
+        Some(new_task(
+            "mcu v3 test",
+            json!("02"),
+            json!(3),
+            &url,
+            &md5,
+            json!(1),
+            json!({"category": 1, "device_list": [d1, d3]}),
+        )),
+    )
+    .await;
+    assert_eq!(s, 200, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &t,
+        Method::POST,
+        "/v2/upgrade/firmware/task/status",
+        &alice,
+        false,
+        Some(json!({"product_id": PRODUCT, "upgrade_task_id": id, "status": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let check = |dev: u64, token: &str, version: &str| {
+        let (t, token) = (&t, token.to_string());
+        let body = json!({"product_id": PRODUCT, "type": "2", "current_version": version, "identify": "0"});
+        async move {
+            call(
+                t,
+                Method::POST,
+                format!("/v2/upgrade/firmware/check/{dev}"),
+                token,
+                false,
+                Some(body),
+            )
+            .await
+        }
+    };
+    let report = |dev: u64, token: &str, version: &str, result: &str| {
+        let (t, token) = (&t, token.to_string());
+        let body = json!({"type": "2", "identify": "0", "last_version": "2", "current_version": version, "result": result});
+        async move {
+            call(
+                t,
+                Method::POST,
+                format!("/v2/upgrade/firmware/report/{dev}"),
+                token,
+                false,
+                Some(body),
+            )
+            .await
+        }
+    };
+    for (dev, token) in [(d1, &d1_token), (d3, &d3_token)] {
+        let (s, v) = check(dev, token, "2").await;
+        assert_eq!((s, &v["target_version"]), (200, &json!(3)), "{v}");
+    }
+    assert_eq!(report(d1, &d1_token, "3", "0").await.0, 200);
+    assert_eq!(report(d3, &d3_token, "2", "1").await.0, 200);
+    t.server.scheduler_tick().await;
+    let (_, v) = call(&t, Method::GET, task_path(&id), &alice, true, None).await;
+    assert_eq!(v["status"], 0, "finished: {v}");
+    let (s, v) = check(d3, &d3_token, "2").await;
+    assert_error(s, &v, 404, 4041013);
+
+    // Formal for the whole product, audited by bob, running.
+    let (s, v) = call(
+        &t,
+        Method::PUT,
+        format!("{}/product-tag", task_path(&id)),
+        &alice,
+        true,
+        Some(json!({"name": "mcu v3", "scope": {"category": 0}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = call(&t, Method::GET, task_path(&id), &alice, true, None).await;
+    assert_eq!((&v["status"], &v["tag_type"]), (&json!(2), &json!(0)), "{v}");
+    let (s, v) = call(
+        &t,
+        Method::PUT,
+        format!("{}/submit-audit", task_path(&id)),
+        &alice,
+        true,
+        Some(json!({"audit_member_id": "bob"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &t,
+        Method::PUT,
+        format!("{}/audit", task_path(&id)),
+        &bob,
+        true,
+        Some(json!({"audit_result": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // The device that failed the test gets another attempt, the unlisted one its first;
+    // the one that succeeded has nothing to do.
+    for (dev, token) in [(d3, &d3_token), (d2, &d2_token)] {
+        let (s, v) = check(dev, token, "2").await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!((&v["id"], &v["target_version"]), (&json!(id), &json!(3)));
+    }
+    let (s, v) = check(d1, &d1_token, "3").await;
+    assert_error(s, &v, 404, 4041013);
+    assert_eq!(report(d3, &d3_token, "3", "0").await.0, 200);
+    let (_, v) = call(&t, Method::GET, task_path(&id), &alice, true, None).await;
+    assert_eq!(v["upgrade_count"], 2, "{v}");
+}
+
 #[tokio::test]
 async fn refusals() {
     let t = start().await;

@@ -68,6 +68,13 @@ pub struct SignedIdentity {
     pub app_key: String,
 }
 
+/// The length of a generated product key: 24 of `[a-z0-9]` (about 124 bits) fit device
+/// firmware that keeps the key in a 32-byte C string (XLINK's `authorize_code`).
+pub const GENERATED_PRODUCT_KEY_LEN: usize = 24;
+
+/// The shortest product key the host generates (about 83 bits).
+const GENERATED_PRODUCT_KEY_MIN: usize = 16;
+
 fn printable(what: &str, v: &str, max: usize) -> Result<(), AuthError> {
     if v.is_empty() || v.len() > max || v.chars().any(|c| c.is_control() || c == ' ') {
         return Err(AuthError::Invalid(format!(
@@ -212,14 +219,32 @@ impl Auth {
         })
     }
 
-    /// Set a product's key (generated unless given); answers it (shown once). Tokens devices
+    /// Set a product's key (generated with `generated_len` characters, default
+    /// [`GENERATED_PRODUCT_KEY_LEN`], unless given); answers it (shown once). Tokens devices
     /// earned with the old key (device logins) are revoked with it.
     pub async fn set_product_key(
         &self,
         product_id: i64,
         key: Option<&str>,
+        generated_len: Option<usize>,
     ) -> Result<String, AuthError> {
-        let key = key.map_or_else(|| random_token(32), str::to_string);
+        let key = match (key, generated_len) {
+            (Some(_), Some(_)) => {
+                return Err(AuthError::Invalid(
+                    "give a key or the length of one to generate, not both".into(),
+                ));
+            }
+            (Some(k), None) => k.to_string(),
+            (None, len) => {
+                let len = len.unwrap_or(GENERATED_PRODUCT_KEY_LEN);
+                if !(GENERATED_PRODUCT_KEY_MIN..=256).contains(&len) {
+                    return Err(AuthError::Invalid(format!(
+                        "a generated product key has {GENERATED_PRODUCT_KEY_MIN}-256 characters"
+                    )));
+                }
+                random_token(len)
+            }
+        };
         printable("product key", &key, 256)?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;

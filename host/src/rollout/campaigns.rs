@@ -76,8 +76,10 @@ pub enum Action {
     Stop,
     /// any unfinished status -> cancelled (final; open jobs are cancelled).
     Cancel,
-    /// running | paused -> draft: back to preparation (e.g. a test campaign turning formal
-    /// must be approved again); jobs under way keep going.
+    /// running | paused | finished -> draft: back to preparation (e.g. a test campaign
+    /// turning formal must be approved again); jobs under way keep going, and failed or
+    /// timed-out jobs are queued again, so the devices they stranded get another attempt
+    /// once it runs.
     Revise,
 }
 
@@ -95,7 +97,7 @@ impl Action {
                 &["draft", "pending", "running", "paused"],
                 CampaignStatus::Cancelled,
             ),
-            Action::Revise => (&["running", "paused"], CampaignStatus::Draft),
+            Action::Revise => (&["running", "paused", "finished"], CampaignStatus::Draft),
         }
     }
 
@@ -1222,6 +1224,20 @@ impl Rollout {
             Action::Approve | Action::Reject => Some(actor),
             _ => None,
         };
+        if action == Action::Revise {
+            // Jobs before the campaign row, as for cancel. The count restarts: a revised
+            // campaign is a new attempt, and its retries apply afresh.
+            sqlx::query(&format!(
+                "UPDATE jobs SET previous_state = state, state = 'queued', retry_count = 0, \
+                   deadline_at = NULL, result_code = NULL, result_text = '', updated_at = $1 \
+                 WHERE campaign_id = $2 AND kind = 'campaign' AND state IN ('failed', 'timed-out') \
+                   AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.status IN ({allowed}))"
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
         if action == Action::Cancel {
             // Jobs before the campaign row, the same lock order as the scheduler's pass, so
             // the two never deadlock on PostgreSQL.
@@ -1516,6 +1532,31 @@ impl Rollout {
                     job
                 }
                 s if !s.is_final() => job,
+                JobState::Succeeded if window_open => {
+                    // It succeeded and now reports an older version (a factory reset, a
+                    // board swap): it needs the update again, so its job starts over.
+                    let mut tx = self.db.pool().begin().await?;
+                    let reopened = sqlx::query(
+                        "UPDATE jobs SET state = 'notified', previous_state = state, updated_at = $1, deadline_at = $2, \
+                           retry_count = 0, result_code = NULL, result_text = '', version_before = $3, version_after = NULL \
+                         WHERE id = $4 AND state = 'succeeded' \
+                           AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = jobs.campaign_id AND c.status = 'running')",
+                    )
+                    .bind(now)
+                    .bind(now + c.timeout_secs * 1000)
+                    .bind(current)
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if reopened == 0 {
+                        continue; // the campaign stopped running meanwhile
+                    }
+                    let note = format!("job {} came back on {current}: offered again", job.id);
+                    log(&mut tx, c.id, now, "device", "reoffer", &note).await?;
+                    tx.commit().await?;
+                    self.job(job.id).await?
+                }
                 _ => continue,
             };
             return Ok(Some(Offer {

@@ -535,7 +535,9 @@ pub fn product_tag(req: &Request) -> Response {
         }
         let revise = match c.status {
             CampaignStatus::Draft => false,
-            CampaignStatus::Running | CampaignStatus::Paused => true,
+            // A finished test task is the normal way in: devices that failed the test get
+            // another attempt once the formal task runs.
+            CampaignStatus::Running | CampaignStatus::Paused | CampaignStatus::Finished => true,
             s => {
                 return Err(XError::State(format!(
                     "a task that is {} cannot become formal",

@@ -163,6 +163,10 @@ pub enum ProductCmd {
         /// not show.
         #[arg(long, env = "OTA_PRODUCT_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// Characters of `[a-z0-9]` to generate when no key is given (16-256) [default: 24,
+        /// which fits firmware that keeps the key in a 32-byte C string].
+        #[arg(long, conflicts_with = "key")]
+        length: Option<usize>,
     },
 }
 
@@ -316,10 +320,15 @@ pub async fn product(s: &Services, cmd: ProductCmd) -> anyhow::Result<()> {
                 println!("{name}={value}");
             }
         }
-        ProductCmd::Key { tenant, sn, key } => {
+        ProductCmd::Key {
+            tenant,
+            sn,
+            key,
+            length,
+        } => {
             let t = s.auth.tenant(&tenant).await?;
             let p = s.catalog.product(t.id, &sn).await?;
-            let key = s.auth.set_product_key(p.id, key.as_deref()).await?;
+            let key = s.auth.set_product_key(p.id, key.as_deref(), length).await?;
             eprintln!("product {sn} key set; it is shown only now:");
             println!("{key}");
         }

@@ -226,6 +226,10 @@ struct NewProductKey {
     /// generated when omitted.
     #[schema(pattern = "^[^\\u0000-\\u0020\\u007f-\\u009f]{1,256}$")]
     key: Option<String>,
+    /// How many characters of `[a-z0-9]` to generate when `key` is omitted (16-256; 24 by
+    /// default, which fits device firmware that keeps the key in a 32-byte C string).
+    #[schema(minimum = 16, maximum = 256)]
+    length: Option<usize>,
 }
 
 /// A product key as set: shown only now.
@@ -255,7 +259,7 @@ async fn put_product_key(
     let key = st
         .services
         .auth
-        .set_product_key(p.id, k.key.as_deref())
+        .set_product_key(p.id, k.key.as_deref(), k.length)
         .await?;
     Ok(Json(ProductKey { key }))
 }
