@@ -820,6 +820,12 @@ async fn firmware_crud_as_the_spec_prints_it() {
         ("md5", json!("xyz")),
         ("size", json!("huge")),
         ("file_url", json!("ftp://x/a.bin")),
+        // This server's own object and download spaces, naming nothing stored.
+        ("file_url", json!(t.url("/oss/acme/ota/missing.bin"))),
+        (
+            "file_url",
+            json!(t.url(&format!("/blobs/{}", "0".repeat(64)))),
+        ),
         ("mac_range", json!(7)),
         ("version", json!("1.0.1")),
     ] {
@@ -871,6 +877,51 @@ async fn firmware_crud_as_the_spec_prints_it() {
         (0, json!(1)),
         "{v}"
     );
+
+    // The console's FormData: multipart text fields, a repeated mac_range, and a file part
+    // the create ignores (the file itself went to OSS).
+    let r = t
+        .http
+        .post(t.url(FILES))
+        .header("Authorization", format!("token {token}"))
+        .multipart(form(
+            &[
+                ("file_name", "console.bin"),
+                ("file_url", "https://xxx.com/c.bin"),
+                ("md5", &"b".repeat(32)),
+                ("size", "2kb"),
+                ("version", "2.0.1"),
+                ("mac_range", "C8:93:46:00:00:10~C8:93:46:00:00:1F"),
+                ("mac_range", "DEF1LUK"),
+            ],
+            b"ignored".to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!(v["data"]["file_name"], "console.bin");
+    assert_eq!(v["data"]["size"], "2kb");
+    assert_eq!(
+        v["data"]["mac_range"],
+        json!(["C8:93:46:00:00:10~C8:93:46:00:00:1F", "DEF1LUK"])
+    );
+    let console = format!("{FILES}{}/", v["data"]["id"]);
+    let (s, v) = mx(&t, Method::DELETE, &console, Some(&token), None).await;
+    assert_eq!((s, code(&v)), (200, 0), "{v}");
+    let broken = t
+        .http
+        .post(t.url(FILES))
+        .header("Authorization", format!("token {token}"))
+        .header("Content-Type", "multipart/form-data; boundary=zz")
+        .body("--zz\r\nContent-Disposition: form-data; name=\"file_name\"\r\n\r\nx")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status().as_u16(), 400);
+    let v: Value = broken.json().await.unwrap();
+    assert_eq!(code(&v), 10000, "{v}");
 
     // Twelve files: DRF pages of ten, newest first, absolute links.
     for i in 0..10 {

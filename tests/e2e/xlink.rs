@@ -856,7 +856,10 @@ async fn generated_product_keys_fit_device_firmware() {
         Method::POST,
         "/v2/device_login",
         &[("Content-Type", "application/json")],
-        Some(json!({"product_id": PRODUCT, "mac": "AABBCCDDEE09", "authorize_code": key}).to_string()),
+        Some(
+            json!({"product_id": PRODUCT, "mac": "AABBCCDDEE09", "authorize_code": key})
+                .to_string(),
+        ),
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -969,7 +972,11 @@ async fn a_finished_test_task_turns_formal_and_reaches_the_whole_product() {
     .await;
     assert_eq!(s, 200, "{v}");
     let (_, v) = call(&t, Method::GET, task_path(&id), &alice, true, None).await;
-    assert_eq!((&v["status"], &v["tag_type"]), (&json!(2), &json!(0)), "{v}");
+    assert_eq!(
+        (&v["status"], &v["tag_type"]),
+        (&json!(2), &json!(0)),
+        "{v}"
+    );
     let (s, v) = call(
         &t,
         Method::PUT,

@@ -124,9 +124,20 @@ fn check_md5(md5: &str) -> Result<String, MxError> {
 
 /// Where a firmware's bytes are: an object uploaded to this host (its md5, and its size
 /// when given in bytes, must match the stored file), or an external URL taken as declared.
-fn payload_of(url: &str, md5: &str, size: &str) -> Result<Payload, MxError> {
+/// A URL of this host's object or download space that names nothing stored is a mistake
+/// (a typo, an upload that failed), never an external file.
+fn payload_of(req: &Request, url: &str, md5: &str, size: &str) -> Result<Payload, MxError> {
     let md5 = check_md5(md5)?;
-    if let Some(info) = blobs::find_url(url)? {
+    let found = blobs::find_url(url)?;
+    let ours = ["/oss/", "/blobs/"]
+        .iter()
+        .any(|space| url.starts_with(&format!("{}{space}", req.host_url())));
+    if found.is_none() && ours {
+        return Err(MxError::BadParam(format!(
+            "file_url {url} names no file uploaded to this server"
+        )));
+    }
+    if let Some(info) = found {
         if md5 != info.md5 {
             return Err(MxError::BadParam(format!(
                 "md5 {md5} does not match the uploaded file's {}",
@@ -227,7 +238,7 @@ pub fn create(req: &Request) -> Response {
             ));
         }
         check_version_free(&product.sn, &version, None)?;
-        let payload = payload_of(&file_url, &md5, &size)?;
+        let payload = payload_of(req, &file_url, &md5, &size)?;
         let r = catalog::create_release(&NewRelease {
             product_sn: product.sn.clone(),
             module,
@@ -400,6 +411,7 @@ pub fn update(req: &Request) -> Response {
         );
         let payload = if file_changes {
             Some(payload_of(
+                req,
                 &new_url,
                 md5.as_deref().unwrap_or(&r.md5),
                 &new_size,

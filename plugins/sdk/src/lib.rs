@@ -21,6 +21,7 @@ pub mod bindings {
     });
 }
 
+pub mod multipart;
 pub mod params;
 mod request;
 mod response;

@@ -1,6 +1,7 @@
 //! Request parameters as vendor clients send them: the query string, and a JSON object or a
 //! form in the body (whatever the Content-Type says: real clients send every spelling, or
-//! none). Numbers arrive as numbers or strings; both are accepted.
+//! none; a `multipart/form-data` body is read by its boundary). Numbers arrive as numbers or
+//! strings; both are accepted.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,21 @@ impl Params {
         let mut params = Params::from_map(Map::new());
         params.add_pairs(req.query_pairs());
         let body = req.body();
+        if let Some(parts) = req.multipart() {
+            // A browser's FormData: its text fields are the form; files are read with
+            // `Request::multipart`.
+            let parts = parts.map_err(|()| {
+                ParamError("the multipart body does not follow its boundary".into())
+            })?;
+            let mut fields = Vec::new();
+            for p in parts.into_iter().filter(|p| p.filename.is_none()) {
+                let value = String::from_utf8(p.data)
+                    .map_err(|_| ParamError(format!("{} must be UTF-8 text", p.name)))?;
+                fields.push((p.name, value));
+            }
+            params.add_pairs(fields);
+            return Ok(params);
+        }
         if !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(o)) => {
@@ -179,6 +195,34 @@ mod tests {
             },
             Vec::new(),
         )
+    }
+
+    #[test]
+    fn multipart_fields_are_parameters_and_files_are_not() {
+        let mut req = request("version=1", "");
+        let body: &[u8] =
+            b"--B\r\nContent-Disposition: form-data; name=\"file_name\"\r\n\r\nfw.bin\r\n\
+--B\r\nContent-Disposition: form-data; name=\"mac_range\"\r\n\r\nA\r\n\
+--B\r\nContent-Disposition: form-data; name=\"mac_range\"\r\n\r\nB\r\n\
+--B\r\nContent-Disposition: form-data; name=\"blob\"; filename=\"x.bin\"\r\n\r\n\xff\r\n--B--\r\n";
+        let mut raw = req.raw().clone();
+        raw.headers = vec![(
+            "content-type".into(),
+            "multipart/form-data; boundary=B".into(),
+        )];
+        raw.body = body.to_vec();
+        req = Request::new(raw, Vec::new());
+        let p = Params::of(&req).unwrap();
+        assert_eq!(p.text("file_name").unwrap().as_deref(), Some("fw.bin"));
+        assert_eq!(p.text("version").unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            p.list("mac_range").unwrap(),
+            Some(vec!["A".into(), "B".into()])
+        );
+        assert_eq!(p.get("blob"), None);
+        let mut raw = req.raw().clone();
+        raw.body = b"--B\r\nno end".to_vec();
+        assert!(Params::of(&Request::new(raw, Vec::new())).is_err());
     }
 
     #[test]

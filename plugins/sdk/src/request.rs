@@ -77,6 +77,13 @@ impl Request {
             .collect()
     }
 
+    /// The parts of a `multipart/form-data` body: `None` when the Content-Type is another
+    /// one, `Some(Err(()))` when the body does not follow its boundary.
+    pub fn multipart(&self) -> Option<Result<Vec<crate::multipart::Part>, ()>> {
+        let boundary = crate::multipart::boundary(self.header("content-type")?)?;
+        Some(crate::multipart::parse(&boundary, &self.inner.body).ok_or(()))
+    }
+
     /// The first query parameter with this exact name, decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         form_urlencoded::parse(self.inner.query.as_bytes())
