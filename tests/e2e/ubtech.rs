@@ -850,3 +850,55 @@ async fn another_plugins_token_is_refused() {
     );
     t.stop().await;
 }
+
+/// Login names belong to the tenant: two tenants each have a client `mobile_1` and a user
+/// `aa`, each logs in to its own, and a client of one with a user of the other is refused
+/// exactly as a wrong password is (nothing says the user exists elsewhere).
+#[tokio::test]
+async fn logins_are_per_tenant() {
+    let t = start().await;
+    let globex = "/admin/api/v1/tenants/globex/logins";
+    for (kind, name, secret) in [
+        ("client", "mobile_1", "globex-secret"),
+        ("user", "aa", "globex-pw"),
+    ] {
+        let (s, b) = admin(
+            &t,
+            Method::POST,
+            globex,
+            Some(json!({"realm": "ubtech", "kind": kind, "name": name, "secret": secret})),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = admin(
+        &t,
+        Method::POST,
+        globex,
+        Some(json!({"realm": "ubtech", "kind": "user", "name": "aa", "secret": "again"})),
+    )
+    .await;
+    assert_eq!(s, 409, "a tenant's names stay unique: {b}");
+    let grant = |client_secret: &str, password: &str| {
+        format!(
+            "/oauth/token?client_id=mobile_1&client_secret={client_secret}&grant_type=password&username=aa&password={password}"
+        )
+    };
+    let (acme_access, _) = token(&t).await;
+    let (s, b) = get(&t, &grant("globex-secret", "globex-pw")).await;
+    assert_eq!(s, 200, "{b}");
+    assert_ne!(b["access_token"].as_str().unwrap(), acme_access);
+    let (s, wrong) = get(&t, &grant("secret_1", "not-the-password")).await;
+    assert_oauth_error(s, &wrong, 400, "invalid_grant");
+    let (s, cross) = get(&t, &grant("secret_1", "globex-pw")).await;
+    assert_oauth_error(s, &cross, 400, "invalid_grant");
+    assert_eq!(
+        cross, wrong,
+        "a user of another tenant is as unknown as none"
+    );
+    let (s, cross) = get(&t, &grant("globex-secret", "aa")).await;
+    assert_eq!(cross, wrong, "{s}");
+    let (s, b) = get(&t, &grant("nope", "aa")).await;
+    assert_oauth_error(s, &b, 401, "invalid_client");
+    t.stop().await;
+}

@@ -197,6 +197,9 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// How many same-named accounts (in different tenants) a login checks its secret against.
+const SAME_NAME_CANDIDATES: i64 = 8;
+
 struct AccountRow {
     id: i64,
     tenant: Tenant,
@@ -264,8 +267,9 @@ async fn issue_pair(
 }
 
 impl Auth {
-    /// Provision a login account for a plugin; the name must be new among its live accounts
-    /// of that kind. The secret is stored as an Argon2id hash.
+    /// Provision a login account for a plugin; the name must be new among the tenant's live
+    /// accounts of that kind for the plugin (other tenants may use it too). The secret is
+    /// stored as an Argon2id hash.
     pub async fn create_login(
         &self,
         tenant: &str,
@@ -316,7 +320,7 @@ impl Auth {
         .map_err(|e| {
             if crate::storage::Db::is_unique_violation(&e) {
                 AuthError::Conflict(format!(
-                    "plugin {realm:?} already has a {} named {name:?}",
+                    "tenant {tenant:?} already has a {} named {name:?} for plugin {realm:?}",
                     kind.as_str()
                 ))
             } else {
@@ -412,35 +416,46 @@ impl Auth {
             .ok_or_else(|| AuthError::NotFound(format!("no login {id}")))
     }
 
-    async fn live_account(
+    /// The live accounts of a realm with this name, in `tenant` when given, else in any
+    /// tenant (names are unique per tenant only), oldest first and at most
+    /// [`SAME_NAME_CANDIDATES`]: a login checks its secret against each.
+    async fn live_accounts(
         &self,
         realm: &str,
         kind: LoginKind,
         name: &str,
-    ) -> Result<Option<AccountRow>, AuthError> {
-        let row = sqlx::query(
+        tenant: Option<i64>,
+    ) -> Result<Vec<AccountRow>, AuthError> {
+        let rows = sqlx::query(
             "SELECT a.id, t.id, t.name, a.name, a.secret_hash FROM login_accounts a \
              JOIN tenants t ON t.id = a.tenant_id \
-             WHERE a.realm = $1 AND a.kind = $2 AND a.name = $3 AND a.disabled_at IS NULL",
+             WHERE a.realm = $1 AND a.kind = $2 AND a.name = $3 AND a.disabled_at IS NULL \
+               AND (CAST($4 AS BIGINT) IS NULL OR a.tenant_id = $4) \
+             ORDER BY a.id LIMIT $5",
         )
         .bind(realm)
         .bind(kind.as_str())
         .bind(name)
-        .fetch_optional(self.db.pool())
+        .bind(tenant)
+        .bind(SAME_NAME_CANDIDATES)
+        .fetch_all(self.db.pool())
         .await?;
-        Ok(row.map(|r| AccountRow {
-            id: r.get(0),
-            tenant: Tenant {
-                id: r.get(1),
-                name: r.get(2),
-            },
-            name: r.get(3),
-            secret_hash: r.get(4),
-        }))
+        Ok(rows
+            .iter()
+            .map(|r| AccountRow {
+                id: r.get(0),
+                tenant: Tenant {
+                    id: r.get(1),
+                    name: r.get(2),
+                },
+                name: r.get(3),
+                secret_hash: r.get(4),
+            })
+            .collect())
     }
 
-    /// Whether `secret` matches the account's hash, within the login limits: an unknown
-    /// account is checked against a decoy (as slow as a wrong secret), a failure counts
+    /// The account among `accounts` whose hash `secret` matches, within the login limits:
+    /// no account is checked against a decoy (as slow as a wrong secret), a failure counts
     /// towards the address's and the account's back-off, a success ends the account's.
     async fn checks_out(
         &self,
@@ -448,24 +463,28 @@ impl Auth {
         realm: &str,
         account_key: &str,
         secret: &str,
-        account: Option<&AccountRow>,
-    ) -> Result<bool, GrantError> {
+        accounts: Vec<AccountRow>,
+    ) -> Result<Option<AccountRow>, GrantError> {
         self.logins.admit(source, realm, account_key)?;
         let secret = secret.to_string();
-        let stored = account.map(|a| a.secret_hash.clone());
-        let ok = self
+        let hashes: Vec<String> = accounts.iter().map(|a| a.secret_hash.clone()).collect();
+        let matched = self
             .logins
             .hash(source, move || {
-                slow_verify(&secret, stored.as_deref().unwrap_or_else(|| decoy_hash()))
+                if hashes.is_empty() {
+                    slow_verify(&secret, decoy_hash());
+                    return None;
+                }
+                hashes.iter().position(|h| slow_verify(&secret, h))
             })
             .await?;
-        let ok = ok && account.is_some();
-        if ok {
+        let found = matched.and_then(|i| accounts.into_iter().nth(i));
+        if found.is_some() {
             self.logins.succeeded(realm, account_key);
         } else {
             self.logins.failed(source, realm, account_key);
         }
-        Ok(ok)
+        Ok(found)
     }
 
     /// The client account when credentials were given; refused when unknown or wrong.
@@ -476,14 +495,16 @@ impl Auth {
         source: Option<IpAddr>,
     ) -> Result<Option<AccountRow>, GrantError> {
         let Some(c) = client else { return Ok(None) };
-        let row = self.live_account(realm, LoginKind::Client, &c.id).await?;
-        let key = format!("client:{}", c.id);
-        let ok = self
-            .checks_out(source, realm, &key, &c.secret, row.as_ref())
+        let rows = self
+            .live_accounts(realm, LoginKind::Client, &c.id, None)
             .await?;
-        match row {
-            Some(r) if ok => Ok(Some(r)),
-            _ => Err(GrantError::InvalidClient(
+        let key = format!("client:{}", c.id);
+        match self
+            .checks_out(source, realm, &key, &c.secret, rows)
+            .await?
+        {
+            Some(r) => Ok(Some(r)),
+            None => Err(GrantError::InvalidClient(
                 "unknown client or wrong client secret".into(),
             )),
         }
@@ -501,26 +522,25 @@ impl Auth {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         let client = self.check_client(realm, client, source).await?;
-        let user = self.live_account(realm, LoginKind::User, username).await?;
-        let key = format!("user:{username}");
-        let ok = self
-            .checks_out(source, realm, &key, password, user.as_ref())
+        // A client's users are those of its tenant: a user of another tenant is as unknown
+        // as one that does not exist.
+        let users = self
+            .live_accounts(
+                realm,
+                LoginKind::User,
+                username,
+                client.as_ref().map(|c| c.tenant.id),
+            )
             .await?;
-        let user = match user {
-            Some(u) if ok => u,
-            _ => {
-                return Err(GrantError::InvalidGrant(
-                    "bad credentials: unknown user or wrong password".into(),
-                ));
-            }
-        };
-        if let Some(c) = &client
-            && c.tenant.id != user.tenant.id
-        {
+        let key = format!("user:{username}");
+        let Some(user) = self
+            .checks_out(source, realm, &key, password, users)
+            .await?
+        else {
             return Err(GrantError::InvalidGrant(
-                "the user does not belong to this client's tenant".into(),
+                "bad credentials: unknown user or wrong password".into(),
             ));
-        }
+        };
         let mut tx = self.db.pool().begin().await?;
         let now = self.clock.now_millis();
         let client_id = client.as_ref().map(|c| c.id);
