@@ -256,6 +256,89 @@ async fn storage_on_sqlite() {
     storage_suite(&s, &clock).await;
 }
 
+/// A deployment is due by its creation plus the timeout the host runs with now: a restart
+/// with a shorter or longer `deployment-timeout-secs` moves open deadlines too.
+#[tokio::test]
+async fn deployment_deadlines_follow_the_current_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let (hour, clock) = open(url.clone(), dir.path()).await;
+    let with_timeout = |secs: u64| {
+        let mut file = FileConfig::default();
+        file.scheduler.deployment_timeout_secs = secs;
+        let config = Config::from_parts(
+            file,
+            Overrides {
+                database: Some(url.clone()),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let clock = clock.clone();
+        async move { Services::open(&config, clock).await.unwrap() }
+    };
+    let acme = hour.auth.create_tenant("acme").await.unwrap();
+    hour.catalog
+        .create_product(acme.id, "P1", "Gateway")
+        .await
+        .unwrap();
+    let gw = hour
+        .catalog
+        .register_device(acme.id, "P1", "gw1")
+        .await
+        .unwrap();
+    let short = hour
+        .rollout
+        .create_deployment(acme.id, gw.id, false)
+        .await
+        .unwrap();
+    let long = hour
+        .rollout
+        .create_deployment(acme.id, gw.id, false)
+        .await
+        .unwrap();
+    assert_eq!(short.deadline_at, T0_MILLIS + 3_600_000);
+    clock.advance_secs(61);
+    let minute = with_timeout(60).await;
+    assert_eq!(
+        minute
+            .rollout
+            .deployment(short.id)
+            .await
+            .unwrap()
+            .deadline_at,
+        T0_MILLIS + 60_000
+    );
+    assert!(
+        minute
+            .rollout
+            .report(long.id, DeploymentStatus::Processing, None)
+            .await
+            .is_err(),
+        "past the current deadline"
+    );
+    assert_eq!(hour.rollout.time_out_overdue().await.unwrap(), 0);
+    let two_hours = with_timeout(7_200).await;
+    clock.advance_secs(3_600);
+    assert_eq!(
+        two_hours
+            .rollout
+            .report(long.id, DeploymentStatus::Processing, None)
+            .await
+            .unwrap()
+            .deadline_at,
+        T0_MILLIS + 7_200_000,
+        "a longer timeout keeps an open deployment alive"
+    );
+    assert_eq!(minute.rollout.time_out_overdue().await.unwrap(), 2);
+    let d = two_hours.rollout.deployment(short.id).await.unwrap();
+    assert_eq!(
+        (d.status, d.deadline_at),
+        (DeploymentStatus::Timeout, T0_MILLIS + 60_000)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_and_dialects_on_postgres() {
     let pg = Postgres::start();
@@ -1601,7 +1684,8 @@ async fn deployments_survive_the_upgrade(url: String, dir: &std::path::Path) {
         "INSERT INTO products (tenant_id, sn, name, created_at) VALUES (1, 'P', 'P', 1)",
         "INSERT INTO devices (product_id, sn, created_at) VALUES (1, 'gw', 1)",
         "INSERT INTO deployments (tenant_id, device_id, keep_local, status, created_at, updated_at, deadline_at) \
-         VALUES (1, 1, 1, 'processing', 1000, 2000, 1800000000000), (1, 1, 0, 'timeout', 1000, 5000, 4000)",
+         VALUES (1, 1, 1, 'processing', 1699999999000, 1699999999500, 1700003599000), \
+                (1, 1, 0, 'timeout', 1000, 5000, 4000)",
         "INSERT INTO deployment_events (deployment_id, at, status, message) VALUES \
          (1, 1000, 'init', 'created'), (1, 2000, 'processing', 'pulling images'), \
          (2, 1000, 'init', 'created'), (2, 5000, 'timeout', 'too slow')",

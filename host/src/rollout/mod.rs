@@ -175,6 +175,13 @@ impl Rollout {
         }
     }
 
+    /// The deployment timeout in milliseconds. A deployment is due by its creation plus the
+    /// timeout this host runs with *now*: an operator who changes `deployment-timeout-secs`
+    /// moves the deadline of every open deployment too, not only of new ones.
+    fn timeout_ms(&self) -> i64 {
+        self.deployment_timeout.as_millis() as i64
+    }
+
     /// Create a deployment: a job of kind `deployment` in `queued` (IoTStack's `init`), due by
     /// now + the configured timeout.
     pub async fn create_deployment(
@@ -184,7 +191,7 @@ impl Rollout {
         keep_local: bool,
     ) -> Result<Deployment, RolloutError> {
         let now = self.clock.now_millis();
-        let deadline = now + self.deployment_timeout.as_millis() as i64;
+        let deadline = now + self.timeout_ms();
         let mut tx = self.db.pool().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (kind, tenant_id, device_id, keep_local, state, previous_state, retry_count, \
@@ -245,15 +252,22 @@ impl Rollout {
                     message: r.get(2),
                 })
                 .collect();
+        let status = deployment_status(&row.get::<String, _>(4));
+        let created_at: i64 = row.get(5);
         Ok(Deployment {
             id: row.get(0),
             tenant_id: row.get(1),
             device_id: row.get(2),
             keep_local: row.get::<Option<i64>, _>(3).unwrap_or(0) != 0,
-            status: deployment_status(&row.get::<String, _>(4)),
-            created_at: row.get(5),
+            created_at,
             updated_at: row.get(6),
-            deadline_at: row.get::<Option<i64>, _>(7).unwrap_or(0),
+            // Open: due by the current timeout; final: the deadline it had.
+            deadline_at: if status.is_final() {
+                row.get::<Option<i64>, _>(7).unwrap_or(0)
+            } else {
+                created_at + self.timeout_ms()
+            },
+            status,
             events,
         })
     }
@@ -278,12 +292,14 @@ impl Rollout {
         // Write first (so SQLite takes the write lock at once) and only while still open.
         // A report after the deadline loses to the timeout even if the scheduler has not run.
         let changed = sqlx::query(&format!(
-            "UPDATE jobs SET previous_state = state, state = $1, updated_at = $2 \
-             WHERE id = $3 AND kind = 'deployment' AND state IN {OPEN} AND deadline_at > $2"
+            "UPDATE jobs SET previous_state = state, state = $1, updated_at = $2, \
+               deadline_at = created_at + $4 \
+             WHERE id = $3 AND kind = 'deployment' AND state IN {OPEN} AND created_at + $4 > $2"
         ))
         .bind(state.as_str())
         .bind(now)
         .bind(id)
+        .bind(self.timeout_ms())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -308,10 +324,12 @@ impl Rollout {
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
-            "UPDATE jobs SET previous_state = state, state = 'timed-out', updated_at = $1 \
-             WHERE kind = 'deployment' AND state IN {OPEN} AND deadline_at <= $1 RETURNING id"
+            "UPDATE jobs SET previous_state = state, state = 'timed-out', updated_at = $1, \
+               deadline_at = created_at + $2 \
+             WHERE kind = 'deployment' AND state IN {OPEN} AND created_at + $2 <= $1 RETURNING id"
         ))
         .bind(now)
+        .bind(self.timeout_ms())
         .fetch_all(&mut *tx)
         .await?;
         for id in &ids {
