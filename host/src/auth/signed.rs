@@ -220,7 +220,8 @@ impl Auth {
     }
 
     /// Set a product's key (generated with `generated_len` characters, default
-    /// [`GENERATED_PRODUCT_KEY_LEN`], unless given); answers it (shown once). Tokens devices
+    /// [`GENERATED_PRODUCT_KEY_LEN`], unless given, when the length is ignored); answers it
+    /// (shown once). Tokens devices
     /// earned with the old key (device logins) are revoked with it.
     pub async fn set_product_key(
         &self,
@@ -228,23 +229,13 @@ impl Auth {
         key: Option<&str>,
         generated_len: Option<usize>,
     ) -> Result<String, AuthError> {
-        let key = match (key, generated_len) {
-            (Some(_), Some(_)) => {
-                return Err(AuthError::Invalid(
-                    "give a key or the length of one to generate, not both".into(),
-                ));
-            }
-            (Some(k), None) => k.to_string(),
-            (None, len) => {
-                let len = len.unwrap_or(GENERATED_PRODUCT_KEY_LEN);
-                if !(GENERATED_PRODUCT_KEY_MIN..=256).contains(&len) {
-                    return Err(AuthError::Invalid(format!(
-                        "a generated product key has {GENERATED_PRODUCT_KEY_MIN}-256 characters"
-                    )));
-                }
-                random_token(len)
-            }
-        };
+        let len = generated_len.unwrap_or(GENERATED_PRODUCT_KEY_LEN);
+        if !(GENERATED_PRODUCT_KEY_MIN..=256).contains(&len) {
+            return Err(AuthError::Invalid(format!(
+                "a generated product key has {GENERATED_PRODUCT_KEY_MIN}-256 characters"
+            )));
+        }
+        let key = key.map_or_else(|| random_token(len), str::to_string);
         printable("product key", &key, 256)?;
         let now = self.clock.now_millis();
         let mut tx = self.db.pool().begin().await?;

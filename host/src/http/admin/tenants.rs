@@ -227,7 +227,8 @@ struct NewProductKey {
     #[schema(pattern = "^[^\\u0000-\\u0020\\u007f-\\u009f]{1,256}$")]
     key: Option<String>,
     /// How many characters of `[a-z0-9]` to generate when `key` is omitted (16-256; 24 by
-    /// default, which fits device firmware that keeps the key in a 32-byte C string).
+    /// default, which fits device firmware that keeps the key in a 32-byte C string);
+    /// ignored with `key`.
     #[schema(minimum = 16, maximum = 256)]
     length: Option<usize>,
 }
@@ -249,10 +250,19 @@ async fn put_product_key(
     Path((tenant, sn)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<ProductKey>, ApiError> {
+    // An object or nothing: serde would also read a struct from a JSON array.
     let k: NewProductKey = if body.is_empty() {
         NewProductKey::default()
     } else {
-        body_json::<Option<NewProductKey>>(&body)?.unwrap_or_default()
+        match body_json::<serde_json::Value>(&body)? {
+            serde_json::Value::Null => NewProductKey::default(),
+            serde_json::Value::Object(_) => body_json(&body)?,
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the body must be a JSON object or empty".into(),
+                ));
+            }
+        }
     };
     let t = st.services.auth.tenant(&tenant).await?;
     let p = st.services.catalog.product(t.id, &sn).await?;
