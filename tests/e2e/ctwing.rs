@@ -281,17 +281,16 @@ async fn start() -> (TestServer, i64, i64) {
     }
     let mut firmware = Vec::new();
     for (product, version) in [(LWM2M, "1.3251"), (TLINK, "10.3")] {
-        let (s, b) = admin(
-            &t,
-            Method::POST,
-            &format!("{BASE}/releases"),
-            Some(json!({
-                "product": product, "module": "mcu", "version": version, "name": "工作簿1.xlsx",
-                "url": format!("https://cdn.example/{product}.bin"),
-                "md5": "d41d8cd98f00b204e9800998ecf8427e", "size": 1024, "status": "online"
-            })),
-        )
-        .await;
+        let mut release = json!({
+            "product": product, "module": "mcu", "version": version,
+            "url": format!("https://cdn.example/{product}.bin"),
+            "md5": "d41d8cd98f00b204e9800998ecf8427e", "size": 1024, "status": "online"
+        });
+        // One named as CTWing's console shows it; the other keeps its file's name.
+        if product == LWM2M {
+            release["name"] = json!("工作簿1.xlsx");
+        }
+        let (s, b) = admin(&t, Method::POST, &format!("{BASE}/releases"), Some(release)).await;
         assert_eq!(s, 201, "{b}");
         firmware.push(b["id"].as_i64().unwrap());
     }
@@ -1010,6 +1009,8 @@ async fn a_tlink_task_with_its_own_rules() {
         (Some(24), Some(0)),
         "{b}"
     );
+    // Its release was registered without a name: it keeps its file's.
+    assert_eq!(b["result"]["fileName"], "10005986.bin", "{b}");
     // Modify outTime within range; out of range refused.
     let (s, _) = Call::new(Method::PUT, "/task")
         .q("id", job)

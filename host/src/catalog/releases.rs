@@ -81,6 +81,22 @@ pub enum Payload {
     External { url: String, md5: String, size: u64 },
 }
 
+/// The name a release gets when the operator gives none: the file's own name when one is
+/// known (the uploaded file, or the last segment of its URL), since consoles show it as the
+/// file name (CTWing's `fileName`); else the product and version.
+pub fn default_name(product: &str, version: &str, file: Option<&str>) -> String {
+    let from_file = file.and_then(|f| {
+        let path = f.split(['?', '#']).next().unwrap_or_default();
+        path.rsplit(['/', '\\'])
+            .next()
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+    });
+    match from_file {
+        Some(n) => n.to_string(),
+        None => format!("{product} {version}"),
+    }
+}
+
 /// What an operator or a dialect provides to create a release.
 #[derive(Debug, Clone)]
 pub struct NewRelease {
@@ -736,5 +752,28 @@ mod plan_tests {
             ids(plan_upgrade(&[patch.clone(), full], &patch, "0")),
             Some(vec![2])
         );
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::default_name;
+
+    #[test]
+    fn default_names_come_from_the_file() {
+        assert_eq!(
+            default_name("p", "1.0", Some("/tmp/fw_1.0.bin")),
+            "fw_1.0.bin"
+        );
+        assert_eq!(
+            default_name("p", "1.0", Some("https://cdn.example.com/a/b.bin?x=1")),
+            "b.bin"
+        );
+        assert_eq!(
+            default_name("p", "1.0", Some("https://cdn.example.com/")),
+            "p 1.0"
+        );
+        assert_eq!(default_name("p", "1.0", Some("C:\\fw\\x.bin")), "x.bin");
+        assert_eq!(default_name("p", "1.0", None), "p 1.0");
     }
 }

@@ -41,7 +41,8 @@ pub struct ReleaseCreate {
     md5: Option<String>,
     #[arg(long)]
     size: Option<u64>,
-    /// Display / file name.
+    /// Display and file name (CTWing shows it as `fileName`) [default: the --file's or
+    /// --url's file name, else product and version].
     #[arg(long)]
     name: Option<String>,
     /// test, online or invalid.
@@ -164,6 +165,13 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                 .ok_or_else(|| anyhow::anyhow!("--module must be wifi, mcu or sub"))?;
             let status = ReleaseStatus::parse(&status)
                 .ok_or_else(|| anyhow::anyhow!("--status must be test, online or invalid"))?;
+            let file_hint = file
+                .as_ref()
+                .map(|f| f.to_string_lossy().into_owned())
+                .or_else(|| url.clone());
+            let name = name.unwrap_or_else(|| {
+                ota_host::catalog::releases::default_name(&product, &version, file_hint.as_deref())
+            });
             let payload = match (file, blob, url) {
                 (Some(file), _, _) => {
                     let info = store_file(s, config, &file, md5.clone(), None).await?;
@@ -187,7 +195,7 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                 .create_release(
                     t.id,
                     NewRelease {
-                        name: name.unwrap_or_else(|| format!("{product} {version}")),
+                        name,
                         product_sn: product,
                         module,
                         identify,

@@ -36,7 +36,8 @@ struct CreateRelease {
     #[serde(default)]
     #[schema(minimum = 0)]
     identify: i64,
-    /// Display name [default: product and version].
+    /// Display and file name [default: the last segment of `url`, else product and
+    /// version].
     name: Option<String>,
     /// 1-64 characters, not blank.
     #[schema(
@@ -149,6 +150,9 @@ async fn create_release(
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let c: CreateRelease = body_json(&body)?;
     let t = st.services.auth.tenant(&tenant).await?;
+    let name = c.name.clone().unwrap_or_else(|| {
+        crate::catalog::releases::default_name(&c.product, &c.version, c.url.as_deref())
+    });
     let payload = st
         .services
         .payload(payload_of(c.blob_sha256, c.url, c.md5, c.size)?)
@@ -159,9 +163,7 @@ async fn create_release(
         .create_release(
             t.id,
             NewRelease {
-                name: c
-                    .name
-                    .unwrap_or_else(|| format!("{} {}", c.product, c.version)),
+                name,
                 product_sn: c.product,
                 module: c.module,
                 identify: c.identify,
