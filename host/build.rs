@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str, bool)] = &[
     ("ota-plugin-bad-manifest", "bad-manifest.wasm", false),
     ("ota-plugin-legacy-v01", "legacy-v01.wasm", false),
     ("ota-plugin-probe", "probe.wasm", false),
+    ("ota-plugin-catchall", "catchall.wasm", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

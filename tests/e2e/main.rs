@@ -10,6 +10,7 @@ mod hot_reload;
 mod iotstack;
 mod isolation;
 mod mxchip;
+mod routes;
 mod sandbox;
 mod secrets;
 mod storage;

@@ -839,6 +839,71 @@ async fn tasks_without_api_version() {
 }
 
 /// Every refusal in XLINK's shape; illegal workflow steps leave the task and its op log alone.
+/// `surplus_count` on wifi tasks: the selected devices still on the from-version, whole
+/// product or device list; MCU tasks do not print it.
+#[tokio::test]
+async fn wifi_tasks_count_the_devices_still_on_their_from_version() {
+    let t = start().await;
+    let alice = corp_login(&t, "alice", "alice-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ids = Vec::new();
+    for (mac, version) in [
+        ("AABBCCDDEE01", 2),
+        ("AABBCCDDEE02", 2),
+        ("AABBCCDDEE03", 5),
+    ] {
+        let (token, id) = device_login(&t, mac).await;
+        let (s, v) = call(
+            &t,
+            Method::POST,
+            format!("/v2/upgrade/firmware/report/{id}"),
+            token,
+            false,
+            Some(json!({"type": 1, "identify": 0, "current_version": version, "result": 0})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        ids.push(id);
+    }
+    let (url, md5) = upload(&t).await;
+    let create = |from: i64, kind: &str, scope: Value| {
+        let mut body = new_task("wifi", json!(from), json!(9), &url, &md5, json!(0), scope);
+        body["type"] = json!(kind);
+        call(
+            &t,
+            Method::POST,
+            "/v2/upgrade/firmware/task",
+            &alice,
+            false,
+            Some(body),
+        )
+    };
+    let (s, v) = create(2, "1", json!({"category": 0})).await;
+    assert_eq!((s, &v["surplus_count"]), (200, &json!(2)), "{v}");
+    let (s, v) = create(
+        5,
+        "1",
+        json!({"category": 1, "device_list": [ids[0], ids[2]]}),
+    )
+    .await;
+    assert_eq!((s, &v["surplus_count"]), (200, &json!(1)), "{v}");
+    let (_, shown) = call(
+        &t,
+        Method::GET,
+        task_path(v["id"].as_str().unwrap()),
+        &alice,
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(shown["surplus_count"], 1, "{shown}");
+    let (s, v) = create(2, "2", json!({"category": 0})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("surplus_count").is_none(), "{v}");
+}
+
 /// XLINK firmware keeps `authorize_code` in a 32-byte C string: a generated product key
 /// fits it and logs a device in; an operator may ask for another length, not for both a key
 /// and a length.
@@ -865,10 +930,8 @@ async fn generated_product_keys_fit_device_firmware() {
     assert_eq!(s, 200, "{v}");
     let (s, b) = admin(&t, Method::PUT, &key_path, Some(json!({"length": 40}))).await;
     assert_eq!((s, b["key"].as_str().map(str::len)), (200, Some(40)), "{b}");
-    for body in [json!({"length": 8}), json!({"key": "k", "length": 20})] {
-        let (s, b) = admin(&t, Method::PUT, &key_path, Some(body)).await;
-        assert_eq!(s, 400, "{b}");
-    }
+    let (s, b) = admin(&t, Method::PUT, &key_path, Some(json!({"length": 8}))).await;
+    assert_eq!(s, 400, "too short to generate: {b}");
 }
 
 /// The normal path from a test to a formal task: the test task finished (one device
@@ -1125,14 +1188,17 @@ async fn refusals() {
     .await;
     assert_error(s, &v, 400, 4001010);
     t.clock.advance_secs(43_201);
+    // Expired, the one refusal clients renew on; a revoked token stays merely invalid.
     let (s, v) = call(&t, Method::GET, &tasks, &fresh, false, None).await;
-    assert_error(s, &v, 403, 4031003);
+    assert_error(s, &v, 403, 4031021);
     let (s, v) = post(
         &format!("/v2/upgrade/firmware/check/{d1}"),
         &d1_token,
         check,
     )
     .await;
+    assert_error(s, &v, 403, 4031021);
+    let (s, v) = call(&t, Method::GET, &tasks, &alice, false, None).await;
     assert_error(s, &v, 403, 4031003);
     let alice = corp_login(&t, "alice", "alice-pw").await["access_token"]
         .as_str()
@@ -1244,6 +1310,19 @@ async fn refusals() {
         let (s, v) = put(what, body).await;
         assert_error(s, &v, 400, code);
     }
+    // The auditor must be a member of the corp: not one of another corp, not nobody.
+    let (s, _) = admin(
+        &t,
+        Method::POST,
+        "/admin/api/v1/tenants/globex/logins",
+        Some(json!({"realm": "xlink", "kind": "user", "name": "carol", "secret": "carol-pw"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for stranger in ["carol", "nobody"] {
+        let (s, v) = put("submit-audit", json!({"audit_member_id": stranger})).await;
+        assert_error(s, &v, 404, 4041003);
+    }
     assert_eq!(
         put("submit-audit", json!({"audit_member_id": "bob"}))
             .await
@@ -1280,7 +1359,25 @@ async fn refusals() {
     )
     .await;
     assert_error(s, &v, 404, 4041013);
-    let (s, _, v) = send(&t, Method::DELETE, "/v2/upgrade/firmware/task", &[], None).await;
-    assert_error(s, &v, 404, 4041001);
+    // Paths XLINK does not serve, under its /v2 space: its own 4041001, never the host's
+    // string code; a path it serves for other methods is a 405 that names them.
+    for path in [
+        "/v2/upgrade/firmware/check/3/geapp?useHttps=true",
+        "/v2/",
+        "/v2/no/such/api",
+    ] {
+        let (s, _, v) = send(&t, Method::POST, path, &[("Access-Token", &alice)], None).await;
+        assert_error(s, &v, 404, 4041001);
+    }
+    let r = t
+        .http
+        .delete(t.url("/v2/upgrade/firmware/task"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let v: Value = r.json().await.unwrap();
+    assert_error(405, &v, 405, 4041001);
     t.stop().await;
 }

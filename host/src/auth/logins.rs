@@ -696,6 +696,39 @@ impl Auth {
         })
     }
 
+    /// Whether `token` is an access token of `realm` that is past its expiry, neither revoked
+    /// nor made for a disabled account or client (so renewing it could work).
+    pub async fn token_expired(&self, realm: &str, token: &str) -> Result<bool, AuthError> {
+        let expired = sqlx::query(
+            "SELECT 1 FROM login_tokens k \
+             LEFT JOIN login_accounts a ON a.id = k.account_id \
+             LEFT JOIN login_accounts c ON c.id = k.client_id \
+             WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
+               AND k.revoked_at IS NULL AND k.expires_at <= $3 AND a.disabled_at IS NULL \
+               AND c.disabled_at IS NULL",
+        )
+        .bind(hash(token))
+        .bind(realm)
+        .bind(self.clock.now_millis())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(expired.is_some())
+    }
+
+    /// Whether a tenant has a live login account of this kind and name for `realm`.
+    pub async fn login_exists(
+        &self,
+        tenant_id: i64,
+        realm: &str,
+        kind: LoginKind,
+        name: &str,
+    ) -> Result<bool, AuthError> {
+        Ok(!self
+            .live_accounts(realm, kind, name, Some(tenant_id))
+            .await?
+            .is_empty())
+    }
+
     /// Delete the pairs whose tokens all died (expired or were revoked) more than a day ago
     /// (kept that long so an operator can still see why a client was refused). A pair goes
     /// whole, so revoking through a dead access token still reaches its live refresh token.

@@ -464,6 +464,29 @@ impl Catalog {
         )
     }
 
+    /// How many of a product's devices last reported exactly `version` for a module.
+    pub async fn count_devices_on(
+        &self,
+        tenant_id: i64,
+        product_sn: &str,
+        module: releases::Module,
+        identify: i64,
+        version: &str,
+    ) -> Result<u64, CatalogError> {
+        let product = self.product(tenant_id, product_sn).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_modules m JOIN devices d ON d.id = m.device_id \
+             WHERE d.product_id = $1 AND m.module = $2 AND m.identify = $3 AND m.version = $4",
+        )
+        .bind(product.id)
+        .bind(module.as_str())
+        .bind(identify)
+        .bind(version)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Set a device's name, IMEI, MAC or group, registering it on first contact.
     pub async fn update_device(
         &self,

@@ -186,12 +186,27 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// Whether a route claims this method (`*`: any method) and full request path.
+    /// Whether a route that is not a fallback claims this method (`*`: any method) and full
+    /// request path.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.routes.iter().any(|r| {
-            ota_route_pattern::methods_overlap(&r.method, method)
+            !r.pattern.is_fallback()
+                && ota_route_pattern::methods_overlap(&r.method, method)
                 && r.pattern.matches(path).is_some()
         })
+    }
+
+    /// The depth of the deepest fallback route (`…/{*rest}`) that claims this method and
+    /// full request path, if any.
+    pub fn fallback_depth(&self, method: &str, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .filter(|r| {
+                ota_route_pattern::methods_overlap(&r.method, method)
+                    && r.pattern.matches(path).is_some()
+            })
+            .filter_map(|r| r.pattern.fallback_depth())
+            .max()
     }
 
     /// Whether a request path lies under this plugin's mount prefix at all.

@@ -46,6 +46,12 @@ pub struct Registry {
 /// it is refused.
 pub const RESERVED_SEGMENTS: &[&str] = &["admin", "install", "blobs", "oss", "healthz"];
 
+/// Whether a request path lies under a first segment the host serves itself.
+fn reserved_path(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    RESERVED_SEGMENTS.contains(&first)
+}
+
 /// What a plugin claims, as far as conflicts go.
 pub struct Claim<'a> {
     pub name: &'a str,
@@ -182,9 +188,12 @@ impl Registry {
         });
     }
 
-    /// The plugin that serves a request, with the path relative to its mount. A plugin that
-    /// claims the path only for other methods still gets the request, so the client hears
-    /// "method not allowed" in the dialect's own error shape rather than the host's.
+    /// The plugin that serves a request, with the path relative to its mount: the route
+    /// for its method, else a route of the path for other methods (so the client hears
+    /// "method not allowed" in the dialect's own error shape rather than the host's), else
+    /// the deepest fallback (`…/{*rest}`) under which the path lies. On the main listener a
+    /// path under the host's reserved first segments never reaches a plugin, whatever its
+    /// patterns say.
     pub fn route(
         &self,
         listener: Option<SocketAddr>,
@@ -192,6 +201,9 @@ impl Registry {
         method: &str,
         path: &str,
     ) -> Option<(Arc<LoadedPlugin>, String)> {
+        if listener.is_none() && reserved_path(path) {
+            return None;
+        }
         let snap = self.current.load();
         let candidates = || {
             snap.plugins.values().filter(|p| {
@@ -209,7 +221,16 @@ impl Registry {
                     .then(|| (p.clone(), rest.to_string()))
             })
         };
-        pick(false).or_else(|| pick(true))
+        pick(false).or_else(|| pick(true)).or_else(|| {
+            candidates()
+                .filter_map(|p| {
+                    let rest = p.strip_prefix(path)?;
+                    let depth = p.fallback_depth(method, path)?;
+                    Some((depth, p, rest))
+                })
+                .max_by_key(|(depth, _, _)| *depth)
+                .map(|(_, p, rest)| (p.clone(), rest.to_string()))
+        })
     }
 }
 

@@ -49,7 +49,15 @@ impl Dialect for Ctwing {
             .get(&format!("{BASE}/devices"), subtasks::devices)
             .post(&format!("{BASE}/operational"), subtasks::operational)
             .get(&format!("{BASE}/details"), subtasks::details)
-            .fallback(|_| ApiError::MethodNotAllowed.into_response())
+            .claim(&format!("{BASE}/{{*rest}}"))
+            .unrouted(|_, u| {
+                if u.allow.is_empty() {
+                    return ApiError::NotFound("no such API".into()).into_response();
+                }
+                ApiError::MethodNotAllowed
+                    .into_response()
+                    .header("Allow", u.allow_header())
+            })
     }
 
     fn refuse(_req: &Request, reason: Refusal) -> Response {

@@ -30,6 +30,8 @@ pub enum ApiError {
     BadValue(&'static str, String),
     BodyTooLarge,
     MethodNotAllowed,
+    /// A path under the API that names no API.
+    NoSuchApi,
     Host(HostError),
     /// A failure the host reported instead of an answer (contract 0.2.5).
     Failed(Failure),
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::BadValue(f, why) => (400, 1004, format!("field {f}: {why}")),
             ApiError::BodyTooLarge => (413, 1005, "request body too large".into()),
             ApiError::MethodNotAllowed => (405, 1006, "method not allowed; use POST".into()),
+            ApiError::NoSuchApi => (404, 3001, "no such API".into()),
             ApiError::Host(e) => match e {
                 HostError::Unauthenticated(m) => (401, 2001, m.clone()),
                 HostError::Forbidden(m) => (403, 2003, m.clone()),

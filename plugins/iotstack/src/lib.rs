@@ -31,7 +31,16 @@ impl Dialect for IotStack {
             .post("/api/v1/deployment/create", handlers::deployment_create)
             .post("/api/v1/deployment/info", handlers::deployment_info)
             .post("/api/v1/deployment/report", handlers::deployment_report)
-            .fallback(|_| ApiError::MethodNotAllowed.into_response())
+            // Every path under /api/v1 not claimed deeper (MXChip's /api/v1/ota) is ours.
+            .claim("/api/v1/{*rest}")
+            .unrouted(|_, u| {
+                if u.allow.is_empty() {
+                    return ApiError::NoSuchApi.into_response();
+                }
+                ApiError::MethodNotAllowed
+                    .into_response()
+                    .header("Allow", u.allow_header())
+            })
     }
 
     fn refuse(_req: &Request, reason: Refusal) -> Response {

@@ -95,11 +95,19 @@ impl Dialect for Mxchip {
         r = both(r, "GET", "/api/v1/ota/devce/", device::check);
         r = both(r, "PUT", "/api/v1/ota/version/", device::report);
         r = both(r, "POST", "/api/v1/ota/version/", device::report);
-        r.fallback(|_| {
+        // Every path under /api/v1/ota is MXChip's: unknown ones answer in its envelope.
+        r.claim("/api/v1/ota/{*rest}").unrouted(|_, u| {
+            if u.allow.is_empty() {
+                return Response::json(
+                    404,
+                    &meta::envelope(10000, "no such API", serde_json::Value::Null),
+                );
+            }
             Response::json(
                 405,
-                &meta::envelope(10000, "method or path not allowed", serde_json::Value::Null),
+                &meta::envelope(10000, "method not allowed", serde_json::Value::Null),
             )
+            .header("Allow", u.allow_header())
         })
     }
 

@@ -1,5 +1,6 @@
-//! Route patterns as the `ota:dialect` contract defines them: `/`-separated literal segments
-//! and `{name}` segments that each match exactly one non-empty segment. The host uses them to
+//! Route patterns as the `ota:dialect` contract defines them: `/`-separated literal segments,
+//! `{name}` segments that each match exactly one non-empty segment, and (contract 0.2.6) a
+//! last `{*name}` segment that claims everything below a prefix. The host uses them to
 //! dispatch and to refuse overlapping plugins; the guest SDK uses the same code to route, so
 //! both sides can never disagree about which request a route claims.
 
@@ -12,6 +13,10 @@ pub enum Segment {
     Literal(String),
     /// Matches any one non-empty segment and captures it under this name.
     Param(String),
+    /// Last segment only: matches the rest of the path (one or more segments, possibly
+    /// empty) and captures it, slashes included. A pattern ending in one is a *fallback*: it
+    /// takes only requests no other route matches.
+    Rest(String),
 }
 
 /// A parsed route pattern such as `/api/v1/ota/{product_id}/files/`.
@@ -37,7 +42,8 @@ impl fmt::Display for PatternError {
 impl std::error::Error for PatternError {}
 
 impl Pattern {
-    /// Parse a pattern. It must start with `/`; `{}` and half-open braces are refused.
+    /// Parse a pattern. It must start with `/`; `{}`, half-open braces and a `{*name}` that is
+    /// not the last segment are refused.
     pub fn parse(raw: &str) -> Result<Self, PatternError> {
         let err = |reason| PatternError {
             pattern: raw.to_string(),
@@ -50,11 +56,22 @@ impl Pattern {
         // `split` keeps a trailing empty segment for a trailing slash, which is what makes
         // `/files/` and `/files` different routes.
         for seg in rest.split('/') {
+            if matches!(segments.last(), Some(Segment::Rest(_))) {
+                return Err(err("{*name} must be the last segment"));
+            }
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                if name.is_empty() || name.contains(['{', '}']) {
+                let (rest, name) = match name.strip_prefix('*') {
+                    Some(n) => (true, n),
+                    None => (false, name),
+                };
+                if name.is_empty() || name.contains(['{', '}', '*']) {
                     return Err(err("parameter needs a name"));
                 }
-                segments.push(Segment::Param(name.to_string()));
+                segments.push(if rest {
+                    Segment::Rest(name.to_string())
+                } else {
+                    Segment::Param(name.to_string())
+                });
             } else if seg.contains(['{', '}']) {
                 return Err(err("braces must enclose a whole segment"));
             } else {
@@ -82,13 +99,19 @@ impl Pattern {
         let rest = path.strip_prefix('/')?;
         let mut params = Vec::new();
         let mut parts = rest.split('/');
-        for seg in &self.segments {
+        for (i, seg) in self.segments.iter().enumerate() {
+            if let Segment::Rest(name) = seg {
+                let remainder = rest.splitn(i + 1, '/').nth(i)?;
+                params.push((name.clone(), remainder.to_string()));
+                return Some(params);
+            }
             let part = parts.next()?;
             match seg {
                 Segment::Literal(lit) if lit == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(_) if part.is_empty() => return None,
-                Segment::Param(name) => params.push((name.clone(), part.to_string())),
+                Segment::Param(name) if !part.is_empty() => {
+                    params.push((name.clone(), part.to_string()))
+                }
+                _ => return None,
             }
         }
         if parts.next().is_some() {
@@ -97,8 +120,24 @@ impl Pattern {
         Some(params)
     }
 
-    /// Whether some path matches both patterns.
+    /// Whether this pattern is a fallback (ends in `{*name}`).
+    pub fn is_fallback(&self) -> bool {
+        matches!(self.segments.last(), Some(Segment::Rest(_)))
+    }
+
+    /// For a fallback, how many segments precede `{*name}`: among fallbacks matching one
+    /// path, the deepest takes the request. `None` for other patterns.
+    pub fn fallback_depth(&self) -> Option<usize> {
+        self.is_fallback().then(|| self.segments.len() - 1)
+    }
+
+    /// Whether some path would be claimed by both patterns with equal precedence, so that
+    /// neither may be served beside the other. A route always wins over a fallback, and a
+    /// deeper fallback over a shallower one, so those pairs never overlap.
     pub fn overlaps(&self, other: &Pattern) -> bool {
+        if self.is_fallback() != other.is_fallback() {
+            return false;
+        }
         self.segments.len() == other.segments.len()
             && self
                 .segments
@@ -110,6 +149,8 @@ impl Pattern {
                     (Segment::Param(_), Segment::Literal(l))
                     | (Segment::Literal(l), Segment::Param(_)) => !l.is_empty(),
                     (Segment::Param(_), Segment::Param(_)) => true,
+                    (Segment::Rest(_), Segment::Rest(_)) => true,
+                    _ => false,
                 })
     }
 
@@ -171,6 +212,48 @@ mod tests {
         assert!(!b.overlaps(&c));
         assert!(methods_overlap("*", "GET"));
         assert!(!methods_overlap("POST", "GET"));
+    }
+
+    #[test]
+    fn fallbacks_claim_everything_below_their_prefix() {
+        let p = Pattern::parse("/v2/{*rest}").unwrap();
+        assert!(p.is_fallback());
+        assert_eq!(p.fallback_depth(), Some(1));
+        assert_eq!(
+            p.matches("/v2/upgrade/firmware/check/3/geapp"),
+            Some(vec![(
+                "rest".into(),
+                "upgrade/firmware/check/3/geapp".into()
+            )])
+        );
+        assert_eq!(p.matches("/v2/"), Some(vec![("rest".into(), "".into())]));
+        assert_eq!(p.matches("/v2"), None);
+        assert_eq!(p.matches("/v3/x"), None);
+        let p = Pattern::parse("/t/{id}/{*rest}").unwrap();
+        assert_eq!(
+            p.matches("/t/7/a/b"),
+            Some(vec![
+                ("id".into(), "7".into()),
+                ("rest".into(), "a/b".into())
+            ])
+        );
+        assert_eq!(p.matches("/t//a"), None);
+        assert!(Pattern::parse("/{*rest}").unwrap().matches("/").is_some());
+        assert!(Pattern::parse("/a/{*rest}/b").is_err());
+        assert!(Pattern::parse("/a/{*}").is_err());
+        assert!(Pattern::parse("/a/{**x}").is_err());
+        assert!(!Pattern::parse("/a/{id}").unwrap().is_fallback());
+    }
+
+    #[test]
+    fn fallbacks_overlap_only_fallbacks_of_equal_depth() {
+        let api = Pattern::parse("/api/v1/{*rest}").unwrap();
+        let ota = Pattern::parse("/api/v1/ota/{*rest}").unwrap();
+        let any = Pattern::parse("/api/{v}/{*rest}").unwrap();
+        let route = Pattern::parse("/api/v1/ota/x").unwrap();
+        assert!(!api.overlaps(&ota), "the deeper one wins");
+        assert!(api.overlaps(&any));
+        assert!(!api.overlaps(&route) && !route.overlaps(&ota), "routes win");
     }
 
     #[test]

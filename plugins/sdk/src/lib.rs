@@ -36,7 +36,7 @@ pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollo
 pub use ota_version_order as version;
 pub use request::Request;
 pub use response::Response;
-pub use router::{Handler, Router};
+pub use router::{Handler, Router, Unrouted, UnroutedHandler};
 
 /// A vendor dialect. The SDK turns it into the component's exports via [`dialect!`].
 pub trait Dialect {

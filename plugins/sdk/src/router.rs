@@ -9,16 +9,38 @@ use crate::{Request, Response};
 /// A route handler.
 pub type Handler = fn(&Request) -> Response;
 
+/// Why no route took a request, for the handler set with [`Router::unrouted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrouted {
+    /// The methods the path has routes for, upper-case and sorted: empty when no route has
+    /// the path (answer "not found"), else the request's method is not among them (answer
+    /// "method not allowed" with an `Allow` header of these).
+    pub allow: Vec<String>,
+}
+
+impl Unrouted {
+    /// The `Allow` header value: the methods joined by `, `.
+    pub fn allow_header(&self) -> String {
+        self.allow.join(", ")
+    }
+}
+
+/// The handler for requests no route takes.
+pub type UnroutedHandler = fn(&Request, &Unrouted) -> Response;
+
 struct Entry {
     method: String,
     pattern: Pattern,
     handler: Handler,
 }
 
-/// The dialect's routes. The manifest lists exactly these.
+/// The dialect's routes. The manifest lists exactly these, and the path spaces claimed
+/// with [`Router::claim`].
 pub struct Router {
     entries: Vec<Entry>,
+    claims: Vec<Pattern>,
     fallback: Handler,
+    unrouted: Option<UnroutedHandler>,
 }
 
 impl Default for Router {
@@ -36,7 +58,9 @@ impl Router {
     pub fn new() -> Self {
         Router {
             entries: Vec::new(),
+            claims: Vec::new(),
             fallback: not_found,
+            unrouted: None,
         }
     }
 
@@ -78,28 +102,62 @@ impl Router {
         self
     }
 
-    /// The routes for the manifest.
+    /// Claim every path under a prefix, e.g. `/v2/{*rest}` (contract 0.2.6 hosts): requests
+    /// there that no route takes (unknown paths, other methods) reach this plugin and its
+    /// [`Router::unrouted`] handler instead of the host's own "not found". Routes of other
+    /// plugins still win, and so does a deeper claim. Panics on a pattern that does not end
+    /// in `{*name}`, like [`Router::route`] on an invalid one.
+    pub fn claim(mut self, prefix: &str) -> Self {
+        let pattern = Pattern::parse(prefix).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            pattern.is_fallback(),
+            "a claim ends in {{*name}}: {prefix:?}"
+        );
+        self.claims.push(pattern);
+        self
+    }
+
+    /// The handler for requests no route takes: told which methods the path has routes
+    /// for, it answers "not found" or "method not allowed" (with `Allow`) in the dialect's
+    /// shape. Replaces [`Router::fallback`] when set.
+    pub fn unrouted(mut self, handler: UnroutedHandler) -> Self {
+        self.unrouted = Some(handler);
+        self
+    }
+
+    /// The routes for the manifest: each route, then each claim under method `*`.
     pub fn routes(&self) -> Vec<types::Route> {
-        self.entries
-            .iter()
-            .map(|e| types::Route {
-                method: e.method.clone(),
-                path: e.pattern.as_str().to_string(),
-            })
-            .collect()
+        let routes = self.entries.iter().map(|e| types::Route {
+            method: e.method.clone(),
+            path: e.pattern.as_str().to_string(),
+        });
+        let claims = self.claims.iter().map(|c| types::Route {
+            method: "*".into(),
+            path: c.as_str().to_string(),
+        });
+        routes.chain(claims).collect()
     }
 
     /// Find the route for a request and run it.
     pub fn dispatch(&self, req: types::Request) -> Response {
+        let mut allow = Vec::new();
         for e in &self.entries {
-            if e.method != "*" && !e.method.eq_ignore_ascii_case(&req.method) {
+            let Some(params) = e.pattern.matches(&req.path) else {
                 continue;
-            }
-            if let Some(params) = e.pattern.matches(&req.path) {
+            };
+            if e.method == "*" || e.method.eq_ignore_ascii_case(&req.method) {
                 return (e.handler)(&Request::new(req, params));
             }
+            allow.push(e.method.clone());
         }
-        (self.fallback)(&Request::new(req, Vec::new()))
+        match self.unrouted {
+            Some(handler) => {
+                allow.sort_unstable();
+                allow.dedup();
+                handler(&Request::new(req, Vec::new()), &Unrouted { allow })
+            }
+            None => (self.fallback)(&Request::new(req, Vec::new())),
+        }
     }
 }
 
@@ -162,6 +220,41 @@ mod tests {
             router.dispatch(raw("GET", "/items/", "", &[])).status(),
             405
         );
+    }
+
+    #[test]
+    fn claims_reach_the_unrouted_handler_with_the_allowed_methods() {
+        let router = Router::new()
+            .get("/v2/items/{id}", show)
+            .put("/v2/items/{id}", show)
+            .claim("/v2/{*rest}")
+            .unrouted(|_, u| {
+                let status = if u.allow.is_empty() { 404 } else { 405 };
+                Response::text(status, "").header("Allow", u.allow_header())
+            });
+        let manifest: Vec<(String, String)> = router
+            .routes()
+            .into_iter()
+            .map(|r| (r.method, r.path))
+            .collect();
+        assert_eq!(manifest[2], ("*".into(), "/v2/{*rest}".into()));
+        let r = router
+            .dispatch(raw("DELETE", "/v2/items/7", "", &[]))
+            .into_inner();
+        assert_eq!(r.status, 405);
+        assert!(r.headers.contains(&("Allow".into(), "GET, PUT".into())));
+        let r = router.dispatch(raw("POST", "/v2/nope", "", &[]));
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            router.dispatch(raw("GET", "/v2/items/7", "", &[])).status(),
+            200
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a claim ends in")]
+    fn a_claim_must_be_a_prefix() {
+        let _ = Router::new().claim("/v2/items");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum UbError {
     /// "104": no release in the asked language.
     NoLanguage(String),
     MethodNotAllowed,
+    /// A path under the API that names no API.
+    NoSuchApi,
     BodyTooLarge,
     /// Any other refusal of the host, mapped by its case.
     Host(HostError),
@@ -76,6 +78,7 @@ impl UbError {
             UbError::NotAllowed(m) => (200, "103", m),
             UbError::NoLanguage(m) => (200, "104", m),
             UbError::MethodNotAllowed => (405, "500", "method not allowed".into()),
+            UbError::NoSuchApi => (404, "500", "no such API".into()),
             UbError::BodyTooLarge => (413, "500", "request body too large".into()),
             UbError::Host(e) => match e {
                 HostError::Unauthenticated(m) => (401, "103", m),

@@ -45,12 +45,18 @@ impl Dialect for Ubtech {
             .post("/file/download", files::download)
             .get("/file/callback", files::callback)
             .post("/file/callback", files::callback)
-            .fallback(|req| {
-                if req.path() == TOKEN {
+            .claim("/oauth/{*rest}")
+            .claim("/file/{*rest}")
+            .unrouted(|req, u| {
+                if u.allow.is_empty() {
+                    return UbError::NoSuchApi.into_response();
+                }
+                let r = if req.path() == TOKEN {
                     oauth::refused(405, "use GET or POST")
                 } else {
                     UbError::MethodNotAllowed.into_response()
-                }
+                };
+                r.header("Allow", u.allow_header())
             })
     }
 

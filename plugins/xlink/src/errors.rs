@@ -7,10 +7,12 @@
 //! - 4001007 wrong enterprise account or password; 4001010 an invalid or expired refresh
 //!   token; 4001035 a task with the same type, identify and from_version exists;
 //!   4001039 wrong device authorize code ("device verification failed");
-//! - 4031002 no `Access-Token` sent; 4031003 an unknown, expired or forged one;
+//! - 4031002 no `Access-Token` sent; 4031021 an expired one (clients refresh on this code
+//!   only); 4031003 an unknown, revoked or forged one;
 //!   4031001 the token may not do this (another device, another auditor, another corp);
 //! - 4041001 no such API (a path this dialect does not serve); 4041005 unknown product,
-//!   4041008 unknown device, 4041013 unknown task, and the device check's "nothing to
+//!   4041008 unknown device, 4041003 unknown member (an auditor not in the corp),
+//!   4041013 unknown task, and the device check's "nothing to
 //!   upgrade"; 4041000 anything else the host does not know;
 //! - 4131001 body too large (XLINK's table has no code for it; the status is HTTP's);
 //! - 5031001 the server failed, is busy, took too long or refused a client for too many
@@ -37,6 +39,9 @@ pub enum XError {
     UnknownProduct(String),
     UnknownTask(String),
     UnknownDevice(String),
+    UnknownMember(String),
+    /// An `Access-Token` that was valid and has expired: the one refusal clients renew on.
+    ExpiredToken,
     NothingToUpgrade,
     TooLarge,
     Host(HostError),
@@ -75,6 +80,8 @@ impl XError {
             XError::UnknownProduct(m) => (4041005, m),
             XError::UnknownTask(m) => (4041013, m),
             XError::UnknownDevice(m) => (4041008, m),
+            XError::UnknownMember(m) => (4041003, m),
+            XError::ExpiredToken => (4031021, "Access-Token expired; refresh it".into()),
             XError::NothingToUpgrade => (4041013, "no upgrade task for this version".into()),
             XError::TooLarge => (4131001, "request body too large".into()),
             XError::Host(HostError::NotFound(m)) => (4041000, m),

@@ -52,7 +52,11 @@ pub(crate) fn token(req: &Request) -> Result<Principal, XError> {
     let token = header(req, "access-token").ok_or(XError::NoToken)?;
     auth::verify_token(token).map_err(|e| match e {
         HostError::Unauthenticated(m) | HostError::Forbidden(m) | HostError::NotFound(m) => {
-            XError::Token(m)
+            match auth::token_expired(token) {
+                Ok(true) => XError::ExpiredToken,
+                Ok(false) => XError::Token(m),
+                Err(e) => XError::Host(e),
+            }
         }
         other => XError::Host(other),
     })
@@ -180,11 +184,24 @@ impl Dialect for Xlink {
             .post("/v2/upgrade/firmware/report/{device_id}", device::report)
             .post("/v2/upgrade/ota-log", logs::issued)
             .post("/v2/upgrade/ota-logs", logs::query)
-            .fallback(|_| {
-                Response::json(
-                    404,
-                    &serde_json::json!({"error": {"code": 4041001, "msg": "no such API"}}),
-                )
+            // Every path under /v2 is XLINK's: an unknown one is XLINK's "URL not found"
+            // (4041001), never the host's string code.
+            .claim("/v2/{*rest}")
+            .unrouted(|_, u| {
+                let (status, msg) = if u.allow.is_empty() {
+                    (404, "no such API")
+                } else {
+                    (405, "this API does not take that method")
+                };
+                let r = Response::json(
+                    status,
+                    &serde_json::json!({"error": {"code": 4041001, "msg": msg}}),
+                );
+                if u.allow.is_empty() {
+                    r
+                } else {
+                    r.header("Allow", u.allow_header())
+                }
             })
     }
 

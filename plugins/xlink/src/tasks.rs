@@ -11,7 +11,9 @@ use ota_plugin_sdk::rollout::{
     self, CampaignAction, CampaignFilter, CampaignMode, CampaignPatch, CampaignStatus, CampaignTag,
     NewCampaign, Scope,
 };
-use ota_plugin_sdk::{HostError, Module, Principal, Request, Response, Window, all_pages, blobs};
+use ota_plugin_sdk::{
+    HostError, Module, Principal, Request, Response, Window, all_pages, auth, blobs,
+};
 use serde_json::{Value, json};
 
 use crate::errors::{XError, done, respond};
@@ -599,6 +601,12 @@ pub fn submit_audit(req: &Request) -> Response {
             return Err(XError::State(
                 "only a task pending execution can be submitted for audit".into(),
             ));
+        }
+        // The auditor must be a member of the corp, else the task waits for nobody.
+        if !auth::login_exists(auth::LoginKind::User, &auditor)? {
+            return Err(XError::UnknownMember(format!(
+                "member {auditor} does not exist"
+            )));
         }
         rollout::submit(c.id, Some(&auditor), Some(&member.subject))?;
         Ok(done())

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ota_plugin_sdk::catalog::{self, Release};
 use ota_plugin_sdk::rollout::{self, Campaign, CampaignStatus, JobState, Scope};
-use ota_plugin_sdk::{HostError, release_url};
+use ota_plugin_sdk::{HostError, Module, release_url};
 use serde_json::{Map, Value, json};
 
 use crate::errors::XError;
@@ -123,6 +123,28 @@ impl Task {
         )?)
     }
 
+    /// `surplus_count`: the devices the task selects that still run its from-version (the
+    /// spec prints it for wifi tasks only).
+    fn surplus_count(&self) -> Result<u64, XError> {
+        let c = &self.campaign;
+        let from = c.from_version.as_deref().unwrap_or("0");
+        Ok(match &c.scope {
+            Scope::Devices(sns) => {
+                let mut n = 0;
+                for sn in sns {
+                    let d = catalog::get_device(&c.product_sn, sn)?;
+                    let on_from = d
+                        .modules
+                        .iter()
+                        .any(|m| m.module == Module::Wifi && m.identify == 0 && m.version == from);
+                    n += u64::from(on_from);
+                }
+                n
+            }
+            _ => catalog::count_devices_on(&c.product_sn, Module::Wifi, 0, from)?,
+        })
+    }
+
     pub fn scope(&self) -> Result<Value, XError> {
         Ok(match &self.campaign.scope {
             Scope::Devices(sns) => json!({
@@ -180,6 +202,9 @@ impl Task {
             (CampaignStatus::Pending, Some(a)) => a.clone(),
             _ => String::new(),
         };
+        if c.module == Module::Wifi {
+            m.insert("surplus_count".into(), json!(self.surplus_count()?));
+        }
         m.insert("task_type".into(), json!(task_type));
         m.insert("tag_type".into(), json!(tag));
         m.insert("audit_member_id".into(), json!(auditor));

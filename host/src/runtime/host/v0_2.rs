@@ -637,6 +637,31 @@ impl auth::Host for RequestState {
             .await
             .map_err(|e| self.auth_err(e))
     }
+
+    async fn token_expired(&mut self, token: String) -> Result<bool, HostError> {
+        self.services
+            .auth
+            .token_expired(&self.plugin.name, &token)
+            .await
+            .map_err(|e| self.auth_err(e))
+    }
+
+    async fn login_exists(
+        &mut self,
+        kind: auth::LoginKind,
+        name: String,
+    ) -> Result<bool, HostError> {
+        let tenant_id = self.acting_tenant()?.tenant_id;
+        let kind = match kind {
+            auth::LoginKind::User => crate::auth::LoginKind::User,
+            auth::LoginKind::Client => crate::auth::LoginKind::Client,
+        };
+        self.services
+            .auth
+            .login_exists(tenant_id, &self.plugin.name, kind, &name)
+            .await
+            .map_err(|e| self.auth_err(e))
+    }
 }
 
 impl RequestState {
@@ -909,6 +934,27 @@ impl catalog::Host for RequestState {
             .await
             .map_err(|e| self.catalog_err(e))?;
         self.wit_device(d).await
+    }
+
+    async fn count_devices_on(
+        &mut self,
+        product_sn: String,
+        module: types::Module,
+        identify: u32,
+        version: String,
+    ) -> Result<u64, HostError> {
+        let tenant_id = self.acting_tenant()?.tenant_id;
+        self.services
+            .catalog
+            .count_devices_on(
+                tenant_id,
+                &product_sn,
+                module_from(module),
+                identify.into(),
+                &version,
+            )
+            .await
+            .map_err(|e| self.catalog_err(e))
     }
 
     async fn list_devices(
