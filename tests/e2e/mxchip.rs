@@ -19,6 +19,23 @@ fn b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
+/// CRC-64/XZ bit by bit (OSS's `x-oss-hash-crc64ecma`), independent of the host's table.
+fn crc64_xz(bytes: &[u8]) -> u64 {
+    const POLY: u64 = 0xC96C_5795_D787_0F42; // ECMA-182, reflected
+    let mut crc = !0u64;
+    for &b in bytes {
+        crc ^= u64::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(bytes))
@@ -274,9 +291,74 @@ async fn upload_create_check_download_report() {
     assert_eq!(cb["data"]["md5"], md5);
     assert_eq!(cb["data"]["size"], "40000");
     assert_eq!(cb["data"]["file_name"], "fw-1.0.1.bin");
+    assert_eq!(
+        headers["x-oss-hash-crc64ecma"].to_str().unwrap(),
+        crc64_xz(&firmware).to_string()
+    );
     // Without the callback field, OSS's default answer: 204.
     let (s, body, _) = post_form(&t, &host, form(&fields[..4], firmware.clone())).await;
     assert_eq!(s, 204, "{body}");
+    // A browser form that names a page to go to next: 303 there, with what OSS appends.
+    let mut redirect = fields[..4].to_vec();
+    redirect.push((
+        "success_action_redirect",
+        "https://console.example/done?x=1",
+    ));
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(&host)
+        .multipart(form(&redirect, firmware.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (s, h) = (r.status().as_u16(), r.headers().clone());
+    assert_eq!(s, 303, "{:?}", r.text().await);
+    let etag_q = format!("%22{}%22", md5.to_uppercase());
+    assert_eq!(
+        h["location"].to_str().unwrap(),
+        format!(
+            "https://console.example/done?x=1&bucket=acme&key=ota%2Ffw-1.0.1.bin&etag={etag_q}"
+        )
+    );
+    // The object as OSS serves it: one ETag (the quoted upper-case MD5) on GET and HEAD,
+    // its CRC-64, Last-Modified, and a 304 for the ETag an SDK sends back.
+    let object_url = format!("{host}/{key}");
+    for method in [Method::GET, Method::HEAD] {
+        let r = t
+            .http
+            .request(method.clone(), &object_url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{method}");
+        let h = r.headers().clone();
+        assert_eq!(
+            h["etag"].to_str().unwrap(),
+            format!("\"{}\"", md5.to_uppercase())
+        );
+        assert_eq!(h.get_all("etag").iter().count(), 1);
+        assert_eq!(
+            h["x-oss-hash-crc64ecma"].to_str().unwrap(),
+            crc64_xz(&firmware).to_string()
+        );
+        assert_eq!(
+            h["last-modified"].to_str().unwrap(),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(h["content-length"].to_str().unwrap(), "40000", "{method}");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), if method == Method::GET { 40_000 } else { 0 });
+    }
+    let r = t
+        .http
+        .get(&object_url)
+        .header("If-None-Match", format!("\"{}\"", md5.to_uppercase()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
     // The callback route refuses anyone but the host.
     let (s, b) = mx(
         &t,

@@ -50,7 +50,13 @@ pub struct BlobInfo {
     pub md5: String,
     pub size: u64,
     pub created_at: i64,
+    /// CRC-64/XZ (OSS's `x-oss-hash-crc64ecma`), for blobs stored since it was recorded.
+    pub crc64: Option<u64>,
 }
+
+/// OSS's CRC-64 ("ECMA" in its header name; the XZ parameters: reflected, all-ones init and
+/// final xor), which `oss2` and other OSS SDKs check a download against.
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
 
 /// What an uploader says about the file; every given field must match.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -188,6 +194,7 @@ impl BlobStore {
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
             let (mut md5, mut sha, mut size) = (Md5::new(), Sha256::new(), 0u64);
+            let mut crc = CRC64.digest();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| BlobError::Interrupted(e.to_string()))?;
                 size += chunk.len() as u64;
@@ -201,6 +208,7 @@ impl BlobStore {
                 }
                 md5.update(&chunk);
                 sha.update(&chunk);
+                crc.update(&chunk);
                 file.write_all(&chunk).await?;
             }
             file.sync_all().await?;
@@ -209,6 +217,7 @@ impl BlobStore {
                 md5: hex::encode(md5.finalize()),
                 size,
                 created_at: self.clock.now_millis(),
+                crc64: Some(crc.finalize()),
             };
             check(&info, expect)?;
             Ok(info)
@@ -226,13 +235,15 @@ impl BlobStore {
             }
         };
         sqlx::query(
-            "INSERT INTO blobs (sha256, md5, size, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO blobs (sha256, md5, size, created_at, crc64) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (sha256) DO UPDATE SET crc64 = COALESCE(blobs.crc64, excluded.crc64)",
         )
         .bind(&info.sha256)
         .bind(&info.md5)
         .bind(info.size as i64)
         .bind(info.created_at)
+        // Text: a CRC-64 does not fit the signed 64-bit integers both databases store.
+        .bind(info.crc64.map(|c| c.to_string()))
         .execute(self.db.pool())
         .await?;
         self.stat(&info.sha256).await
@@ -252,16 +263,18 @@ impl BlobStore {
 
     /// Facts about a stored blob.
     pub async fn stat(&self, sha256: &str) -> Result<BlobInfo, BlobError> {
-        let row = sqlx::query("SELECT sha256, md5, size, created_at FROM blobs WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or_else(|| BlobError::NotFound(sha256.to_string()))?;
+        let row =
+            sqlx::query("SELECT sha256, md5, size, created_at, crc64 FROM blobs WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(self.db.pool())
+                .await?
+                .ok_or_else(|| BlobError::NotFound(sha256.to_string()))?;
         Ok(BlobInfo {
             sha256: row.get(0),
             md5: row.get(1),
             size: row.get::<i64, _>(2) as u64,
             created_at: row.get(3),
+            crc64: row.get::<Option<String>, _>(4).and_then(|c| c.parse().ok()),
         })
     }
 
@@ -351,12 +364,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn crc64_is_oss_s() {
+        // CRC-64/XZ's check value, and an empty file's.
+        assert_eq!(CRC64.checksum(b"123456789"), 0x995d_c9bb_df19_39fa);
+        assert_eq!(CRC64.checksum(b""), 0);
+    }
+
+    #[test]
     fn declared_facts_must_match() {
         let info = BlobInfo {
             sha256: "a".repeat(64),
             md5: "b".repeat(32),
             size: 3,
             created_at: 0,
+            crc64: None,
         };
         assert!(check(&info, &Expect::default()).is_ok());
         let ok = Expect {

@@ -182,6 +182,23 @@ struct Stored {
     md5: String,
     size: u64,
     content_type: String,
+    crc64: Option<u64>,
+}
+
+/// OSS's `ETag` for an object uploaded in one piece: its MD5, upper-case, quoted.
+fn oss_etag(md5: &str) -> String {
+    format!("\"{}\"", md5.to_ascii_uppercase())
+}
+
+/// The headers OSS sends about an object: `ETag` and, when known, its CRC-64.
+fn object_headers(r: &mut Response, md5: &str, crc64: Option<u64>) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&oss_etag(md5)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(c) = crc64 {
+        h.insert("x-oss-hash-crc64ecma", HeaderValue::from(c));
+    }
 }
 
 async fn read_text(
@@ -322,6 +339,7 @@ async fn upload(
             md5: info.md5,
             size: info.size,
             content_type,
+            crc64: info.crc64,
         });
         break;
     }
@@ -333,7 +351,7 @@ async fn upload(
         ));
     };
     tracing::info!(bucket, key = %stored.key, size = stored.size, sha256 = %stored.sha256, "object stored");
-    let etag = format!("\"{}\"", stored.md5.to_ascii_uppercase());
+    let etag = oss_etag(&stored.md5);
 
     if let Some(cb) = callback {
         let answer = deliver_callback(
@@ -349,8 +367,30 @@ async fn upload(
             )
             .render(id, &host_url),
         };
-        r.headers_mut()
-            .insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+        object_headers(&mut r, &stored.md5, stored.crc64);
+        return Ok(r);
+    }
+
+    // A browser form that names where to go next: 303 there, with what OSS appends.
+    if let Some(to) = fields
+        .get("success_action_redirect")
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+    {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bucket", bucket)
+            .append_pair("key", &stored.key)
+            .append_pair("etag", &etag)
+            .finish();
+        let sep = if to.contains('?') { '&' } else { '?' };
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = HeaderValue::from_str(&format!("{to}{sep}{query}")) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(id) {
+            r.headers_mut().insert("x-oss-request-id", v);
+        }
+        object_headers(&mut r, &stored.md5, stored.crc64);
         return Ok(r);
     }
 
@@ -380,8 +420,7 @@ async fn upload(
         }
         r
     };
-    r.headers_mut()
-        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    object_headers(&mut r, &stored.md5, stored.crc64);
     Ok(r)
 }
 
@@ -549,18 +588,50 @@ async fn get_object(
         Ok(o) => o,
         Err(e) => return e.render(&id, &host),
     };
-    match super::blobs::serve(&state, &object.sha256, &headers).await {
-        Ok(mut r) => {
-            if let Ok(v) = HeaderValue::from_str(&object.content_type) {
-                r.headers_mut().insert(header::CONTENT_TYPE, v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                r.headers_mut().insert("x-oss-request-id", v);
-            }
-            r
+    let info = match state.services.blobs.stat(&object.sha256).await {
+        Ok(i) => i,
+        Err(e) => return OssError::from(e).render(&id, &host),
+    };
+    // OSS's validators: the MD5 ETag (which is what OSS SDKs send back) and the upload time.
+    let etag = oss_etag(&info.md5);
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        });
+    let last_modified = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(object.created_at.max(0) as u64),
+    );
+    let mut r = if unchanged {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        // Serve by content, without the download's own (SHA-256) validators.
+        let mut plain = headers.clone();
+        plain.remove(header::IF_NONE_MATCH);
+        match super::blobs::serve(&state, &object.sha256, &plain).await {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
         }
-        Err(e) => e.into_response(),
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&object.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
     }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-oss-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&last_modified) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h.insert("x-oss-object-type", HeaderValue::from_static("Normal"));
+    object_headers(&mut r, &info.md5, info.crc64);
+    r
 }
 
 #[cfg(test)]
