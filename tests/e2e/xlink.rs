@@ -839,6 +839,45 @@ async fn tasks_without_api_version() {
 }
 
 /// Every refusal in XLINK's shape; illegal workflow steps leave the task and its op log alone.
+/// Member names are each corp's own: two corps may both have `carol`, each logs in to its
+/// own corp, and one name and password that fit members of two corps log in to neither.
+#[tokio::test]
+async fn members_of_two_corps_may_share_a_name() {
+    let t = start().await;
+    for (tenant, name, secret) in [
+        ("acme", "carol", "acme-carol"),
+        ("globex", "carol", "globex-carol"),
+        ("acme", "dave", "same-pw"),
+        ("globex", "dave", "same-pw"),
+    ] {
+        let (s, b) = admin(
+            &t,
+            Method::POST,
+            &format!("/admin/api/v1/tenants/{tenant}/logins"),
+            Some(json!({"realm": "xlink", "kind": "user", "name": name, "secret": secret})),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    assert_eq!(
+        corp_login(&t, "carol", "acme-carol").await["corp_id"],
+        "acme"
+    );
+    assert_eq!(
+        corp_login(&t, "carol", "globex-carol").await["corp_id"],
+        "globex"
+    );
+    let (s, _, v) = send(
+        &t,
+        Method::POST,
+        "/v2/corp_auth",
+        &[("Content-Type", "application/json")],
+        Some(json!({"account": "dave", "password": "same-pw"}).to_string()),
+    )
+    .await;
+    assert_error(s, &v, 400, 4001007);
+}
+
 /// `surplus_count` on wifi tasks: the selected devices still on the from-version, whole
 /// product or device list; MCU tasks do not print it.
 #[tokio::test]

@@ -296,6 +296,22 @@ impl Auth {
             ));
         }
         let t = self.tenant(tenant).await?;
+        // A login checks its secret against every live account of that name: a bound.
+        let same_name: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_accounts \
+             WHERE realm = $1 AND kind = $2 AND name = $3 AND disabled_at IS NULL",
+        )
+        .bind(realm)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_one(self.db.pool())
+        .await?;
+        if same_name >= SAME_NAME_CANDIDATES {
+            return Err(AuthError::Conflict(format!(
+                "{SAME_NAME_CANDIDATES} tenants already have a {} named {name:?} for plugin {realm:?}",
+                kind.as_str()
+            )));
+        }
         let secret = secret.to_string();
         let secret_hash = self
             .logins
@@ -454,9 +470,12 @@ impl Auth {
             .collect())
     }
 
-    /// The account among `accounts` whose hash `secret` matches, within the login limits:
-    /// no account is checked against a decoy (as slow as a wrong secret), a failure counts
-    /// towards the address's and the account's back-off, a success ends the account's.
+    /// The one account among `accounts` whose hash `secret` matches, within the login limits:
+    /// no account is checked against a decoy (as slow as a wrong secret); a secret that fits
+    /// several (the same name and secret in two tenants) logs into none; a failure counts
+    /// towards the address's and the name's back-off, a success ends the name's. The time a
+    /// wrong secret takes grows with the number of same-named accounts (at most
+    /// [`SAME_NAME_CANDIDATES`]), never with whose they are.
     async fn checks_out(
         &self,
         source: Option<IpAddr>,
@@ -473,12 +492,27 @@ impl Auth {
             .hash(source, move || {
                 if hashes.is_empty() {
                     slow_verify(&secret, decoy_hash());
-                    return None;
+                    return Vec::new();
                 }
-                hashes.iter().position(|h| slow_verify(&secret, h))
+                // Every candidate, not the first that fits: the same name and secret in two
+                // tenants must not log one tenant's client into the other's account.
+                (0..hashes.len())
+                    .filter(|&i| slow_verify(&secret, &hashes[i]))
+                    .collect::<Vec<_>>()
             })
             .await?;
-        let found = matched.and_then(|i| accounts.into_iter().nth(i));
+        let found = match matched.as_slice() {
+            [i] => accounts.into_iter().nth(*i),
+            [] => None,
+            _ => {
+                tracing::warn!(
+                    realm,
+                    account = account_key,
+                    "refused a login: its name and secret fit accounts of several tenants"
+                );
+                None
+            }
+        };
         if found.is_some() {
             self.logins.succeeded(realm, account_key);
         } else {

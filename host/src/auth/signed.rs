@@ -220,8 +220,8 @@ impl Auth {
     }
 
     /// Set a product's key (generated with `generated_len` characters, default
-    /// [`GENERATED_PRODUCT_KEY_LEN`], unless given, when the length is ignored); answers it
-    /// (shown once). Tokens devices
+    /// [`GENERATED_PRODUCT_KEY_LEN`], unless given; a given length is checked either way and
+    /// unused with a key); answers it (shown once). Tokens devices
     /// earned with the old key (device logins) are revoked with it.
     pub async fn set_product_key(
         &self,

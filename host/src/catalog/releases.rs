@@ -87,14 +87,19 @@ pub enum Payload {
 pub fn default_name(product: &str, version: &str, file: Option<&str>) -> String {
     let from_file = file.and_then(|f| {
         let path = f.split(['?', '#']).next().unwrap_or_default();
-        path.rsplit(['/', '\\'])
-            .next()
-            .filter(|n| !n.is_empty() && !n.contains(':'))
+        // A URL's name is in its path, never its host (`https://cdn.example.com`).
+        let path = match path.split_once("://") {
+            Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
+            None => path,
+        };
+        let last = path.rsplit(['/', '\\']).next()?;
+        let name = percent_encoding::percent_decode_str(last)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        (!name.is_empty() && !name.contains(['/', '\\', ':'])).then_some(name)
     });
-    match from_file {
-        Some(n) => n.to_string(),
-        None => format!("{product} {version}"),
-    }
+    from_file.unwrap_or_else(|| format!("{product} {version}"))
 }
 
 /// What an operator or a dialect provides to create a release.
@@ -774,6 +779,14 @@ mod name_tests {
             "p 1.0"
         );
         assert_eq!(default_name("p", "1.0", Some("C:\\fw\\x.bin")), "x.bin");
+        assert_eq!(
+            default_name("p", "1.0", Some("https://cdn.example.com")),
+            "p 1.0"
+        );
+        assert_eq!(
+            default_name("p", "1.0", Some("https://h/%E5%B7%A5%E4%BD%9C.bin")),
+            "工作.bin"
+        );
         assert_eq!(default_name("p", "1.0", None), "p 1.0");
     }
 }

@@ -1532,13 +1532,16 @@ impl Rollout {
                     job
                 }
                 s if !s.is_final() => job,
-                JobState::Succeeded if window_open => {
+                JobState::Succeeded if window_open && job.retry_count <= c.retries => {
                     // It succeeded and now reports an older version (a factory reset, a
-                    // board swap): it needs the update again, so its job starts over.
+                    // board swap): it needs the update again, so its job starts over. Each
+                    // come-back counts as an attempt, so a device that keeps falling back
+                    // (an A/B rollback) is offered it at most `retries` + 1 more times.
                     let mut tx = self.db.pool().begin().await?;
                     let reopened = sqlx::query(
                         "UPDATE jobs SET state = 'notified', previous_state = state, updated_at = $1, deadline_at = $2, \
-                           retry_count = 0, result_code = NULL, result_text = '', version_before = $3, version_after = NULL \
+                           retry_count = retry_count + 1, result_code = NULL, result_text = '', version_before = $3, \
+                           version_after = NULL \
                          WHERE id = $4 AND state = 'succeeded' \
                            AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = jobs.campaign_id AND c.status = 'running')",
                     )
@@ -1549,13 +1552,19 @@ impl Rollout {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    if reopened == 0 {
+                    if reopened == 1 {
+                        let note = format!("job {} came back on {current}: offered again", job.id);
+                        log(&mut tx, c.id, now, "device", "reoffer", &note).await?;
+                        tx.commit().await?;
+                    } else {
+                        drop(tx);
+                    }
+                    // A concurrent poll may have reopened it first: answer what it is now.
+                    let job = self.job(job.id).await?;
+                    if job.state.is_final() {
                         continue; // the campaign stopped running meanwhile
                     }
-                    let note = format!("job {} came back on {current}: offered again", job.id);
-                    log(&mut tx, c.id, now, "device", "reoffer", &note).await?;
-                    tx.commit().await?;
-                    self.job(job.id).await?
+                    job
                 }
                 _ => continue,
             };

@@ -37,7 +37,14 @@ pub fn boundary(content_type: &str) -> Option<String> {
 pub fn parse(boundary: &str, body: &[u8]) -> Option<Vec<Part>> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
-    let mut at = find(body, delimiter, 0)? + delimiter.len();
+    // A delimiter starts a line: `--boundary` inside a part's data is data.
+    let line_delimiter = [b"\n".as_slice(), delimiter].concat();
+    let first = if body.starts_with(delimiter) {
+        0
+    } else {
+        find(body, &line_delimiter, 0)? + 1 // after a preamble
+    };
+    let mut at = first + delimiter.len();
     let mut parts = Vec::new();
     loop {
         if body.get(at..at + 2) == Some(b"--") {
@@ -45,17 +52,15 @@ pub fn parse(boundary: &str, body: &[u8]) -> Option<Vec<Part>> {
         }
         at = skip_line_end(body, at)?;
         let (headers, data_start) = split_headers(body, at)?;
-        let next = find(body, delimiter, data_start)?;
-        // The line break before a delimiter belongs to it, not to the data.
-        let mut end = next;
-        if end > data_start && body[end - 1] == b'\n' {
+        // The line break before a delimiter belongs to it, not to the data (an empty part
+        // may put the delimiter right after its blank line).
+        let newline = find(body, &line_delimiter, data_start.saturating_sub(1))?;
+        let mut end = newline.max(data_start);
+        if end > data_start && body[end - 1] == b'\r' {
             end -= 1;
-            if end > data_start && body[end - 1] == b'\r' {
-                end -= 1;
-            }
         }
         parts.push(part(headers, body[data_start..end].to_vec())?);
-        at = next + delimiter.len();
+        at = newline + line_delimiter.len();
     }
 }
 
@@ -217,6 +222,16 @@ Content-Type: application/octet-stream\r\n\r\n\
             Some("application/octet-stream")
         );
         assert_eq!(parts[3].data, b"\x00\x01\r\n--not-the-boundary");
+    }
+
+    #[test]
+    fn a_boundary_inside_a_line_is_data() {
+        let body =
+            b"preamble\r\n--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx--b y\r\n\
+--b\r\nContent-Disposition: form-data; name=\"e\"\r\n\r\n\r\n--b--";
+        let parts = parse("b", body).unwrap();
+        assert_eq!(parts[0].data, b"x--b y");
+        assert_eq!((parts[1].name.as_str(), parts[1].data.len()), ("e", 0));
     }
 
     #[test]

@@ -68,6 +68,12 @@ impl Router {
     /// host when it reads the manifest at load time, never at request time.
     pub fn route(mut self, method: &str, path: &str, handler: Handler) -> Self {
         let pattern = Pattern::parse(path).unwrap_or_else(|e| panic!("{e}"));
+        // The host ranks a `{*rest}` pattern below every route; so must this router, which
+        // tries routes in order: prefixes are claimed with `claim`, never routed.
+        assert!(
+            !pattern.is_fallback(),
+            "{path:?} ends in {{*name}}: claim the prefix with Router::claim"
+        );
         self.entries.push(Entry {
             method: method.to_ascii_uppercase(),
             pattern,
@@ -249,6 +255,12 @@ mod tests {
             router.dispatch(raw("GET", "/v2/items/7", "", &[])).status(),
             200
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "claim the prefix")]
+    fn a_route_is_never_a_prefix() {
+        let _ = Router::new().get("/v2/{*rest}", show);
     }
 
     #[test]

@@ -133,15 +133,14 @@ impl Task {
                 let mut n = 0;
                 for sn in sns {
                     let d = catalog::get_device(&c.product_sn, sn)?;
-                    let on_from = d
-                        .modules
-                        .iter()
-                        .any(|m| m.module == Module::Wifi && m.identify == 0 && m.version == from);
+                    let on_from = d.modules.iter().any(|m| {
+                        m.module == Module::Wifi && m.identify == c.identify && m.version == from
+                    });
                     n += u64::from(on_from);
                 }
                 n
             }
-            _ => catalog::count_devices_on(&c.product_sn, Module::Wifi, 0, from)?,
+            _ => catalog::count_devices_on(&c.product_sn, Module::Wifi, c.identify, from)?,
         })
     }
 

@@ -228,7 +228,7 @@ struct NewProductKey {
     key: Option<String>,
     /// How many characters of `[a-z0-9]` to generate when `key` is omitted (16-256; 24 by
     /// default, which fits device firmware that keeps the key in a 32-byte C string);
-    /// ignored with `key`.
+    /// checked, and unused, with `key`.
     #[schema(minimum = 16, maximum = 256)]
     length: Option<usize>,
 }
