@@ -217,3 +217,22 @@ impl HostError {
         }
     }
 }
+
+/// The contract this SDK generates its bindings from, e.g. `0.2.6`: a plugin built with it
+/// imports `ota:dialect/…@CONTRACT` and needs a host of that contract or a later 0.2.x.
+pub const CONTRACT: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod version_tests {
+    /// The SDK's version is the contract's: `ota-plugin-sdk 0.2.6` ⇔ `ota:dialect@0.2.6`.
+    #[test]
+    fn the_sdk_version_is_the_contract_version() {
+        let wit = include_str!("../../../wit/v0.2/dialect.wit");
+        let package = wit
+            .lines()
+            .find_map(|l| l.strip_prefix("package ota:dialect@"))
+            .and_then(|v| v.strip_suffix(';'))
+            .expect("the WIT names its package");
+        assert_eq!(package, super::CONTRACT);
+    }
+}
