@@ -150,6 +150,7 @@ fn main() {
                         max_failure_pct: Some(10),
                     }),
                     window: None,
+                    register_devices: false,
                 },
                 "bench",
             )

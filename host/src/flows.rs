@@ -68,6 +68,10 @@ pub struct CampaignRequest {
     pub timeout_secs: u64,
     pub waves: Option<WavesRequest>,
     pub window: Option<MaintenanceWindow>,
+    /// Register listed devices the product does not know yet (they have not checked in)
+    /// instead of refusing the campaign; off by default, so a mistyped serial number is an
+    /// error rather than a device that never comes.
+    pub register_devices: bool,
 }
 
 /// Where a release's bytes are, as callers name them: a stored blob (facts from the store,
@@ -174,7 +178,32 @@ impl Services {
             }
             (_, asked) => asked,
         };
-        let scope = self.scope(tenant_id, &product.sn, c.scope).await?;
+        let scope = match c.scope {
+            ScopeRequest::Devices(sns) if c.register_devices => {
+                let mut ids = Vec::with_capacity(sns.len());
+                for sn in &sns {
+                    ids.push(
+                        self.catalog
+                            .register_device(tenant_id, &product.sn, sn)
+                            .await?
+                            .id,
+                    );
+                }
+                Scope::Devices(ids)
+            }
+            s => self
+                .scope(tenant_id, &product.sn, s)
+                .await
+                .map_err(|e| match e {
+                    FlowError::Catalog(CatalogError::NotFound(m)) => {
+                        FlowError::Catalog(CatalogError::NotFound(format!(
+                            "{m} (register_devices, the CLI's --register-devices, registers \
+                             devices that have not checked in yet)"
+                        )))
+                    }
+                    e => e,
+                })?,
+        };
         let waves = match c.waves {
             None => None,
             Some(w) => {

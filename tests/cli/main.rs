@@ -304,6 +304,31 @@ async fn ubtech_is_provisioned_from_the_command_line() {
     assert!(out.contains("\"status\": \"running\""), "{out}");
     let (ok, listing, _) = ota(&data, &["campaign", "list", "--tenant", "acme"]);
     assert!(ok && listing.contains("running\t19"), "{listing}");
+    // A robot that has not called yet: refused, with the flag that registers it named.
+    let release = id.to_string();
+    let one_robot = |register: bool| {
+        let mut args = vec![
+            "campaign",
+            "create",
+            "--tenant",
+            "acme",
+            "--release",
+            &release,
+            "--name",
+            "one new robot",
+            "--device",
+            "r-new",
+        ];
+        if register {
+            args.push("--register-devices");
+        }
+        ota(&data, &args)
+    };
+    let (ok, _, err) = one_robot(false);
+    assert!(!ok && err.contains("--register-devices"), "{err}");
+    let (ok, out, err) = one_robot(true);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"status\": \"draft\""), "{out}");
 
     let (mut child, url, printed) = serve(&data);
     assert!(

@@ -441,6 +441,43 @@ async fn admin_api_runs_a_campaign_through_approval() {
         (201, Some(1), Some(5)),
         "{w}"
     );
+    // A device that has not checked in yet: refused, with the way out named, unless the
+    // operator asks to register it.
+    let fresh = |register: bool| {
+        json!({
+            "name": "fresh", "release_id": rel["id"], "mode": "manual", "register_devices": register,
+            "scope": {"type": "devices", "value": ["gw-new"]}
+        })
+    };
+    let (s, e) = call(
+        Method::POST,
+        format!("{base}/campaigns"),
+        Some(fresh(false)),
+    )
+    .await;
+    assert_eq!(s, 404, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("register_devices")),
+        "{e}"
+    );
+    let (s, c) = call(Method::POST, format!("{base}/campaigns"), Some(fresh(true))).await;
+    assert_eq!(s, 201, "{c}");
+    let (s, d) = call(
+        Method::GET,
+        format!("{base}/products/{}/devices/gw-new", ota_tests::PRODUCT),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "registered: {d}");
+    let (s, _) = call(
+        Method::DELETE,
+        format!("{base}/campaigns/{}", c["id"]),
+        None,
+    )
+    .await;
+    assert!(s == 200 || s == 204, "{s}");
     let (s, _) = call(
         Method::POST,
         format!("{base}/campaigns"),

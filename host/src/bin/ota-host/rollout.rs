@@ -90,6 +90,10 @@ pub enum CampaignCmd {
         /// Only these devices (serial numbers; repeat the flag). Every device when omitted.
         #[arg(long = "device", conflicts_with = "group")]
         devices: Vec<String>,
+        /// Register the --device serial numbers the product does not know yet (devices that
+        /// have not checked in) instead of refusing them.
+        #[arg(long, requires = "devices")]
+        register_devices: bool,
         /// Only devices of this group.
         #[arg(long)]
         group: Option<String>,
@@ -285,6 +289,7 @@ pub async fn campaign(s: &Services, cmd: CampaignCmd) -> anyhow::Result<()> {
             release,
             name,
             devices,
+            register_devices,
             group,
             from_version,
             tag,
@@ -310,6 +315,7 @@ pub async fn campaign(s: &Services, cmd: CampaignCmd) -> anyhow::Result<()> {
                 timeout_secs,
                 waves: None,
                 window: None,
+                register_devices,
             };
             let mut c = s.create_campaign(t.id, request, "operator").await?;
             if start {

@@ -119,6 +119,10 @@ struct CreateCampaign {
     /// Only devices on this version (older than the release's); a delta release sets it.
     from_version: Option<String>,
     scope: ScopeIn,
+    /// Register the scope's devices the product does not know yet (they have not checked
+    /// in) instead of refusing (404) [default: false, so a mistyped serial number is caught].
+    #[serde(default)]
+    register_devices: bool,
     mode: Mode,
     /// `test` or `formal` [default: `formal`]; a test release only for `test`.
     #[serde(default = "formal")]
@@ -252,6 +256,7 @@ async fn create_campaign(
                     .as_ref()
                     .map(WindowIn::parse)
                     .transpose()?,
+                register_devices: c.register_devices,
             },
             &op.name,
         )

@@ -1354,6 +1354,8 @@ impl rollout::Host for RequestState {
             retries: c.retries,
             timeout_secs: c.timeout_secs,
             window: c.maintenance_window.map(window_from),
+            // A dialect registers the devices it names itself (register-device).
+            register_devices: false,
             waves: c.waves.map(|w| WavesRequest {
                 start: WaveStart::Count(w.initial),
                 step: w.step,
