@@ -198,6 +198,14 @@ pub struct BlobsConfig {
     /// signed policy is the authorization, and browser uploaders (plupload) run on the
     /// operator's console origin.
     pub oss_cors: CorsConfig,
+    /// A listener of its own for the OSS-compatible endpoint, serving buckets path-style at
+    /// its root (`POST /<bucket>`, `GET|HEAD /<bucket>/<key>`), which is where OSS SDKs such
+    /// as Aliyun's `oss2` send requests for an IP endpoint. Upload forms then name it as their
+    /// `host`. Unset: the endpoint is `/oss/<bucket>` on the main listener only.
+    pub oss_listen: Option<std::net::SocketAddr>,
+    /// The public base URL of `oss-listen` (e.g. behind a proxy); default `http://` + its
+    /// bound address.
+    pub oss_public_url: Option<String>,
 }
 
 impl Default for BlobsConfig {
@@ -219,6 +227,8 @@ impl Default for BlobsConfig {
                 .to_vec(),
                 ..CorsConfig::default()
             },
+            oss_listen: None,
+            oss_public_url: None,
         }
     }
 }
@@ -489,6 +499,17 @@ impl Config {
             return bad("limits: timeouts and connection caps must be positive".into());
         }
         self.blobs.oss_cors.check("blobs.oss-cors")?;
+        if let Some(url) = &self.blobs.oss_public_url
+            && (self.blobs.oss_listen.is_none()
+                || !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.ends_with('/'))
+        {
+            return bad(
+                "blobs.oss-public-url needs blobs.oss-listen, http:// or https://, and no \
+                 trailing '/'"
+                    .into(),
+            );
+        }
         if self.scheduler.interval_ms == 0 {
             return bad("scheduler.interval-ms must be positive".into());
         }

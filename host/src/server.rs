@@ -28,6 +28,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Plugin-specific listeners: (plugin name, address).
     pub plugin_listeners: Vec<(String, SocketAddr)>,
+    /// The OSS-compatible endpoint's own listener (`blobs.oss-listen`), when configured.
+    pub oss_addr: Option<SocketAddr>,
     pub services: Services,
     pub registry: Arc<Registry>,
     pub loader: Loader,
@@ -121,7 +123,27 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     tasks.push(loader.clone().watch(shutdown.clone())?);
     loader.load_all().await?;
 
+    let main = TcpListener::bind(config.listen).await?;
+    let addr = main.local_addr()?;
+    let oss = match config.blobs.oss_listen {
+        Some(listen) => Some(TcpListener::bind(listen).await?),
+        None => None,
+    };
+    let oss_addr = oss.as_ref().map(TcpListener::local_addr).transpose()?;
     let state = AppState {
+        main_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .into(),
+        oss_url: oss_addr.map(|a| {
+            config
+                .blobs
+                .oss_public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{a}"))
+                .into()
+        }),
         runtime,
         registry: registry.clone(),
         services: services.clone(),
@@ -131,14 +153,21 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         cors: Arc::new(http::cors::ByMount::new(&config)),
         config: config.clone(),
     };
-    let main = TcpListener::bind(config.listen).await?;
-    let addr = main.local_addr()?;
     tasks.push(serve(
         main,
         http::router(state.clone(), Listener(None)),
         edge.clone(),
         shutdown.clone(),
     ));
+    if let (Some(l), Some(a)) = (oss, oss_addr) {
+        tasks.push(serve(
+            l,
+            http::oss::path_style_router(state.clone()),
+            edge.clone(),
+            shutdown.clone(),
+        ));
+        println!("OSS endpoint listening on http://{a}");
+    }
     let mut plugin_listeners = Vec::new();
     // Several mounts may share an address (told apart by Host): bind each address once.
     let mut bound_addrs: std::collections::BTreeMap<SocketAddr, SocketAddr> = Default::default();
@@ -200,6 +229,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     Ok(RunningServer {
         addr,
         plugin_listeners,
+        oss_addr,
         services,
         registry,
         loader,

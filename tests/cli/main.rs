@@ -11,6 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
 
 mod abuse;
 mod openapi;
+mod oss2;
 mod secrets;
 mod watcher;
 
@@ -27,6 +28,49 @@ fn ota(data: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Run a bash script of the suite (in a process group of its own, so that running out of
+/// `budget` ends whatever it started), with `env` and `OTA_HOST_BIN` set to this build's
+/// binary; answers what it printed, and fails the test when it fails or overruns.
+fn run_script(script: &str, env: &[(&str, &str)], budget: std::time::Duration) -> String {
+    use std::os::unix::process::CommandExt;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(script);
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("run.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .env("OTA_HOST_BIN", BIN)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("bash runs {}: {e}", script.display()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > budget {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    match status {
+        Some(s) => assert!(s.success(), "{} failed ({s}):\n{printed}", script.display()),
+        None => panic!("{} took over {budget:?}:\n{printed}", script.display()),
+    }
+    printed
 }
 
 #[test]

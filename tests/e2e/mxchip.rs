@@ -75,9 +75,17 @@ fn code(v: &Value) -> i64 {
 /// A server with the MXChip plugin, uploads capped at `max_bytes`, and a hex40 token made
 /// through the admin API; answers the token and its key id.
 async fn start(max_bytes: u64) -> (TestServer, String, i64) {
+    start_with(max_bytes, false).await
+}
+
+/// [`start`], optionally with the OSS endpoint on a listener of its own (`blobs.oss-listen`).
+async fn start_with(max_bytes: u64, oss_listener: bool) -> (TestServer, String, i64) {
     let t = TestServer::start(Options {
         plugins: vec![("mxchip.wasm", "mxchip")],
         configure: Box::new(move |f| {
+            if oss_listener {
+                f.blobs.oss_listen = Some("127.0.0.1:0".parse().unwrap());
+            }
             let mut m = ota_host::config::MountConfig::default();
             m.settings
                 .insert("upload-max-bytes".into(), max_bytes.to_string());
@@ -1432,4 +1440,110 @@ async fn offers_follow_the_newest_firmware_and_the_operator() {
     assert_eq!(offered(&b), vec!["1.0.10"], "only mcu: {b}");
     assert_eq!(jobs_of(format!("mxchip:{wifi}:online")).await, Value::Null);
     t.stop().await;
+}
+
+/// Aliyun's `oss2` SDK, given the upload form's `host` as its endpoint, drops the path and
+/// asks `http://<ip:port>/<bucket>/<key>` with the key's `/` as `%2F`: with `blobs.oss-listen`
+/// the form names that listener, a browser form uploads there, the callback still reaches
+/// the plugin, and GET, HEAD, Range and `?objectMeta` answer as OSS does.
+#[tokio::test]
+async fn oss_sdks_reach_objects_path_style_on_the_oss_listener() {
+    let (t, token, _) = start_with(1 << 20, true).await;
+    let oss = format!("http://{}", t.server.oss_addr.expect("an OSS listener"));
+    let tok = oss_token(&t, &token).await;
+    let host = tok["host"].as_str().unwrap().to_string();
+    assert_eq!(host, format!("{oss}/acme"));
+    let firmware: Vec<u8> = (0..5_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let md5 = md5_hex(&firmware);
+    let key = "ota/fw-2.0.0.bin";
+    let fields = [
+        ("key", key),
+        ("OSSAccessKeyId", tok["accessid"].as_str().unwrap()),
+        ("policy", tok["policy"].as_str().unwrap()),
+        ("Signature", tok["signature"].as_str().unwrap()),
+        ("success_action_status", "200"),
+        ("callback", tok["callback"].as_str().unwrap()),
+    ];
+    let (s, body, _) = post_form(&t, &host, form(&fields, firmware.clone())).await;
+    assert_eq!(s, 200, "{body}");
+    let cb: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cb["data"]["file_url"], format!("{host}/{key}"), "{cb}");
+    // Registered by the URL the callback named: it is this host's object.
+    let (s, b) = create(
+        &t,
+        &token,
+        json!({"file_name": "fw.bin", "file_url": cb["data"]["file_url"], "md5": md5,
+               "size": "5000", "version": "2.0.0"}),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (200, 0), "{b}");
+    let (_, r) = admin(
+        &t,
+        Method::GET,
+        &format!("{ADMIN}/releases/{}", b["data"]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(r["size"], 5000, "stored, not external: {r}");
+    // What oss2 sends.
+    let object = format!("{oss}/acme/ota%2Ffw-2.0.0.bin");
+    for method in [Method::GET, Method::HEAD] {
+        let r = t
+            .http
+            .request(method.clone(), &object)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{method}");
+        assert_eq!(
+            r.headers()["etag"].to_str().unwrap(),
+            format!("\"{}\"", md5.to_uppercase())
+        );
+        assert_eq!(
+            r.headers()["x-oss-hash-crc64ecma"].to_str().unwrap(),
+            crc64_xz(&firmware).to_string()
+        );
+    }
+    let r = t
+        .http
+        .head(format!("{object}?objectMeta"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().contains_key("last-modified"));
+    let r = t
+        .http
+        .get(&object)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &firmware[1000..2000]);
+    let r = t.http.get(format!("{oss}/acme/nope")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(xml_code(&r.text().await.unwrap()), "NoSuchKey");
+    // The main listener's /oss path keeps working, and nothing else is on the OSS listener.
+    let r = t
+        .http
+        .get(t.url("/oss/acme/ota/fw-2.0.0.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = t.http.get(format!("{oss}/healthz")).send().await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        405,
+        "a bucket named healthz takes only POST"
+    );
+    let r = t
+        .http
+        .get(format!("{oss}/admin/api/v1/tenants"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(xml_code(&r.text().await.unwrap()), "NoSuchBucket");
 }

@@ -180,6 +180,7 @@ async fn serve(
     let host_url = super::host_url(&state.config, listener, &parts.headers, &parts.uri);
     let site = CallSite {
         host_url: host_url.clone(),
+        oss_url: state.oss_url.as_deref().map(str::to_string),
         client: parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()

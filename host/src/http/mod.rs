@@ -33,6 +33,12 @@ pub struct AppState {
     pub per_ip: Arc<dispatch::PerIp>,
     /// The CORS layer of each mount that has one, by plugin name: built once, not per request.
     pub cors: Arc<cors::ByMount>,
+    /// The main listener's base URL (`public-url`, else its bound address): what requests on
+    /// the OSS listener, which has no Host of the main one, name the main host by.
+    pub main_url: Arc<str>,
+    /// The base URL of the OSS-compatible endpoint's own listener, when one is configured:
+    /// buckets are then `<oss_url>/<bucket>`, else `<host>/oss/<bucket>`.
+    pub oss_url: Option<Arc<str>>,
 }
 
 /// Which listener a request arrived on: `None` for the main one, else a plugin's own.

@@ -4,7 +4,9 @@
 //! `success_action_status`, `callback`, `x:*` and `Content-Type`, then `file`), checks it
 //! with `uploads` before storing a byte, streams the file into the blob store, and answers
 //! as OSS does; `GET /oss/{bucket}/{key}` serves the object with `Range`. Refusals are OSS's
-//! XML `<Error>` documents. A bucket is a tenant.
+//! XML `<Error>` documents. A bucket is a tenant. With `blobs.oss-listen` the same endpoint
+//! is also served path-style at the root of a listener of its own (`/{bucket}/{key}`), the
+//! URLs OSS SDKs such as `oss2` build from an IP endpoint.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,65 @@ pub fn router(config: &crate::config::Config) -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
         // Browser uploaders post from the console's origin after a preflight.
         .layer(super::cors::layer(&config.blobs.oss_cors))
+        .layer(Extension(PathStyle(false)))
+}
+
+/// The OSS listener's whole router (`blobs.oss-listen`): buckets at its root, nothing else.
+/// Callbacks are delivered as on the main listener, where the plugins that sign forms live.
+pub fn path_style_router(state: AppState) -> axum::Router {
+    Router::new()
+        .route("/{bucket}", post(post_object))
+        .route("/{bucket}/", post(post_object))
+        .route("/{bucket}/{*key}", get(get_object))
+        .fallback(|| async {
+            oss(
+                StatusCode::NOT_FOUND,
+                "NoSuchBucket",
+                "name a bucket and an object: /<bucket>/<key>",
+            )
+            .render(&request_id(), "")
+        })
+        .layer(DefaultBodyLimit::disable())
+        .layer(super::cors::layer(&state.config.blobs.oss_cors))
+        .layer(Extension(PathStyle(true)))
+        .layer(Extension(Listener(None)))
+        .with_state(state)
+}
+
+/// Whether a request came to the OSS listener (buckets at the root) rather than `/oss`.
+#[derive(Clone, Copy)]
+struct PathStyle(bool);
+
+/// The main host's base URL as this request sees it (`None` on the OSS listener, which
+/// cannot know the name clients give the main host: a callback is then taken at its own
+/// origin, which the signed policy pinned) and the bucket's URL.
+fn urls(
+    state: &AppState,
+    style: PathStyle,
+    listener: Listener,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    bucket: &str,
+) -> (Option<String>, String) {
+    match (style.0, &state.oss_url) {
+        (true, Some(oss)) => (None, format!("{oss}/{bucket}")),
+        _ => {
+            let host = super::host_url(&state.config, listener, headers, uri);
+            let bucket_url = format!("{host}/oss/{bucket}");
+            (Some(host), bucket_url)
+        }
+    }
+}
+
+/// `scheme://authority` of a URL (empty when it has none).
+fn origin_of(url: &str) -> &str {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            &url[..scheme.len() + 3 + authority.len()]
+        }
+        None => "",
+    }
 }
 
 /// An OSS error document.
@@ -164,14 +225,25 @@ async fn tenant_of(state: &AppState, bucket: &str) -> Result<crate::auth::Tenant
 async fn post_object(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
+    Extension(style): Extension<PathStyle>,
     Path(bucket): Path<String>,
     req: Request,
 ) -> Response {
     let id = request_id();
-    let host = super::host_url(&state.config, listener, req.headers(), req.uri());
-    match upload(&state, listener, &bucket, req, &id).await {
+    let (host, bucket_url) = urls(&state, style, listener, req.headers(), req.uri(), &bucket);
+    let shown = host.clone().unwrap_or_else(|| bucket_url.clone());
+    match upload(
+        &state,
+        listener,
+        (host.as_deref(), &bucket_url),
+        &bucket,
+        req,
+        &id,
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(e) => e.render(&id, &host),
+        Err(e) => e.render(&id, &shown),
     }
 }
 
@@ -232,6 +304,7 @@ fn required<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> Result<&'a 
 async fn upload(
     state: &AppState,
     listener: Listener,
+    (host_url, bucket_url): (Option<&str>, &str),
     bucket: &str,
     req: Request,
     id: &str,
@@ -248,7 +321,6 @@ async fn upload(
         return Err(BlobError::TooLarge(uploads.max_bytes()).into());
     }
     let tenant = tenant_of(state, bucket).await?;
-    let host_url = super::host_url(&state.config, listener, req.headers(), req.uri());
     let mut form = Multipart::from_request(req, state)
         .await
         .map_err(malformed)?;
@@ -354,8 +426,11 @@ async fn upload(
     let etag = oss_etag(&stored.md5);
 
     if let Some(cb) = callback {
+        // A callback is delivered inside this server, never fetched: on the OSS listener it
+        // is taken at the origin the (pinned) callback URL names.
+        let host_url = host_url.unwrap_or_else(|| origin_of(&cb.url));
         let answer = deliver_callback(
-            state, listener, &host_url, &tenant, bucket, &stored, &fields, &cb, id,
+            state, listener, host_url, &tenant, bucket, &stored, &fields, &cb, id,
         )
         .await;
         let mut r = match answer {
@@ -365,7 +440,7 @@ async fn upload(
                 "CallbackFailed",
                 m,
             )
-            .render(id, &host_url),
+            .render(id, host_url),
         };
         object_headers(&mut r, &stored.md5, stored.crc64);
         return Ok(r);
@@ -400,7 +475,7 @@ async fn upload(
         _ => StatusCode::NO_CONTENT,
     };
     let mut r = if status == StatusCode::CREATED {
-        let location = format!("{host_url}/oss/{bucket}/{}", stored.key);
+        let location = format!("{bucket_url}/{}", stored.key);
         xml(
             status,
             format!(
@@ -524,6 +599,7 @@ async fn deliver_callback(
     };
     let site = crate::runtime::CallSite {
         host_url: host_url.to_string(),
+        oss_url: state.oss_url.as_deref().map(str::to_string),
         client: None,
         preauthorized: Some(principal),
     };
@@ -554,12 +630,14 @@ async fn deliver_callback(
 async fn get_object(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
+    Extension(style): Extension<PathStyle>,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
     let id = request_id();
-    let host = super::host_url(&state.config, listener, &headers, &uri);
+    let (host, bucket_url) = urls(&state, style, listener, &headers, &uri, &bucket);
+    let host = host.unwrap_or(bucket_url);
     let found = async {
         if state.config.blobs.require_signed_urls {
             return Err(oss(
@@ -636,7 +714,17 @@ async fn get_object(
 
 #[cfg(test)]
 mod tests {
-    use super::fill;
+    use super::{fill, origin_of};
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("http://localhost:8911/oss_callback/ota/"),
+            "http://localhost:8911"
+        );
+        assert_eq!(origin_of("https://h?x"), "https://h");
+        assert_eq!(origin_of("nope"), "");
+    }
 
     #[test]
     fn callback_templates() {

@@ -89,6 +89,9 @@ impl InvokeError {
 pub struct CallSite {
     /// The absolute base URL of the host as this client reaches it.
     pub host_url: String,
+    /// The base URL of the OSS-compatible endpoint's own listener, when configured (buckets
+    /// are `<oss_url>/<bucket>` there, else `<host_url>/oss/<bucket>`).
+    pub oss_url: Option<String>,
     /// The client's address (rate limits are counted per address).
     pub client: Option<IpAddr>,
     /// A principal the host established itself before the plugin runs.

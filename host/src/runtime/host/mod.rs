@@ -102,6 +102,8 @@ pub struct RequestState {
     plugin: Arc<PluginIdentity>,
     request_id: String,
     host_url: String,
+    /// See [`crate::runtime::CallSite::oss_url`].
+    oss_url: Option<String>,
     /// The client's address, for per-address limits.
     client: Option<IpAddr>,
     acting: Option<Acting>,
@@ -145,6 +147,7 @@ impl RequestState {
             plugin,
             request_id,
             host_url: site.host_url,
+            oss_url: site.oss_url,
             client: site.client,
             product_sns: Default::default(),
             acting: site.preauthorized.map(|p| Acting {

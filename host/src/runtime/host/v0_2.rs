@@ -1996,29 +1996,18 @@ impl blobs::Host for RequestState {
 
     async fn find_url(&mut self, url: String) -> Result<Option<blobs::BlobInfo>, HostError> {
         let a = self.acting_tenant()?.clone();
+        // An object of the tenant's bucket: on the OSS listener, or under `/oss` here.
+        let object_key = url
+            .strip_prefix(&format!("{}/", self.bucket_url(&a.tenant)))
+            .or_else(|| url.strip_prefix(&format!("{}/oss/{}/", self.host_url, a.tenant)))
+            .map(|k| k.split(['?', '#']).next().unwrap_or_default());
+        if let Some(key) = object_key {
+            return self.object_blob(a.tenant_id, key).await;
+        }
         let Some(rest) = url.strip_prefix(&format!("{}/", self.host_url)) else {
             return Ok(None);
         };
         let path = rest.split(['?', '#']).next().unwrap_or_default();
-        if let Some(key) = path
-            .strip_prefix("oss/")
-            .and_then(|p| p.strip_prefix(a.tenant.as_str()))
-            .and_then(|p| p.strip_prefix('/'))
-        {
-            let decoded = crate::http::oss::percent_decode(key);
-            for k in [key, decoded.as_str()] {
-                if let Some(o) = self
-                    .services
-                    .uploads
-                    .object(a.tenant_id, k)
-                    .await
-                    .map_err(|e| self.upload_err(e))?
-                {
-                    return self.stat(o.sha256).await.map(Some);
-                }
-            }
-            return Ok(None);
-        }
         if let Some(id) = path.strip_prefix("blobs/") {
             let sha = id.split('/').next().unwrap_or_default();
             if crate::blobs::valid_sha256(sha) {
@@ -2034,9 +2023,34 @@ impl blobs::Host for RequestState {
 }
 
 impl RequestState {
+    /// The stored file behind an object key of the tenant's bucket (as written, or
+    /// percent-decoded as OSS SDKs send keys), none when there is no such object.
+    async fn object_blob(
+        &mut self,
+        tenant_id: i64,
+        key: &str,
+    ) -> Result<Option<blobs::BlobInfo>, HostError> {
+        let decoded = crate::http::oss::percent_decode(key);
+        for k in [key, decoded.as_str()] {
+            if let Some(o) = self
+                .services
+                .uploads
+                .object(tenant_id, k)
+                .await
+                .map_err(|e| self.upload_err(e))?
+            {
+                return blobs::Host::stat(self, o.sha256).await.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// The tenant's bucket on the OSS-compatible upload endpoint.
     fn bucket_url(&self, tenant: &str) -> String {
-        format!("{}/oss/{tenant}", self.host_url)
+        match &self.oss_url {
+            Some(oss) => format!("{oss}/{tenant}"),
+            None => format!("{}/oss/{tenant}", self.host_url),
+        }
     }
 
     fn upload_err(&self, e: crate::uploads::UploadError) -> HostError {
