@@ -1,0 +1,128 @@
+//! Reading a campaign's progress: statistics, job counts and lists, its attributes and op
+//! log.
+
+use super::*;
+
+impl Rollout {
+    /// Counts by job state and the version distribution of the campaign's devices.
+    pub async fn stats(&self, tenant_id: i64, id: i64) -> Result<Stats, RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        let by_state =
+            sqlx::query("SELECT state, COUNT(*) FROM jobs WHERE campaign_id = $1 GROUP BY state")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
+        let versions = sqlx::query(
+            "SELECT COALESCE(version_after, version_before, 'unknown'), COUNT(*) FROM jobs WHERE campaign_id = $1 \
+             GROUP BY COALESCE(version_after, version_before, 'unknown')",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let map = |rows: Vec<sqlx::any::AnyRow>| -> HashMap<String, i64> {
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        };
+        let by_state = map(by_state);
+        Ok(Stats {
+            total: by_state.values().sum(),
+            by_state,
+            versions: map(versions),
+        })
+    }
+
+    /// How many of a campaign's jobs are in one of `states` (all when empty); the campaign
+    /// was loaded for its tenant.
+    pub async fn count_jobs(&self, c: &Campaign, states: &[JobState]) -> Result<i64, RolloutError> {
+        let id = c.id;
+        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let filter = if states.is_empty() {
+            String::new()
+        } else {
+            format!(" AND state IN ({})", marks.join(", "))
+        };
+        let sql = format!("SELECT COUNT(*) FROM jobs WHERE campaign_id = $1{filter}");
+        let mut q = sqlx::query_scalar(&sql).bind(id);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.fetch_one(self.db.pool()).await?)
+    }
+
+    /// A campaign's jobs, oldest first, optionally only those in one state or of one device.
+    pub async fn jobs(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        filter: &JobFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Job>, i64), RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        // NULL parameters match everything, so one statement serves every filter.
+        let cond =
+            "campaign_id = $1 AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR device_id = $3)";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE {cond}"))
+            .bind(id)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.device_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE {cond} ORDER BY id LIMIT $4 OFFSET $5"
+        ))
+        .bind(id)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.device_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok((rows.iter().map(job_from).collect(), total))
+    }
+
+    /// A campaign's dialect-kept facts, by name (the campaign was loaded for its tenant).
+    pub async fn campaign_attributes(
+        &self,
+        c: &Campaign,
+    ) -> Result<Vec<(String, String)>, RolloutError> {
+        Ok(CAMPAIGN_ATTRIBUTES.read(&self.db, c.id).await?)
+    }
+
+    /// Set (or, with `None`, remove) a campaign's attributes in one transaction, under the
+    /// same naming rules as product and release attributes.
+    pub async fn set_campaign_attributes(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String)>, RolloutError> {
+        crate::storage::attributes::check(changes).map_err(RolloutError::Invalid)?;
+        let c = self.campaign(tenant_id, id).await?;
+        CAMPAIGN_ATTRIBUTES.write(&self.db, id, changes).await?;
+        self.campaign_attributes(&c).await
+    }
+
+    /// A campaign's op log, oldest first.
+    pub async fn campaign_log(
+        &self,
+        tenant_id: i64,
+        id: i64,
+    ) -> Result<Vec<LogEntry>, RolloutError> {
+        self.campaign(tenant_id, id).await?;
+        let rows = sqlx::query(
+            "SELECT at, actor, action, detail FROM campaign_log WHERE campaign_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                detail: r.get(3),
+            })
+            .collect())
+    }
+}
