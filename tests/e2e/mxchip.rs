@@ -367,6 +367,16 @@ async fn upload_create_check_download_report() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 304);
+    // A resume names the same validator in If-Range, and gets its range.
+    let r = t
+        .http
+        .get(&object_url)
+        .header("If-Range", format!("\"{}\"", md5.to_uppercase()))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
     // The callback route refuses anyone but the host.
     let (s, b) = mx(
         &t,

@@ -151,19 +151,31 @@ async fn download(
 }
 
 /// Serve a stored blob (its access already checked) with `ETag`, `If-None-Match`, `If-Range`
-/// and single-range `Range` requests.
+/// and single-range `Range` requests; its validator is its quoted SHA-256.
 pub async fn serve(
     state: &AppState,
     sha256: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let blobs = &state.services.blobs;
-    let info = blobs.stat(sha256).await?;
+    let info = state.services.blobs.stat(sha256).await?;
     let etag = format!("\"{}\"", info.sha256);
+    serve_as(state, &info, &etag, headers).await
+}
+
+/// [`serve`] a blob already looked up, with `etag` as its validator (OSS objects answer
+/// with their MD5, which is what OSS SDKs send back in `If-None-Match` and `If-Range`).
+pub async fn serve_as(
+    state: &AppState,
+    info: &crate::blobs::BlobInfo,
+    etag: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let sha256 = info.sha256.as_str();
+    let blobs = &state.services.blobs;
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
         header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+        HeaderValue::from_str(etag).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     resp_headers.insert(

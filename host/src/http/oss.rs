@@ -671,31 +671,12 @@ async fn get_object(
         Err(e) => return OssError::from(e).render(&id, &host),
     };
     // OSS's validators: the MD5 ETag (which is what OSS SDKs send back) and the upload time.
-    let etag = oss_etag(&info.md5);
-    let unchanged = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == etag
-        });
     let last_modified = httpdate::fmt_http_date(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(object.created_at.max(0) as u64),
     );
-    let mut r = if unchanged {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        // Serve by content, without the download's own (SHA-256) validators.
-        let mut plain = headers.clone();
-        plain.remove(header::IF_NONE_MATCH);
-        match super::blobs::serve(&state, &object.sha256, &plain).await {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        }
+    let mut r = match super::blobs::serve_as(&state, &info, &oss_etag(&info.md5), &headers).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
     };
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&object.content_type) {
