@@ -50,25 +50,11 @@ products = [{ sn = "test", name = "Anxin plug" }]
 api-keys = [{ name = "mxchip-console", key = "$token" }]
 TOML
 
-RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --config "$work/ota.toml" >"$work/stdout" 2>"$work/stderr" &
-server=$!
-base=""
-for _ in $(seq 1 600); do
-    base="$(sed -n 's|^listening on \(http://127\.0\.0\.1:[0-9]*\)$|\1|p' "$work/stdout")"
-    [[ -n "$base" ]] && break
-    if ! kill -0 "$server" 2>/dev/null; then
-        echo "run.sh: the server exited before listening:" >&2
-        cat "$work/stderr" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-[[ -n "$base" ]] || { echo "run.sh: the server did not listen within 60 s" >&2; exit 1; }
+# shellcheck source=../support/serve.sh
+source "$here/../support/serve.sh"
+start_server
 echo "run.sh: server at $base"
 
-unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy
-export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
 cd "$work"
 "$venv/bin/python" "$here/client.py" "$base" "$token"
 if grep -q "ERROR" "$work/stderr"; then
