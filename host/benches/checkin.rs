@@ -114,6 +114,7 @@ fn main() {
                         description: String::new(),
                         customize: String::new(),
                         mac_range: vec![],
+                        arch: None,
                     },
                 )
                 .await

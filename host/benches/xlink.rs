@@ -164,6 +164,7 @@ async fn provision(s: &Services, tenant_id: i64, product: &str) {
                 description: String::new(),
                 customize: String::new(),
                 mac_range: vec![],
+                arch: None,
             },
         )
         .await

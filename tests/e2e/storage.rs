@@ -428,6 +428,7 @@ async fn online_mcu_release(
                 description: String::new(),
                 customize: String::new(),
                 mac_range: vec![],
+                arch: None,
             },
         )
         .await

@@ -3,6 +3,7 @@
 //! reinstall configuration). Every lookup is scoped to a tenant, so one tenant can never name
 //! another's product, device or release.
 
+pub mod packages;
 pub mod releases;
 /// The one version ordering rule (a crate of its own so that the guest SDK shares it).
 pub use ota_version_order as version;

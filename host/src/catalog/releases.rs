@@ -116,6 +116,8 @@ pub struct NewRelease {
     pub description: String,
     pub customize: String,
     pub mac_range: Vec<String>,
+    /// The CPU architecture the file is built for; `None` when it runs on every one.
+    pub arch: Option<String>,
 }
 
 /// A stored release.
@@ -136,6 +138,10 @@ pub struct Release {
     pub description: String,
     pub customize: String,
     pub mac_range: Vec<String>,
+    /// The CPU architecture the file is built for (e.g. IoTStack's `x86_64`, `arm7`,
+    /// `ARMv8_64`); absent when it runs on every architecture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -230,12 +236,12 @@ impl<T> Page<T> {
     }
 }
 
-const COLUMNS: &str = "r.id, p.sn, r.module, r.identify, r.name, r.version, r.from_version, \
+pub(super) const COLUMNS: &str = "r.id, p.sn, r.module, r.identify, r.name, r.version, r.from_version, \
     r.blob_sha256, r.external_url, r.md5, r.size, r.status, r.description, r.customize, \
-    r.mac_range, r.created_at, r.updated_at \
+    r.mac_range, r.created_at, r.updated_at, r.arch \
     FROM releases r JOIN products p ON p.id = r.product_id";
 
-fn release_from(r: &sqlx::any::AnyRow) -> Release {
+pub(super) fn release_from(r: &sqlx::any::AnyRow) -> Release {
     Release {
         id: r.get(0),
         product_sn: r.get(1),
@@ -254,6 +260,7 @@ fn release_from(r: &sqlx::any::AnyRow) -> Release {
         mac_range: serde_json::from_str(&r.get::<String, _>(14)).unwrap_or_default(),
         created_at: r.get(15),
         updated_at: r.get(16),
+        arch: r.get(17),
     }
 }
 
@@ -285,12 +292,26 @@ fn validate(n: &NewRelease) -> Result<(), CatalogError> {
     if n.mac_range.iter().any(|m| m.trim().is_empty()) {
         return bad("mac_range entries must not be empty");
     }
+    if let Some(arch) = &n.arch
+        && !valid_arch(arch)
+    {
+        return bad("arch must be 1-32 characters of letters, digits, '_', '-' and '.'");
+    }
     Ok(())
 }
 
+/// An architecture name as gateways and operators write it (`x86_64`, `ARMv8_64`, `arm7`):
+/// short, and safe in a path segment and a shell word.
+pub fn valid_arch(arch: &str) -> bool {
+    (1..=32).contains(&arch.len())
+        && arch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
 impl Catalog {
-    /// Create a release of an existing product; the same module + version (+ from-version)
-    /// twice is a conflict.
+    /// Create a release of an existing product; the same module + version (+ from-version,
+    /// + architecture) twice is a conflict.
     pub async fn create_release(
         &self,
         tenant_id: i64,
@@ -306,8 +327,9 @@ impl Catalog {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO releases (tenant_id, product_id, module, identify, name, version, from_version, \
                blob_sha256, external_url, md5, size, status, description, customize, mac_range, \
-               created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING id",
+               created_at, updated_at, arch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
+             RETURNING id",
         )
         .bind(tenant_id)
         .bind(product.id)
@@ -325,16 +347,21 @@ impl Catalog {
         .bind(&n.customize)
         .bind(serde_json::to_string(&n.mac_range).unwrap_or_else(|_| "[]".into()))
         .bind(now)
+        .bind(n.arch.as_deref())
         .fetch_one(self.db.pool())
         .await
         .map_err(|e| {
             if Db::is_unique_violation(&e) {
                 CatalogError::Conflict(format!(
-                    "{} {} version {} of product {} already exists",
+                    "{} {} version {} of product {}{} already exists",
                     n.module.as_str(),
                     n.identify,
                     n.version,
-                    n.product_sn
+                    n.product_sn,
+                    n.arch
+                        .as_deref()
+                        .map(|a| format!(" for {a}"))
+                        .unwrap_or_default()
                 ))
             } else {
                 e.into()
@@ -437,6 +464,7 @@ impl Catalog {
             description: patch.description.unwrap_or(current.description),
             customize: patch.customize.unwrap_or(current.customize),
             mac_range: patch.mac_range.unwrap_or(current.mac_range),
+            arch: current.arch,
         };
         validate(&next)?;
         let (sha, url, md5, size) = match &next.payload {
@@ -541,7 +569,12 @@ impl Catalog {
         .bind(target.identify)
         .fetch_all(self.db.pool())
         .await?;
-        let candidates: Vec<Release> = rows.iter().map(release_from).collect();
+        // A file built for another architecture never joins the chain.
+        let candidates: Vec<Release> = rows
+            .iter()
+            .map(release_from)
+            .filter(|r| r.arch.is_none() || r.arch == target.arch)
+            .collect();
         plan_upgrade(&candidates, &target, from).ok_or_else(|| {
             CatalogError::NotFound(format!(
                 "no patch chain from {from} to {} and no full release of it",
@@ -685,6 +718,7 @@ mod plan_tests {
             description: String::new(),
             customize: String::new(),
             mac_range: vec![],
+            arch: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -55,6 +55,11 @@ pub struct ReleaseCreate {
     /// Devices a test release may reach (repeat the flag).
     #[arg(long = "allow")]
     mac_range: Vec<String>,
+    /// The CPU architecture the file is built for (IoTStack gateways: x86_64, arm7,
+    /// ARMv8_64); one release per architecture may share a version. Without it the file is
+    /// for every architecture.
+    #[arg(long)]
+    arch: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +168,7 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                 description,
                 customize,
                 mac_range,
+                arch,
             } = *create;
             let t = s.auth.tenant(&tenant).await?;
             let module = Module::parse(&module)
@@ -210,6 +216,7 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                         description,
                         customize,
                         mac_range,
+                        arch,
                     },
                 )
                 .await?;
@@ -227,7 +234,7 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                 let found = s.catalog.list_releases(t.id, &filter, page).await?;
                 for r in &found.items {
                     println!(
-                        "{}\t{}\t{}/{}\t{}{}\t{}\t{}",
+                        "{}\t{}\t{}/{}\t{}{}\t{}\t{}\t{}",
                         r.id,
                         r.product_sn,
                         r.module.as_str(),
@@ -237,6 +244,7 @@ pub async fn release(s: &Services, config: &Config, cmd: ReleaseCmd) -> anyhow::
                             .map(|f| format!("{f} -> "))
                             .unwrap_or_default(),
                         r.version,
+                        r.arch.as_deref().unwrap_or("any"),
                         r.status.as_str(),
                         r.name
                     );

@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct CreateRelease {
     /// The product's serial number.
     product: String,
+    /// [default: `mcu`, as `ota-host release create`]
+    #[serde(default = "mcu")]
     module: Module,
     /// Which sub-device, for module `sub`.
     #[serde(default)]
@@ -68,6 +70,10 @@ struct CreateRelease {
     #[serde(default)]
     #[schema(inline, value_type = Vec<MacRange>)]
     mac_range: Vec<String>,
+    /// The CPU architecture the file is built for (IoTStack: `x86_64`, `arm7`, `ARMv8_64`);
+    /// 1-32 of `[A-Za-z0-9_.-]`. Absent: for every architecture.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$")]
+    arch: Option<String>,
 }
 
 /// One MAC range: not blank.
@@ -77,6 +83,10 @@ struct CreateRelease {
 )]
 #[allow(dead_code)] // only describes a string in the document
 struct MacRange(String);
+
+fn mcu() -> Module {
+    Module::Mcu
+}
 
 fn test_status() -> ReleaseStatus {
     ReleaseStatus::Test
@@ -174,6 +184,7 @@ async fn create_release(
                 description: c.description,
                 customize: c.customize,
                 mac_range: c.mac_range,
+                arch: c.arch,
             },
         )
         .await?;

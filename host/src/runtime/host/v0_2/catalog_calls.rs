@@ -298,6 +298,7 @@ impl catalog::Host for RequestState {
                     description: r.description,
                     customize: r.customize,
                     mac_range: r.mac_range,
+                    arch: None,
                 },
             )
             .await
