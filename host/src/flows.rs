@@ -5,13 +5,14 @@
 
 use crate::Services;
 use crate::blobs::BlobError;
+use crate::catalog::packages::PackageQuery;
 use crate::catalog::releases::{Payload, Release, ReleasePatch, ReleaseStatus};
 use crate::catalog::{self, CatalogError};
 use crate::rollout::campaigns::{
     Campaign, CampaignPatch, Job, MaintenanceWindow, NewCampaign, Offer, Scope, Target, Waves,
 };
 use crate::rollout::job::JobState;
-use crate::rollout::{self, RolloutError};
+use crate::rollout::{self, Deployment, DeploymentStatus, RolloutError};
 
 /// Why a cross-module flow failed.
 #[derive(Debug, thiserror::Error)]
@@ -478,4 +479,76 @@ impl Services {
         }
         Ok(job)
     }
+
+    /// What a gateway's agent does next: its oldest open deployment and the release that
+    /// installs. The release is chosen at the first ask (the newest online full release of
+    /// the product for the gateway's configured CPU architecture) and kept; `package` is
+    /// `None` when there is none, or the chosen one was withdrawn (invalid or deleted) since.
+    pub async fn deployment_order(
+        &self,
+        device: &catalog::Device,
+    ) -> Result<Option<DeploymentOrder>, FlowError> {
+        let Some(mut deployment) = self.rollout.next_deployment(device.id).await? else {
+            return Ok(None);
+        };
+        if deployment.release_id.is_none() {
+            let config = self.catalog.install_config(device.id).await?;
+            let query = PackageQuery {
+                arch: config.as_ref().map(|c| c.config.cpu_arch.as_str()),
+                ..Default::default()
+            };
+            if let Some(r) = self
+                .catalog
+                .package(device.tenant_id, &device.product_sn, &query)
+                .await?
+            {
+                deployment = self.rollout.pin_release(deployment.id, r.id).await?;
+            }
+        }
+        let package = match deployment.release_id {
+            None => None,
+            Some(id) => match self.catalog.release(device.tenant_id, id).await {
+                Ok(r) => (r.status != ReleaseStatus::Invalid).then_some(r),
+                Err(CatalogError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(Some(DeploymentOrder {
+            deployment,
+            package,
+        }))
+    }
+
+    /// A gateway reports on a deployment; success of one that installs a release also records
+    /// that version as the gateway's, like a campaign job's success does.
+    pub async fn report_deployment(
+        &self,
+        id: i64,
+        status: DeploymentStatus,
+        line: Option<&str>,
+    ) -> Result<Deployment, FlowError> {
+        let d = self.rollout.report(id, status, line).await?;
+        if d.status == DeploymentStatus::Success
+            && let Some(release_id) = d.release_id
+        {
+            match self.catalog.release(d.tenant_id, release_id).await {
+                Ok(r) => {
+                    self.catalog
+                        .set_module_version(d.device_id, r.module.as_str(), r.identify, &r.version)
+                        .await?
+                }
+                Err(CatalogError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// A gateway's next deployment and the release it installs (see
+/// [`Services::deployment_order`]).
+#[derive(Debug, Clone)]
+pub struct DeploymentOrder {
+    pub deployment: Deployment,
+    pub package: Option<Release>,
 }

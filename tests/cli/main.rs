@@ -81,9 +81,9 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.6");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.7");
     let routes = manifest["routes"].as_array().unwrap();
-    assert_eq!(routes.len(), 6);
+    assert_eq!(routes.len(), 7);
     assert!(
         routes
             .iter()
@@ -329,7 +329,7 @@ async fn ubtech_is_provisioned_from_the_command_line() {
     );
     let patch_id = patch["id"].as_i64().unwrap();
     let (ok, listing, _) = ota(&data, &["release", "list", "--tenant", "acme"]);
-    assert!(ok && listing.contains("18 -> 19\tonline"), "{listing}");
+    assert!(ok && listing.contains("18 -> 19\tany\tonline"), "{listing}");
     let (ok, out, err) = ota(
         &data,
         &[
@@ -770,6 +770,7 @@ async fn the_scheduler_survives_kill_9() {
                         description: String::new(),
                         customize: String::new(),
                         mac_range: vec![],
+                        arch: None,
                     },
                 )
                 .await

@@ -25,7 +25,7 @@ async fn admin_plugins_lists_what_is_loaded_for_operators_only() {
     assert_eq!(p["name"], "iotstack");
     assert_eq!(p["vendor"], "IoTStack");
     assert_eq!(p["version"], "0.1.0");
-    assert_eq!(p["contract"], "ota:dialect@0.2.6");
+    assert_eq!(p["contract"], "ota:dialect@0.2.7");
     assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
     assert!(p["loaded_at"].as_i64().unwrap() > 0);
     assert_eq!(p["mount"]["auth"], "api-key");
@@ -47,6 +47,7 @@ async fn admin_plugins_lists_what_is_loaded_for_operators_only() {
         "POST /api/v1/deployment/create",
         "POST /api/v1/deployment/info",
         "POST /api/v1/deployment/report",
+        "POST /api/v1/deployment/poll",
     ] {
         assert!(
             routes.contains(&want.to_string()),

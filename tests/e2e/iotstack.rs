@@ -25,12 +25,15 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
     );
 }
 
-/// Run `DownloadCmd`'s pieces by hand: the URL it fetches and the credentials it configures.
-fn parse_download_cmd(cmd: &str) -> (String, String, String) {
+/// Run `DownloadCmd`'s pieces by hand: the script URL it fetches, the device key in that URL
+/// (`/install/<key>/iot_edge_process.sh`) and the secret `--config` stores (the spec's order:
+/// ProductSN, GatewaySN, secret, password).
+pub(crate) fn parse_download_cmd(cmd: &str) -> (String, String, String) {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let url = words[words.iter().position(|w| *w == "-O").unwrap() + 2].to_string();
+    let key = url.rsplit('/').nth(1).unwrap().to_string();
     let cfg = words.iter().position(|w| *w == "--config").unwrap();
-    (url, words[cfg + 1].to_string(), words[cfg + 3].to_string())
+    (url, key, words[cfg + 3].to_string())
 }
 
 #[tokio::test]
@@ -67,7 +70,7 @@ async fn reinstall_create_answers_the_spec_shape_with_a_working_download_command
     let (url, device_key, secret) = parse_download_cmd(cmd);
     assert!(url.starts_with(&t.server.url()), "{url} is not this server");
     assert!(cmd.contains(&format!(
-        "--config {device_key} abcdefg1hd {secret} iotstack"
+        "--config fqhmuglv1fybql33 abcdefg1hd {secret} iotstack"
     )));
     assert_eq!(device_key.len(), 16);
     assert_eq!(secret.len(), 16);

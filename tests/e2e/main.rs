@@ -8,6 +8,7 @@ mod cors;
 mod ctwing;
 mod hot_reload;
 mod iotstack;
+mod iotstack_agent;
 mod isolation;
 mod mxchip;
 mod routes;

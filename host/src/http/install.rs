@@ -1,7 +1,8 @@
-//! Install scripts the host serves to gateways: `GET /install/{device-key}/iot_edge_process.sh`
-//! renders the edge installer for that gateway's stored configuration (server, report URL,
-//! version, architecture). The device key is public; the secret travels only in the install
-//! command the operator received, never in the script.
+//! What the host serves to IoTStack gateways being installed:
+//! `GET /install/{device-key}/iot_edge_process.sh` renders the edge installer for that
+//! gateway's stored configuration, and `GET /install/{device-key}/packages/{arch}/{version}`
+//! says which file `--install ARCH VERSION` downloads. The device key is public; the secret
+//! travels only in the install command the operator received, never in the script.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -11,11 +12,19 @@ use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::catalog::packages::PackageQuery;
+use crate::catalog::releases::valid_arch;
+use crate::catalog::{Device, StoredInstall};
 
 const TEMPLATE: &str = include_str!("iot_edge_process.sh");
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/install/{device_key}/iot_edge_process.sh", get(script))
+    Router::new()
+        .route("/install/{device_key}/iot_edge_process.sh", get(script))
+        .route(
+            "/install/{device_key}/packages/{arch}/{version}",
+            get(package),
+        )
 }
 
 /// A POSIX-shell single-quoted word.
@@ -23,15 +32,13 @@ fn sh_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-async fn script(
-    State(state): State<AppState>,
-    Path(device_key): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+/// The gateway a device key names, with its stored install configuration.
+async fn gateway(state: &AppState, device_key: &str) -> Result<(Device, StoredInstall), ApiError> {
     let unknown = || ApiError::NotFound(format!("no install script for device key {device_key:?}"));
     let device_id = state
         .services
         .auth
-        .device_by_key(&device_key)
+        .device_by_key(device_key)
         .await?
         .ok_or_else(unknown)?;
     let stored = state
@@ -40,16 +47,34 @@ async fn script(
         .install_config(device_id)
         .await?
         .ok_or_else(unknown)?;
-    let server = stored
-        .report_url
-        .split('/')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join("/");
+    let device = state.services.catalog.device(device_id).await?;
+    Ok((device, stored))
+}
+
+/// `scheme://host[:port]` of the URL the gateway was told to report to: the address it
+/// reaches this host by (the dialect saw it in the `reinstall/create` request).
+fn origin(url: &str) -> String {
+    url.split('/').take(3).collect::<Vec<_>>().join("/")
+}
+
+async fn script(
+    State(state): State<AppState>,
+    Path(device_key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (device, stored) = gateway(&state, &device_key).await?;
+    let report_url = &stored.report_url;
+    // The agent's poll sits beside the report endpoint, under the same mount.
+    let poll_url = match report_url.strip_suffix("/report") {
+        Some(base) => format!("{base}/poll"),
+        None => String::new(),
+    };
     let body = TEMPLATE
-        .replace("__SERVER__", &sh_word(&server))
-        .replace("__REPORT_URL__", &sh_word(&stored.report_url))
+        .replace("__SERVER__", &sh_word(&origin(report_url)))
+        .replace("__REPORT_URL__", &sh_word(report_url))
+        .replace("__POLL_URL__", &sh_word(&poll_url))
         .replace("__DEVICE_KEY__", &sh_word(&device_key))
+        .replace("__PRODUCT_SN__", &sh_word(&device.product_sn))
+        .replace("__GATEWAY_SN__", &sh_word(&device.sn))
         .replace(
             "__SOFTWARE_VERSION__",
             &sh_word(&stored.config.software_version),
@@ -58,6 +83,61 @@ async fn script(
     Ok((
         [
             (header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    ))
+}
+
+/// The file `--install ARCH VERSION` installs, as `key=value` lines a shell reads without a
+/// JSON parser: `version`, `arch` (empty for a file built for every architecture), `url`,
+/// `sha256` (empty for an external file), `md5`, `size`. The release must be of the
+/// gateway's product, full (not a patch), and `online` or `test`: the operator names it.
+async fn package(
+    State(state): State<AppState>,
+    Path((device_key, arch, version)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !valid_arch(&arch) {
+        return Err(ApiError::BadRequest(format!(
+            "{arch:?} is no CPU architecture"
+        )));
+    }
+    let (device, stored) = gateway(&state, &device_key).await?;
+    let query = PackageQuery {
+        arch: Some(&arch),
+        version: Some(&version),
+        include_test: true,
+    };
+    let release = state
+        .services
+        .catalog
+        .package(device.tenant_id, &device.product_sn, &query)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "product {} has no release {version} for {arch}; upload one with \
+                 `ota-host release create --product {} --version {version} --arch {arch} --file …`",
+                device.product_sn, device.product_sn
+            ))
+        })?;
+    let url = match (&release.blob_sha256, &release.external_url) {
+        (Some(sha), _) => state
+            .services
+            .blobs
+            .download_url(&origin(&stored.report_url), sha, None),
+        (None, url) => url.clone().unwrap_or_default(),
+    };
+    let body = format!(
+        "version={}\narch={}\nurl={url}\nsha256={}\nmd5={}\nsize={}\n",
+        release.version,
+        release.arch.as_deref().unwrap_or(""),
+        release.blob_sha256.as_deref().unwrap_or(""),
+        release.md5,
+        release.size,
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         body,

@@ -1,69 +1,514 @@
 #!/bin/sh
-# IoTStack edge installer, served by the OTA host for one gateway.
-# Usage (as printed in DownloadCmd):
-#   iot_edge_process.sh --install <arch> <version> sh
-#   iot_edge_process.sh --config <device-key> <gateway-sn> <device-secret> <console-password>
+# IoTStack edge installer and agent, served by the OTA host for one gateway.
+#
+# DownloadCmd runs, in this order:
+#   iot_edge_process.sh --install <arch> <version> [sh]
+#       download that release of the product for that CPU architecture from the host,
+#       verify its SHA-256, unpack it and make it current (the one before is kept)
+#   iot_edge_process.sh --config <product-sn> <gateway-sn> <device-secret> <console-password>
+#       store the gateway's credentials (mode 600) and check them with the host
 #   iot_edge_process.sh --start
-#   iot_edge_process.sh --report <deployment-id> <processing|success|failed> [log line]
+#       start the agent: under systemd when systemd runs this machine and we are root,
+#       else as a background process with a pid file
+# Then, on the gateway:
+#   --status | --stop | --rollback
+#   --report <deployment-id> <processing|success|failed> [log text]   report by hand
+#   --agent   run the agent in the foreground (what --start runs)
+#
+# The agent asks the host every IOT_EDGE_POLL_SECS (30) for the gateway's next deployment,
+# installs its release as --install does, restarts the edge service and reports progress,
+# rolling back when the new version does not stay up. A release is a tar archive (gzip or
+# not); when it holds an executable bin/iot-edge, the agent runs that as the edge service
+# (restarting it when it exits) with IOT_EDGE_CONFIG naming the gateway's config file.
+#
+# Layout under IOT_EDGE_PREFIX (/opt/iot-edge): bin/ (this script), etc/gateway.conf,
+# versions/<version>/, current and previous (links into versions/), run/*.pid, log/.
+# Other settings: IOT_EDGE_INIT=auto|systemd|process, IOT_EDGE_HEALTH_SECS (5): how long a
+# new version must stay up before its deployment counts as a success.
 set -eu
 
 SERVER=__SERVER__
 REPORT_URL=__REPORT_URL__
+POLL_URL=__POLL_URL__
 DEVICE_KEY=__DEVICE_KEY__
+PRODUCT_SN=__PRODUCT_SN__
+GATEWAY_SN=__GATEWAY_SN__
 EXPECTED_VERSION=__SOFTWARE_VERSION__
-EXPECTED_ARCH=__CPU_ARCH__
+ARCH=__CPU_ARCH__
+
 PREFIX="${IOT_EDGE_PREFIX:-/opt/iot-edge}"
 CONF="$PREFIX/etc/gateway.conf"
+RUN="$PREFIX/run"
+LOGS="$PREFIX/log"
+TMP="$PREFIX/tmp"
+SELF="$PREFIX/bin/iot_edge_process.sh"
+POLL_SECS="${IOT_EDGE_POLL_SECS:-30}"
+HEALTH_SECS="${IOT_EDGE_HEALTH_SECS:-5}"
+UNIT=/etc/systemd/system/iot-edge.service
 
 die() { echo "iot_edge_process: $*" >&2; exit 1; }
+say() { echo "iot_edge_process: $*"; }
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+nap() { sleep "$1" 2>/dev/null || sleep 1; }
 
-json_escape() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
+# The text as the inside of a JSON string: backslash, quote and every control character
+# escaped (tabs, CR and LF included), so any log line makes a valid report.
+json_escape() {
+    printf '%s' "$1" | LC_ALL=C awk '
+        BEGIN { for (i = 1; i < 32; i++) ctl[sprintf("%c", i)] = sprintf("\\u%04x", i) }
+        {
+            if (NR > 1) printf "\\n"
+            n = length($0)
+            for (i = 1; i <= n; i++) {
+                c = substr($0, i, 1)
+                if (c == "\\") printf "\\\\"
+                else if (c == "\"") printf "\\\""
+                else if (c == "\t") printf "\\t"
+                else if (c == "\r") printf "\\r"
+                else if (c in ctl) printf "%s", ctl[c]
+                else printf "%s", c
+            }
+        }'
+}
+
+# The value of a field of the host's flat JSON answer: a string without escapes, a number
+# or a boolean; empty when absent. (Escaped quotes inside other strings never match.)
+json_field() {
+    printf '%s' "$1" | tr -d '\n' | sed -n \
+        -e "s/.*\"$2\":\"\\([^\"\\\\]*\\)\".*/\\1/p" -e t \
+        -e "s/.*\"$2\":\\([-0-9.a-z]*\\).*/\\1/p"
+}
 
 # Single-quote a value so that sourcing the config file can never run it.
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
+# GET $1 into the file $2; prints the HTTP status (000: the host was not reached).
+http_get() {
+    if have curl; then
+        hg_code=$(curl -sSL -o "$2" -w '%{http_code}' "$1") || hg_code=000
+    elif wget -q -O "$2" "$1"; then
+        hg_code=200
+    else
+        hg_code=000
+    fi
+    echo "$hg_code"
+}
+
+# POST the JSON $2 to $1 with the gateway's credentials, the answer into the file $3; prints
+# the HTTP status. curl reads the credentials from stdin so they never show in `ps`.
+http_post() {
+    if have curl; then
+        hp_code=$(printf 'user = "%s:%s"\n' "$DEVICE_KEY" "$DEVICE_SECRET" |
+            curl -sS -K - -o "$3" -w '%{http_code}' -H 'Content-Type: application/json' \
+                --data-binary "$2" "$1") || hp_code=000
+    else
+        hp_auth=$(printf '%s:%s' "$DEVICE_KEY" "$DEVICE_SECRET" | base64 | tr -d '\n')
+        if wget -q -O "$3" --header="Authorization: Basic $hp_auth" \
+            --header='Content-Type: application/json' --post-data="$2" "$1"; then
+            hp_code=200
+        else
+            hp_code=000
+        fi
+    fi
+    echo "$hp_code"
+}
+
+sha256_of() {
+    if have sha256sum; then sha256sum "$1" | cut -d' ' -f1
+    elif have shasum; then shasum -a 256 "$1" | cut -d' ' -f1
+    else openssl dgst -sha256 -r "$1" | cut -d' ' -f1
+    fi
+}
+
+md5_of() {
+    if have md5sum; then md5sum "$1" | cut -d' ' -f1
+    else openssl dgst -md5 -r "$1" | cut -d' ' -f1
+    fi
+}
+
+load_config() {
+    [ -f "$CONF" ] || die "run --config first"
+    # shellcheck source=/dev/null
+    . "$CONF"
+}
+
+# A version that is safe as a folder name.
+safe_version() {
+    case "$1" in
+    '' | .* | *[!A-Za-z0-9._+-]*) return 1 ;;
+    esac
+}
+
+version_of() { [ -L "$PREFIX/$1" ] && basename "$(readlink "$PREFIX/$1")"; }
+
+# Point the link $1 (current or previous) at versions/$2 (-n: replace the link itself, never
+# create one inside the folder it points at).
+relink() { ln -sfn "versions/$2" "$PREFIX/$1"; }
+
+# Keep only the current and the previous version on disk.
+prune() {
+    pr_cur=$(version_of current || true)
+    pr_prev=$(version_of previous || true)
+    for pr_dir in "$PREFIX"/versions/*; do
+        [ -d "$pr_dir" ] || continue
+        pr_name=$(basename "$pr_dir")
+        [ "$pr_name" = "$pr_cur" ] || [ "$pr_name" = "$pr_prev" ] || rm -rf "$pr_dir"
+    done
+}
+
+# install_package VERSION URL SHA256 MD5: download, verify, unpack into versions/VERSION and
+# make it current, the version before becoming previous. Prints what it does; on failure
+# returns non-zero with current untouched.
+install_package() {
+    ip_ver=$1 ip_url=$2 ip_sha=$3 ip_md5=$4
+    safe_version "$ip_ver" || { echo "refusing unsafe version name '$ip_ver'"; return 1; }
+    mkdir -p "$PREFIX/versions" "$TMP"
+    ip_pkg="$TMP/package.$$"
+    rm -f "$ip_pkg"
+    echo "downloading $ip_ver from $ip_url"
+    ip_code=$(http_get "$ip_url" "$ip_pkg")
+    if [ "$ip_code" != 200 ]; then
+        echo "download failed (HTTP $ip_code)"
+        rm -f "$ip_pkg"
+        return 1
+    fi
+    if [ -n "$ip_sha" ]; then
+        ip_got=$(sha256_of "$ip_pkg")
+        ip_want=$ip_sha ip_what=SHA-256
+    else
+        ip_got=$(md5_of "$ip_pkg")
+        ip_want=$ip_md5 ip_what=MD5
+    fi
+    if [ "$ip_got" != "$ip_want" ]; then
+        echo "$ip_what mismatch: expected $ip_want, got $ip_got; nothing installed"
+        rm -f "$ip_pkg"
+        return 1
+    fi
+    echo "$ip_what $ip_got verified"
+    ip_stage="$PREFIX/versions/.$ip_ver.new"
+    rm -rf "$ip_stage"
+    mkdir -p "$ip_stage"
+    ip_z=
+    [ "$(od -An -tx1 -N2 "$ip_pkg" | tr -d ' \n')" = 1f8b ] && ip_z=-z
+    if ! ip_out=$(tar -x $ip_z -f "$ip_pkg" -C "$ip_stage" 2>&1); then
+        echo "unpacking failed: $ip_out"
+        rm -rf "$ip_stage" "$ip_pkg"
+        return 1
+    fi
+    rm -f "$ip_pkg"
+    ip_old=$(version_of current || true)
+    if [ "$ip_old" = "$ip_ver" ]; then
+        ip_old=$(version_of previous || true)
+    fi
+    rm -rf "$PREFIX/versions/$ip_ver"
+    mv "$ip_stage" "$PREFIX/versions/$ip_ver"
+    [ -n "$ip_old" ] && [ -d "$PREFIX/versions/$ip_old" ] && relink previous "$ip_old"
+    relink current "$ip_ver"
+    prune
+    echo "installed $ip_ver in $PREFIX/versions/$ip_ver${ip_old:+ (previous: $ip_old)}"
+}
+
+pid_in() { [ -f "$RUN/$1.pid" ] && pi_pid=$(cat "$RUN/$1.pid") && kill -0 "$pi_pid" 2>/dev/null && echo "$pi_pid"; }
+
+# Start the current version's edge service, if it has one and it is not running.
+start_service() {
+    ss_bin="$PREFIX/current/bin/iot-edge"
+    [ -x "$ss_bin" ] || return 0
+    pid_in service >/dev/null && return 0
+    mkdir -p "$RUN" "$LOGS"
+    (
+        cd "$PREFIX/current" &&
+            IOT_EDGE_CONFIG="$CONF" IOT_EDGE_PREFIX="$PREFIX" \
+                IOT_EDGE_VERSION="$(version_of current)" exec "$ss_bin" --config "$CONF"
+    ) >>"$LOGS/service.log" 2>&1 </dev/null &
+    echo $! >"$RUN/service.pid"
+}
+
+# Stop the edge service: TERM, then KILL after ten seconds.
+stop_service() {
+    st_pid=$(pid_in service) || { rm -f "$RUN/service.pid"; return 0; }
+    kill "$st_pid" 2>/dev/null || true
+    st_i=0
+    while kill -0 "$st_pid" 2>/dev/null && [ $st_i -lt 50 ]; do
+        nap 0.2
+        st_i=$((st_i + 1))
+    done
+    kill -9 "$st_pid" 2>/dev/null || true
+    rm -f "$RUN/service.pid"
+}
+
+# Whether the service is up HEALTH_SECS after a start (true when the version has none).
+service_stays_up() {
+    [ -x "$PREFIX/current/bin/iot-edge" ] || return 0
+    nap "$HEALTH_SECS"
+    pid_in service >/dev/null
+}
+
+# report ID STATUS TEXT: one line of a deployment's log on the host.
+report() {
+    rp_body=$(printf '{"DeploymentID":%s,"Status":"%s","Log":"%s"}' "$1" "$2" "$(json_escape "$3")")
+    rp_code=$(http_post "$REPORT_URL" "$rp_body" "$TMP/report.json")
+    if [ "$rp_code" != 200 ]; then
+        log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$TMP/report.json" 2>/dev/null || true)"
+        return 1
+    fi
+}
+
+# Carry out one deployment the host handed out.
+deploy() {
+    dp_id=$1 dp_answer=$2
+    dp_ver=$(json_field "$dp_answer" SoftwareVersion)
+    dp_url=$(json_field "$dp_answer" URL)
+    dp_sha=$(json_field "$dp_answer" SHA256)
+    dp_md5=$(json_field "$dp_answer" MD5)
+    dp_keep=$(json_field "$dp_answer" KeepLocal)
+    if [ -z "$dp_url" ]; then
+        log "deployment $dp_id: the host has no release for $ARCH"
+        report "$dp_id" failed "no release of $PRODUCT_SN for $ARCH to deploy; upload one and create the deployment again"
+        return
+    fi
+    dp_from=$(version_of current || echo none)
+    log "deployment $dp_id: installing $dp_ver over $dp_from"
+    report "$dp_id" processing "gateway $GATEWAY_SN: installing $dp_ver ($ARCH) over $dp_from" || return
+    if ! dp_out=$(install_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1); then
+        log "deployment $dp_id failed: $dp_out"
+        report "$dp_id" failed "$dp_out"
+        return
+    fi
+    if [ "$dp_keep" = true ]; then
+        report "$dp_id" success "$dp_out
+KeepLocal: the running service was left running; it starts $dp_ver when it next restarts"
+        return
+    fi
+    stop_service
+    start_service
+    if service_stays_up; then
+        log "deployment $dp_id: $dp_ver is running"
+        report "$dp_id" success "$dp_out
+$dp_ver running$(pid_in service | sed 's/^/ (pid /; s/$/)/')"
+        return
+    fi
+    dp_tail=$(tail -n 5 "$LOGS/service.log" 2>/dev/null || true)
+    dp_back=$(version_of previous || true)
+    if [ -n "$dp_back" ]; then
+        relink current "$dp_back"
+        stop_service
+        start_service
+        dp_rb="rolled back to $dp_back"
+    else
+        dp_rb="no previous version to roll back to"
+    fi
+    log "deployment $dp_id: $dp_ver did not stay up; $dp_rb"
+    report "$dp_id" failed "$dp_out
+$dp_ver did not stay up for ${HEALTH_SECS}s; $dp_rb
+service log:
+$dp_tail"
+}
+
+poll_once() {
+    po_code=$(http_post "$POLL_URL" '{}' "$TMP/poll.json")
+    case "$po_code" in
+    200) ;;
+    401 | 403)
+        log "the host refused this gateway's credentials (HTTP $po_code); run --config again"
+        return
+        ;;
+    *)
+        log "asking $POLL_URL failed (HTTP $po_code)"
+        return
+        ;;
+    esac
+    po_answer=$(cat "$TMP/poll.json")
+    po_id=$(json_field "$po_answer" DeploymentID)
+    case "$po_id" in
+    '' | *[!0-9]*) return ;;
+    esac
+    deploy "$po_id" "$po_answer"
+}
+
+run_agent() {
+    load_config
+    mkdir -p "$RUN" "$LOGS" "$TMP"
+    trap 'stop_service; rm -f "$RUN/agent.pid"; exit 0' TERM INT
+    set +e
+    log "agent for gateway $GATEWAY_SN of $PRODUCT_SN: asking $POLL_URL every ${POLL_SECS}s"
+    while :; do
+        if [ -x "$PREFIX/current/bin/iot-edge" ] && ! pid_in service >/dev/null; then
+            start_service
+            log "edge service $(version_of current) started (pid $(cat "$RUN/service.pid"))"
+        fi
+        poll_once
+        sleep "$POLL_SECS" &
+        wait $!
+    done
+}
+
+# Copy this script to $SELF, which the agent and the systemd unit run.
+install_self() {
+    mkdir -p "$PREFIX/bin"
+    [ -f "$SELF" ] && cmp -s "$0" "$SELF" && return 0
+    cp "$0" "$SELF.new"
+    chmod 755 "$SELF.new"
+    mv -f "$SELF.new" "$SELF"
+}
+
+init_mode() {
+    case "${IOT_EDGE_INIT:-auto}" in
+    systemd | process) echo "$IOT_EDGE_INIT" ;;
+    auto)
+        if [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ] && have systemctl; then
+            echo systemd
+        else
+            echo process
+        fi
+        ;;
+    *) die "IOT_EDGE_INIT must be auto, systemd or process" ;;
+    esac
+}
+
+start() {
+    load_config
+    install_self
+    mkdir -p "$RUN" "$LOGS" "$TMP"
+    case "$(init_mode)" in
+    systemd)
+        cat >"$UNIT" <<EOF
+[Unit]
+Description=IoTStack edge agent for gateway $GATEWAY_SN
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Environment=IOT_EDGE_PREFIX=$PREFIX
+Environment=IOT_EDGE_POLL_SECS=$POLL_SECS
+Environment=IOT_EDGE_HEALTH_SECS=$HEALTH_SECS
+ExecStart=/bin/sh $SELF --agent
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+EOF
+        systemctl daemon-reload
+        systemctl enable iot-edge.service >/dev/null 2>&1 || true
+        systemctl restart iot-edge.service
+        say "agent started under systemd (iot-edge.service)"
+        ;;
+    process)
+        if st_pid=$(pid_in agent); then
+            say "agent already running (pid $st_pid)"
+            return 0
+        fi
+        nohup sh "$SELF" --agent >>"$LOGS/agent.log" 2>&1 </dev/null &
+        echo $! >"$RUN/agent.pid"
+        say "agent started (pid $!); log in $LOGS/agent.log"
+        ;;
+    esac
+}
+
+stop() {
+    if [ -f "$UNIT" ] && have systemctl; then
+        systemctl stop iot-edge.service || true
+    fi
+    if sp_pid=$(pid_in agent); then
+        kill "$sp_pid"
+        sp_i=0
+        while kill -0 "$sp_pid" 2>/dev/null && [ $sp_i -lt 75 ]; do
+            nap 0.2
+            sp_i=$((sp_i + 1))
+        done
+    fi
+    rm -f "$RUN/agent.pid"
+    stop_service
+    say "stopped"
+}
+
+status() {
+    echo "gateway:  $GATEWAY_SN (product $PRODUCT_SN, $ARCH)"
+    echo "current:  $(version_of current || echo none)"
+    echo "previous: $(version_of previous || echo none)"
+    if ag_pid=$(pid_in agent); then echo "agent:    running (pid $ag_pid)"; else echo "agent:    stopped"; fi
+    if sv_pid=$(pid_in service); then echo "service:  running (pid $sv_pid)"; else echo "service:  stopped"; fi
+}
+
 case "${1:-}" in
 --install)
-    [ $# -ge 3 ] || die "usage: --install <arch> <version> sh"
-    [ "$2" = "$EXPECTED_ARCH" ] || echo "warning: installing $2, configured for $EXPECTED_ARCH" >&2
-    [ "$3" = "$EXPECTED_VERSION" ] || echo "warning: installing $3, configured for $EXPECTED_VERSION" >&2
-    mkdir -p "$PREFIX/bin" "$PREFIX/etc" "$PREFIX/log"
-    printf 'ARCH=%s\nVERSION=%s\nSERVER=%s\n' "$2" "$3" "$SERVER" > "$PREFIX/etc/install.env"
-    echo "iot-edge $3 ($2) prepared in $PREFIX"
+    [ $# -ge 3 ] || die "usage: --install <arch> <version> [sh]"
+    safe_version "$3" || die "'$3' is not a version"
+    [ "$2" = "$ARCH" ] || echo "warning: installing for $2; this gateway was configured for $ARCH" >&2
+    [ "$3" = "$EXPECTED_VERSION" ] || echo "warning: installing $3; this gateway was configured for $EXPECTED_VERSION" >&2
+    mkdir -p "$PREFIX/etc" "$RUN" "$LOGS" "$TMP"
+    info="$TMP/package.txt"
+    code=$(http_get "$SERVER/install/$DEVICE_KEY/packages/$2/$3" "$info")
+    [ "$code" = 200 ] || die "the host has no release $3 for $2 (HTTP $code): $(cat "$info" 2>/dev/null || true)"
+    field() { sed -n "s/^$1=//p" "$info"; }
+    install_package "$(field version)" "$(field url)" "$(field sha256)" "$(field md5)" || die "--install failed"
+    install_self
+    if pid_in service >/dev/null; then
+        stop_service
+        start_service
+        say "edge service restarted on $(version_of current)"
+    fi
     ;;
 --config)
-    [ $# -ge 5 ] || die "usage: --config <device-key> <gateway-sn> <device-secret> <password>"
-    [ "$2" = "$DEVICE_KEY" ] || die "this script was issued for device key $DEVICE_KEY"
-    mkdir -p "$PREFIX/etc"
-    umask 077
-    printf 'DEVICE_KEY=%s\nGATEWAY_SN=%s\nDEVICE_SECRET=%s\nCONSOLE_PASSWORD=%s\nREPORT_URL=%s\n' \
-        "$(q "$2")" "$(q "$3")" "$(q "$4")" "$(q "$5")" "$(q "$REPORT_URL")" > "$CONF"
-    echo "gateway $3 configured"
+    [ $# -ge 5 ] || die "usage: --config <product-sn> <gateway-sn> <device-secret> <password>"
+    [ "$2" = "$PRODUCT_SN" ] || die "this script was issued for product $PRODUCT_SN, not $2"
+    [ "$3" = "$GATEWAY_SN" ] || die "this script was issued for gateway $GATEWAY_SN, not $3"
+    mkdir -p "$PREFIX/etc" "$TMP"
+    (
+        umask 077
+        {
+            echo "PRODUCT_SN=$(q "$2")"
+            echo "GATEWAY_SN=$(q "$3")"
+            echo "DEVICE_KEY=$(q "$DEVICE_KEY")"
+            echo "DEVICE_SECRET=$(q "$4")"
+            echo "CONSOLE_PASSWORD=$(q "$5")"
+        } >"$CONF.new"
+        mv -f "$CONF.new" "$CONF"
+    )
+    DEVICE_SECRET=$4
+    code=$(http_post "$POLL_URL" '{}' "$TMP/check.json")
+    case "$code" in
+    200) say "gateway $3 configured; the host accepted its credentials" ;;
+    401 | 403) die "the host refused these credentials (HTTP $code): $(cat "$TMP/check.json")" ;;
+    *) say "gateway $3 configured; the host did not answer yet (HTTP $code), the agent will keep asking" ;;
+    esac
     ;;
 --start)
-    [ -f "$CONF" ] || die "run --config first"
-    if [ -x "$PREFIX/bin/iot-edge" ]; then
-        nohup "$PREFIX/bin/iot-edge" --config "$CONF" >> "$PREFIX/log/iot-edge.log" 2>&1 &
-        echo "iot-edge started"
-    else
-        echo "iot-edge configured; no agent binary in $PREFIX/bin yet"
+    start
+    ;;
+--agent)
+    run_agent
+    ;;
+--stop)
+    stop
+    ;;
+--status)
+    status
+    ;;
+--rollback)
+    back=$(version_of previous) || die "no previous version to roll back to"
+    now=$(version_of current || true)
+    relink current "$back"
+    [ -n "$now" ] && relink previous "$now"
+    if pid_in service >/dev/null; then
+        stop_service
+        start_service
     fi
+    say "rolled back to $back${now:+ (previous: $now)}"
     ;;
 --report)
-    [ $# -ge 3 ] || die "usage: --report <deployment-id> <processing|success|failed> [log]"
-    [ -f "$CONF" ] || die "run --config first"
-    . "$CONF"
-    body=$(printf '{"DeploymentID":%s,"Status":"%s","Log":"%s"}' "$2" "$3" "$(json_escape "${4:-}")")
-    if command -v curl >/dev/null 2>&1; then
-        curl -fsS -u "$DEVICE_KEY:$DEVICE_SECRET" -H 'Content-Type: application/json' -d "$body" "$REPORT_URL"
-    else
-        auth=$(printf '%s:%s' "$DEVICE_KEY" "$DEVICE_SECRET" | base64 | tr -d '\n')
-        wget -qO- --header="Authorization: Basic $auth" --header='Content-Type: application/json' \
-            --post-data="$body" "$REPORT_URL"
-    fi
+    [ $# -ge 3 ] || die "usage: --report <deployment-id> <processing|success|failed> [log text]"
+    case "$2" in '' | *[!0-9]*) die "deployment id must be a number" ;; esac
+    case "$3" in processing | success | failed) ;; *) die "status must be processing, success or failed" ;; esac
+    load_config
+    mkdir -p "$TMP"
+    report "$2" "$3" "${4:-}" || die "the host refused the report"
+    cat "$TMP/report.json"
     echo
     ;;
 *)
-    die "usage: --install | --config | --start | --report"
+    die "usage: --install | --config | --start | --stop | --status | --rollback | --report | --agent"
     ;;
 esac

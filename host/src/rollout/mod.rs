@@ -94,6 +94,9 @@ pub struct Deployment {
     pub created_at: i64,
     pub updated_at: i64,
     pub deadline_at: i64,
+    /// The release it installs, once the gateway's agent has asked (see
+    /// [`Rollout::pin_release`]).
+    pub release_id: Option<i64>,
     pub events: Vec<DeploymentEvent>,
 }
 
@@ -233,7 +236,8 @@ impl Rollout {
     pub async fn deployment(&self, id: i64) -> Result<Deployment, RolloutError> {
         let not_found = || RolloutError::NotFound(format!("unknown deployment {id}"));
         let row = sqlx::query(
-            "SELECT id, tenant_id, device_id, keep_local, state, created_at, updated_at, deadline_at \
+            "SELECT id, tenant_id, device_id, keep_local, state, created_at, updated_at, deadline_at, \
+               release_id \
              FROM jobs WHERE id = $1 AND kind = 'deployment'",
         )
         .bind(id)
@@ -267,9 +271,46 @@ impl Rollout {
             } else {
                 created_at + self.timeout_ms()
             },
+            release_id: row.get(8),
             status,
             events,
         })
+    }
+
+    /// The oldest open deployment of a device that is still before its deadline: what the
+    /// gateway's agent works on next.
+    pub async fn next_deployment(
+        &self,
+        device_id: i64,
+    ) -> Result<Option<Deployment>, RolloutError> {
+        let id: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM jobs WHERE device_id = $1 AND kind = 'deployment' AND state IN {OPEN} \
+               AND created_at + $2 > $3 ORDER BY id LIMIT 1"
+        ))
+        .bind(device_id)
+        .bind(self.timeout_ms())
+        .bind(self.clock.now_millis())
+        .fetch_optional(self.db.pool())
+        .await?;
+        match id {
+            Some(id) => Ok(Some(self.deployment(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Fix the release an open deployment installs, unless one is fixed already: the first
+    /// agent request that finds a release decides, so a retried or concurrent poll never
+    /// switches the file under a running install. Answers the deployment as stored.
+    pub async fn pin_release(&self, id: i64, release_id: i64) -> Result<Deployment, RolloutError> {
+        sqlx::query(&format!(
+            "UPDATE jobs SET release_id = $1 \
+             WHERE id = $2 AND kind = 'deployment' AND release_id IS NULL AND state IN {OPEN}"
+        ))
+        .bind(release_id)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        self.deployment(id).await
     }
 
     /// Apply a progress report. Only `processing`, `success` and `failed` may be reported, and

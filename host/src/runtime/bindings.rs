@@ -23,15 +23,15 @@ pub mod v0_2 {
             package ota:host;
 
             world dialect {
-                import ota:dialect/log@0.2.6;
-                import ota:dialect/clock@0.2.6;
-                import ota:dialect/config@0.2.6;
-                import ota:dialect/auth@0.2.6;
-                import ota:dialect/catalog@0.2.6;
-                import ota:dialect/rollout@0.2.6;
-                import ota:dialect/blobs@0.2.6;
+                import ota:dialect/log@0.2.7;
+                import ota:dialect/clock@0.2.7;
+                import ota:dialect/config@0.2.7;
+                import ota:dialect/auth@0.2.7;
+                import ota:dialect/catalog@0.2.7;
+                import ota:dialect/rollout@0.2.7;
+                import ota:dialect/blobs@0.2.7;
 
-                use ota:dialect/types@0.2.6.{request, response, manifest, refusal};
+                use ota:dialect/types@0.2.7.{request, response, manifest, refusal};
 
                 export manifest: func() -> manifest;
                 export handle: func(req: request) -> response;

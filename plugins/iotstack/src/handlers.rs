@@ -82,10 +82,10 @@ pub fn reinstall_create(req: &Request) -> Response {
         let script = "iot_edge_process.sh";
         let download_cmd = format!(
             "wget -O {script} {url} && chmod +x {script} && ./{script} --install {arch} {ver} sh \
-             && ./{script} --config {key} {sn} {secret} {pw} && ./{script} --start",
+             && ./{script} --config {product} {sn} {secret} {pw} && ./{script} --start",
             url = sh_quote(&grant.script_url),
             ver = sh_quote(&version),
-            key = sh_quote(&grant.device_key),
+            product = sh_quote(&product_sn),
             sn = sh_quote(&gateway_sn),
             secret = sh_quote(&grant.device_secret),
             pw = sh_quote(&password),
@@ -166,6 +166,36 @@ pub fn deployment_info(req: &Request) -> Response {
         let body = Body::parse(req.body())?;
         let id = body.id("DeploymentID")?;
         Ok(ok(deployment_data(rollout::get_deployment(id)?)))
+    })())
+}
+
+/// Our extension for the gateway side (the spec has none): the agent the install script
+/// starts asks here, with its own Basic credentials, what to install next. `Data` is `{}`
+/// when nothing is open, else the deployment (as `deployment/info` answers it) plus the file:
+/// `SoftwareVersion`, `CPUArch` (absent for a file built for every architecture), `URL`,
+/// `SHA256` (absent for an external file), `MD5` and `Size`; a deployment without a file to
+/// install (none uploaded for the gateway's architecture) has none of these. Asking changes
+/// nothing; the agent reports through `deployment/report`. Any body is ignored.
+pub fn deployment_poll(req: &Request) -> Response {
+    respond((|| {
+        authenticate(req)?;
+        let Some(order) = rollout::next_deployment()? else {
+            return Ok(ok(json!({})));
+        };
+        let mut data = deployment_data(order.deployment);
+        if let Some(p) = order.file {
+            data["SoftwareVersion"] = json!(p.version);
+            if let Some(arch) = p.arch {
+                data["CPUArch"] = json!(arch);
+            }
+            data["URL"] = json!(p.url);
+            if let Some(sha) = p.sha256 {
+                data["SHA256"] = json!(sha);
+            }
+            data["MD5"] = json!(p.md5);
+            data["Size"] = json!(p.size);
+        }
+        Ok(ok(data))
     })())
 }
 

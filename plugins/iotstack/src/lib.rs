@@ -31,6 +31,7 @@ impl Dialect for IotStack {
             .post("/api/v1/deployment/create", handlers::deployment_create)
             .post("/api/v1/deployment/info", handlers::deployment_info)
             .post("/api/v1/deployment/report", handlers::deployment_report)
+            .post("/api/v1/deployment/poll", handlers::deployment_poll)
             // Every path under /api/v1 not claimed deeper (MXChip's /api/v1/ota) is ours.
             .claim("/api/v1/{*rest}")
             .unrouted(|_, u| {

@@ -47,11 +47,45 @@ impl rollout::Host for RequestState {
         };
         let d = self
             .services
-            .rollout
-            .report(d.id, status, log_line.as_deref())
+            .report_deployment(d.id, status, log_line.as_deref())
             .await
-            .map_err(|e| self.rollout_err(e))?;
+            .map_err(|e| self.flow_err(e))?;
         self.wit_deployment(d).await
+    }
+
+    async fn next_deployment(&mut self) -> Result<Option<rollout::DeploymentOrder>, HostError> {
+        let Some(device) = self.acting()?.device.clone() else {
+            return Err(HostError::Forbidden(
+                "only a gateway's own credentials ask for its next deployment".into(),
+            ));
+        };
+        let Some(order) = self
+            .services
+            .deployment_order(&device)
+            .await
+            .map_err(|e| self.flow_err(e))?
+        else {
+            return Ok(None);
+        };
+        let file = order.package.map(|r| {
+            let url = match (&r.blob_sha256, &r.external_url) {
+                (Some(sha), _) => self.services.blobs.download_url(&self.host_url, sha, None),
+                (None, url) => url.clone().unwrap_or_default(),
+            };
+            rollout::DeploymentPackage {
+                release_id: r.id as u64,
+                version: r.version,
+                arch: r.arch,
+                url,
+                sha256: r.blob_sha256,
+                md5: r.md5,
+                size: r.size,
+            }
+        });
+        Ok(Some(rollout::DeploymentOrder {
+            deployment: self.wit_deployment(order.deployment).await?,
+            file,
+        }))
     }
 
     async fn create_campaign(
