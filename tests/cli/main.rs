@@ -10,6 +10,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
 
 mod abuse;
+mod diagnostics;
 mod openapi;
 mod oss2;
 mod secrets;

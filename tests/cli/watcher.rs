@@ -89,13 +89,22 @@ async fn relative_data_dir_hot_swaps_and_logs_each_refusal_once() {
             .await
             .unwrap()
     };
+    // The host's own ERROR lines; a refused plugin's panic, which the SDK's hook logs
+    // through the plugin's `log` import at load time, is counted apart.
     let errors = || -> Vec<String> {
         log.lock()
             .unwrap()
             .iter()
-            .filter(|l| l.contains("ERROR"))
+            .filter(|l| l.contains("ERROR") && !l.contains("panicked at"))
             .cloned()
             .collect()
+    };
+    let panics = || -> usize {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("ERROR") && l.contains("panicked at"))
+            .count()
     };
 
     // A quiet second after start: reading the files to load them must not look like a change.
@@ -152,6 +161,11 @@ async fn relative_data_dir_hot_swaps_and_logs_each_refusal_once() {
     let errs = errors();
     assert_eq!(errs.len(), 1, "one ERROR per refused version: {errs:#?}");
     assert!(errs[0].contains("bad-manifest.wasm"), "{errs:?}");
+    assert_eq!(
+        panics(),
+        1,
+        "the author also learns why: the manifest's panic"
+    );
 
     // New bytes are a new version: tried again, refused again, logged again once.
     std::fs::write(

@@ -207,9 +207,14 @@ async fn serve(
         request_id: request_id.clone(),
     };
 
+    let origin = Origin {
+        plugin: &plugin.name,
+        version: &plugin.version,
+        request_id: &request_id,
+    };
     if let Err(retry_after_secs) = state.per_ip.check(site.client) {
         let e = InvokeError::RateLimited { retry_after_secs };
-        let response = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await);
+        let response = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await, &origin);
         tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
         tracing::info!(plugin = %plugin.name, %method, route = %path, status = response.status().as_u16(), request_id = %request_id, "request refused: address over its request rate");
         return response;
@@ -258,10 +263,10 @@ async fn serve(
     };
 
     let response = match outcome {
-        Ok(r) => to_http(r),
+        Ok(r) => to_http(r, &origin),
         Err(e) => {
             log_failure(&e, &plugin.name, &plugin.version, &request_id);
-            let answer = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await);
+            let answer = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await, &origin);
             tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
             answer
         }
@@ -304,32 +309,62 @@ fn tarpit(e: &InvokeError, limits: &crate::config::Limits) -> Duration {
 fn log_failure(e: &InvokeError, plugin: &str, version: &str, request_id: &str) {
     match e {
         InvokeError::Deadline(_) | InvokeError::OutOfMemory | InvokeError::Trap(_) => {
-            tracing::error!(plugin, version, error = %e, request_id, "plugin call failed")
+            tracing::error!(%plugin, %version, error = %e, %request_id, "plugin call failed")
         }
         InvokeError::Busy(_) | InvokeError::RateLimited { .. } => {
-            tracing::debug!(plugin, version, error = %e, request_id, "request refused")
+            tracing::debug!(%plugin, %version, error = %e, %request_id, "request refused")
         }
     }
 }
 
-fn to_http(r: bindings::Response) -> Response {
-    let status = StatusCode::from_u16(r.status)
+/// Which plugin call an answer came from, for the log lines about what was wrong with it.
+struct Origin<'a> {
+    plugin: &'a str,
+    version: &'a str,
+    request_id: &'a str,
+}
+
+/// The plugin's answer as HTTP. What HTTP cannot carry is fixed, and logged for the plugin's
+/// author: a status outside 100-599 becomes a 500; a header with an invalid name or value is
+/// dropped, and so is one the host owns (framing and connection headers).
+fn to_http(r: bindings::Response, o: &Origin<'_>) -> Response {
+    let (plugin, version, request_id) = (o.plugin, o.version, o.request_id);
+    let status = match StatusCode::from_u16(r.status)
         .ok()
         .filter(|s| (100..=599).contains(&s.as_u16()))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    {
+        Some(s) => s,
+        None => {
+            tracing::error!(
+                %plugin,
+                %version,
+                %request_id,
+                status = r.status,
+                "the plugin answered an invalid HTTP status; the client gets 500"
+            );
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
     let mut response = Response::new(Body::from(r.body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in r.headers {
         if HOST_OWNED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            tracing::debug!(%plugin, %version, %request_id, header = %name, "dropped a response header the host sets itself");
             continue;
         }
-        if let (Ok(n), Ok(v)) = (
+        let reason = match (
             HeaderName::try_from(name.as_str()),
             HeaderValue::from_str(&value),
         ) {
-            headers.append(n, v);
-        }
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+                continue;
+            }
+            (Err(_), _) => "invalid header name",
+            (_, Err(_)) => "invalid header value (control characters or non-visible bytes)",
+        };
+        tracing::warn!(%plugin, %version, %request_id, header = %name.escape_debug(), reason, "dropped a response header");
     }
     response
 }

@@ -8,6 +8,7 @@
 pub mod bindings;
 pub mod budget;
 pub mod check;
+pub mod guest_output;
 pub mod host;
 pub mod plugin;
 pub mod registry;
@@ -353,6 +354,7 @@ impl Runtime {
         // too, with a small margin so the guest's own deadline fires first when it is the
         // cause.
         let outcome = tokio::time::timeout(timeout + timeout / 20, run).await;
+        store.data().forward_output();
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.classify(e, store.data(), timeout)),
@@ -431,7 +433,9 @@ impl Runtime {
                 let instance = plugin.pre.instantiate(&mut store).await?;
                 instance.fail(&mut store, &req, &failure).await
             };
-            match tokio::time::timeout(timeout + timeout / 2, run).await {
+            let outcome = tokio::time::timeout(timeout + timeout / 2, run).await;
+            store.data().forward_output();
+            match outcome {
                 Ok(Ok(Some(r))) if (100..=599).contains(&r.status) => {
                     plugin.failure_answers.put(key, &r);
                     return r;

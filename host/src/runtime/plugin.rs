@@ -425,6 +425,7 @@ impl Runtime {
             }
         };
         let result = run.await;
+        store.data().forward_output();
         result.map_err(|e| self.classify(e, store.data(), timeout))
     }
 }

@@ -18,7 +18,7 @@
 //! | 503  | 5003 | the service is busy; retry after `Retry-After` seconds |
 //! | 504  | 5004 | the request took too long |
 
-use ota_plugin_sdk::{Failure, FailureKind, HostError, Response};
+use ota_plugin_sdk::{Failure, FailureKind, HostError, IntoResponse, Response};
 use serde_json::json;
 
 /// Everything a handler can fail with.
@@ -69,9 +69,11 @@ impl ApiError {
             },
         }
     }
+}
 
-    /// The error in IoTStack's envelope.
-    pub fn into_response(self) -> Response {
+/// The error in IoTStack's envelope: what a handler's `Err` becomes.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         let retry = match &self {
             ApiError::Failed(f) => f.retry_after_secs,

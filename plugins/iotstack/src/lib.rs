@@ -10,7 +10,7 @@ mod errors;
 mod fields;
 mod handlers;
 
-use ota_plugin_sdk::{Dialect, Failure, Refusal, Request, Response, Router, dialect};
+use ota_plugin_sdk::{Dialect, Failure, IntoResponse, Refusal, Request, Response, Router, dialect};
 
 use errors::ApiError;
 

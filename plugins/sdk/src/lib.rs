@@ -36,7 +36,7 @@ pub use bindings::ota::dialect::{auth, blobs, catalog, clock, config, log, rollo
 pub use ota_version_order as version;
 pub use request::Request;
 pub use response::Response;
-pub use router::{Handler, Router, Unrouted, UnroutedHandler};
+pub use router::{Handler, IntoResponse, Router, Unrouted, UnroutedHandler};
 
 /// A vendor dialect. The SDK turns it into the component's exports via [`dialect!`].
 pub trait Dialect {
@@ -102,6 +102,28 @@ pub fn manifest_of<D: Dialect>() -> Manifest {
     }
 }
 
+/// Log a panic through the host before the instance traps: the message and where it
+/// happened reach the operator's log (tagged with plugin, version and request id) instead of
+/// only "wasm `unreachable` instruction executed". [`dialect!`] installs it at every entry.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            log::log(log::Level::Error, &format!("panicked{location}: {message}"));
+        }));
+    });
+}
+
 /// Export a [`Dialect`] implementation as the component's `dialect` world.
 #[macro_export]
 macro_rules! dialect {
@@ -109,17 +131,20 @@ macro_rules! dialect {
         struct __OtaDialectExport;
         impl $crate::bindings::Guest for __OtaDialectExport {
             fn manifest() -> $crate::Manifest {
+                $crate::install_panic_hook();
                 $crate::manifest_of::<$ty>()
             }
             fn handle(
                 req: $crate::bindings::ota::dialect::types::Request,
             ) -> $crate::bindings::ota::dialect::types::Response {
+                $crate::install_panic_hook();
                 <$ty as $crate::Dialect>::router().dispatch(req).into_inner()
             }
             fn refuse(
                 req: $crate::bindings::ota::dialect::types::Request,
                 reason: $crate::Refusal,
             ) -> $crate::bindings::ota::dialect::types::Response {
+                $crate::install_panic_hook();
                 <$ty as $crate::Dialect>::refuse(&$crate::Request::new(req, Vec::new()), reason)
                     .into_inner()
             }
@@ -127,6 +152,7 @@ macro_rules! dialect {
                 req: $crate::bindings::ota::dialect::types::Request,
                 failure: $crate::Failure,
             ) -> $crate::bindings::ota::dialect::types::Response {
+                $crate::install_panic_hook();
                 <$ty as $crate::Dialect>::fail(&$crate::Request::new(req, Vec::new()), &failure)
                     .into_inner()
             }

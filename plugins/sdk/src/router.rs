@@ -6,8 +6,49 @@ use ota_route_pattern::Pattern;
 use crate::bindings::ota::dialect::types;
 use crate::{Request, Response};
 
-/// A route handler.
+/// A route handler as a plain function pointer. [`Router::route`] takes any
+/// `Fn(&Request) -> R` where `R` is a [`Response`] or a `Result` of one (see
+/// [`IntoResponse`]); this alias names the simplest kind.
 pub type Handler = fn(&Request) -> Response;
+
+/// What a handler may return: a [`Response`], or a `Result` whose error renders itself in the
+/// dialect's wire envelope. A dialect implements this once for its error type, and
+/// `From<HostError>` for it, so handlers use `?` on host calls:
+///
+/// ```ignore
+/// impl IntoResponse for ApiError {
+///     fn into_response(self) -> Response { Response::json(self.status(), &self.body()) }
+/// }
+/// fn check(req: &Request) -> Result<Response, ApiError> {
+///     let device = catalog::get_device(req.param("product")?, req.param("sn")?)?;
+///     Ok(Response::json(200, &device))
+/// }
+/// ```
+pub trait IntoResponse {
+    /// The answer to send.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+type BoxedHandler = Box<dyn Fn(&Request) -> Response>;
+
+fn boxed<R: IntoResponse>(handler: impl Fn(&Request) -> R + 'static) -> BoxedHandler {
+    Box::new(move |req| handler(req).into_response())
+}
 
 /// Why no route took a request, for the handler set with [`Router::unrouted`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +72,7 @@ pub type UnroutedHandler = fn(&Request, &Unrouted) -> Response;
 struct Entry {
     method: String,
     pattern: Pattern,
-    handler: Handler,
+    handler: BoxedHandler,
 }
 
 /// The dialect's routes. The manifest lists exactly these, and the path spaces claimed
@@ -39,7 +80,7 @@ struct Entry {
 pub struct Router {
     entries: Vec<Entry>,
     claims: Vec<Pattern>,
-    fallback: Handler,
+    fallback: BoxedHandler,
     unrouted: Option<UnroutedHandler>,
 }
 
@@ -59,14 +100,19 @@ impl Router {
         Router {
             entries: Vec::new(),
             claims: Vec::new(),
-            fallback: not_found,
+            fallback: boxed(not_found),
             unrouted: None,
         }
     }
 
     /// Add a route. Panics on an invalid pattern: that is a bug in the plugin, caught by the
     /// host when it reads the manifest at load time, never at request time.
-    pub fn route(mut self, method: &str, path: &str, handler: Handler) -> Self {
+    pub fn route<R: IntoResponse>(
+        mut self,
+        method: &str,
+        path: &str,
+        handler: impl Fn(&Request) -> R + 'static,
+    ) -> Self {
         let pattern = Pattern::parse(path).unwrap_or_else(|e| panic!("{e}"));
         // The host ranks a `{*rest}` pattern below every route; so must this router, which
         // tries routes in order: prefixes are claimed with `claim`, never routed.
@@ -77,34 +123,50 @@ impl Router {
         self.entries.push(Entry {
             method: method.to_ascii_uppercase(),
             pattern,
-            handler,
+            handler: boxed(handler),
         });
         self
     }
 
     /// Add a `GET` route.
-    pub fn get(self, path: &str, handler: Handler) -> Self {
+    pub fn get<R: IntoResponse>(
+        self,
+        path: &str,
+        handler: impl Fn(&Request) -> R + 'static,
+    ) -> Self {
         self.route("GET", path, handler)
     }
 
     /// Add a `POST` route.
-    pub fn post(self, path: &str, handler: Handler) -> Self {
+    pub fn post<R: IntoResponse>(
+        self,
+        path: &str,
+        handler: impl Fn(&Request) -> R + 'static,
+    ) -> Self {
         self.route("POST", path, handler)
     }
 
     /// Add a `PUT` route.
-    pub fn put(self, path: &str, handler: Handler) -> Self {
+    pub fn put<R: IntoResponse>(
+        self,
+        path: &str,
+        handler: impl Fn(&Request) -> R + 'static,
+    ) -> Self {
         self.route("PUT", path, handler)
     }
 
     /// Add a `DELETE` route.
-    pub fn delete(self, path: &str, handler: Handler) -> Self {
+    pub fn delete<R: IntoResponse>(
+        self,
+        path: &str,
+        handler: impl Fn(&Request) -> R + 'static,
+    ) -> Self {
         self.route("DELETE", path, handler)
     }
 
     /// The handler for requests no route matches (e.g. a path claimed for another method).
-    pub fn fallback(mut self, handler: Handler) -> Self {
-        self.fallback = handler;
+    pub fn fallback<R: IntoResponse>(mut self, handler: impl Fn(&Request) -> R + 'static) -> Self {
+        self.fallback = boxed(handler);
         self
     }
 

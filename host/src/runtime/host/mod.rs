@@ -15,6 +15,8 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::guest_output::GuestOutput;
+
 use super::budget::{CpuTurn, MemoryLimiter};
 use super::{CallSite, InvokeError};
 
@@ -92,6 +94,9 @@ struct Acting {
 /// Everything one plugin call may touch.
 pub struct RequestState {
     wasi: WasiCtx,
+    /// What the guest printed, forwarded by [`RequestState::forward_output`].
+    stdout: GuestOutput,
+    stderr: GuestOutput,
     table: ResourceTable,
     pub(crate) limits: MemoryLimiter,
     /// The call's CPU turn (see `runtime::budget`); none for calls outside the gate.
@@ -131,14 +136,21 @@ impl RequestState {
         cpu: Option<Arc<CpuTurn>>,
     ) -> Self {
         // WASI is satisfied with an empty sandbox: no args, env, preopened dirs or sockets,
-        // stdin closed, stdout/stderr discarded. Plugins log through the `log` import.
+        // stdin closed. Plugins log through the `log` import; what they print anyway (a
+        // Python traceback, a debugging line) is kept, bounded, and forwarded to the log.
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
         let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
         RequestState {
             wasi,
+            stdout,
+            stderr,
             table: ResourceTable::new(),
             limits,
             cpu,
@@ -157,6 +169,26 @@ impl RequestState {
                 scheme: CredentialScheme::Hmac,
                 device: None,
             }),
+        }
+    }
+
+    /// Log what the guest printed during the call, tagged with the plugin, its version and
+    /// the request id: stderr as warnings, stdout as information.
+    pub fn forward_output(&self) {
+        let (plugin, version) = (&self.plugin.name, &self.plugin.version);
+        let request_id = &self.request_id;
+        for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (lines, dropped) = out.take_lines();
+            for line in &lines {
+                if stream == "stderr" {
+                    tracing::warn!(%plugin, %version, %request_id, %stream, "guest: {line}");
+                } else {
+                    tracing::info!(%plugin, %version, %request_id, %stream, "guest: {line}");
+                }
+            }
+            if dropped > 0 {
+                tracing::warn!(%plugin, %version, %request_id, %stream, dropped_bytes = dropped, "guest output over the per-request bound was dropped");
+            }
         }
     }
 

@@ -57,6 +57,34 @@ fn contract(_: &Request) -> Response {
     Response::text(200, lines.join("\n"))
 }
 
+/// A Rust panic: the SDK's hook must get its message and place into the host's log.
+fn panic(_: &Request) -> Response {
+    let what = "flux capacitor";
+    panic!("the {what} is empty")
+}
+
+/// What HTTP cannot carry: a status past 599 (the client gets 500) or, with `?headers`,
+/// headers with a bad name and a bad value (dropped); each is logged for the author.
+fn malformed(req: &Request) -> Response {
+    if req.query().contains("headers") {
+        return Response::text(200, "half a header set")
+            .header("bad name", "x")
+            .header("x-bad-value", "line\nbreak")
+            .header("x-good", "kept");
+    }
+    Response::text(999, "no such status")
+}
+
+/// Prints to stdout and stderr, a lot: lines reach the log, bounded.
+fn chatter(_: &Request) -> Response {
+    println!("hello from stdout");
+    eprintln!("warning from stderr");
+    for i in 0..10_000 {
+        eprintln!("noise line {i}");
+    }
+    Response::text(200, "printed")
+}
+
 fn echo(req: &Request) -> Response {
     Response::text(200, format!("misbehave {} ok", env!("CARGO_PKG_VERSION")))
         .header("x-request-id", req.request_id())
@@ -77,6 +105,9 @@ impl Dialect for Misbehave {
             .get("/misbehave/ok", echo)
             .get("/misbehave/count", count)
             .get("/misbehave/contract", contract)
+            .get("/misbehave/panic", panic)
+            .get("/misbehave/malformed", malformed)
+            .get("/misbehave/print", chatter)
     }
 
     fn refuse(_: &Request, _: Refusal) -> Response {
