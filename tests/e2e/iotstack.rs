@@ -137,6 +137,20 @@ async fn reinstall_create_defaults_and_normalizes() {
         cmd.contains(r#"'p w'\''$(reboot)' && ./iot_edge_process.sh --start"#),
         "{cmd}"
     );
+
+    // The installer keeps a version in a folder of its name: no spaces, slashes or `..`.
+    for version in ["1.0; reboot", "../1", ".hidden", "8.0 beta"] {
+        let (status, body) = t
+            .post(
+                "/api/v1/reinstall/create",
+                Some(API_KEY),
+                &json!({"GatewaySN": "gw-4", "ProductSN": PRODUCT, "SoftwareVersion": version,
+                        "OS": "linux", "CPUArch": "arm7"})
+                .to_string(),
+            )
+            .await;
+        assert_error(status, &body, 400, 1004);
+    }
     t.stop().await;
 }
 

@@ -122,8 +122,10 @@ impl Gateway {
         std::fs::read_to_string(self.root.join(name)).unwrap_or_default()
     }
 
+    /// The pid in `run/<name>.pid` (`<pid> <start time>`) if that process is alive.
     fn pid(&self, name: &str) -> Option<String> {
-        let pid = self.read(&format!("run/{name}.pid")).trim().to_string();
+        let file = self.read(&format!("run/{name}.pid"));
+        let pid = file.split_whitespace().next().unwrap_or("").to_string();
         let alive = !pid.is_empty()
             && std::process::Command::new("kill")
                 .args(["-0", &pid])
@@ -143,6 +145,13 @@ impl Drop for Gateway {
             }
         }
     }
+}
+
+/// A process's start time as /proc has it (the second half of a pid file).
+fn start_time(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(") ").unwrap().1;
+    after.split(' ').nth(19).unwrap().to_string()
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -300,7 +309,39 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
         "1.1 is not running again"
     );
 
-    // Stopped, the gateway reports by hand; any text survives the trip, tabs and all.
+    // Running DownloadCmd's --start again restarts the agent (a reinstall's new secret and
+    // script take effect); a pid file naming someone else's process is not ours.
+    let agent = g.pid("agent").unwrap();
+    let out = g.bash("./iot_edge_process.sh --start").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let restarted = g.pid("agent").expect("an agent runs");
+    assert_ne!(restarted, agent);
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        g.root.join("run/agent.pid"),
+        format!("{} 1\n", stranger.id()),
+    )
+    .unwrap();
+    let out = g.bash("./iot_edge_process.sh --status").await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("agent:    stopped"),
+        "{}",
+        text(&out)
+    );
+    assert!(stranger.try_wait().unwrap().is_none(), "left alone");
+    stranger.kill().unwrap();
+    let _ = stranger.wait();
+    std::fs::write(
+        g.root.join("run/agent.pid"),
+        format!("{restarted} {}\n", start_time(&restarted)),
+    )
+    .unwrap();
+
+    // Stopped, the gateway reports by hand; any text survives the trip, tabs and all, and
+    // bytes that are not UTF-8 (a crashing binary's output) become U+FFFD, not a refusal.
     let out = g.bash("./iot_edge_process.sh --stop").await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(g.pid("agent").is_none() && g.pid("service").is_none());
@@ -316,6 +357,26 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     let d = deployment(&t, third).await;
     assert_eq!(d["Status"], "processing");
     assert!(d["Log"].as_str().unwrap().contains(line), "{d}");
+    std::fs::write(
+        g.work.join("bytes.txt"),
+        b"crash \xff\xfe caf\xe9 ok \xc3\xa9",
+    )
+    .unwrap();
+    let out = g
+        .bash(&format!(
+            "./iot_edge_process.sh --report {third} failed \"$(cat bytes.txt)\""
+        ))
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let d = deployment(&t, third).await;
+    assert_eq!(d["Status"], "failed");
+    assert!(
+        d["Log"]
+            .as_str()
+            .unwrap()
+            .contains("crash \u{fffd}\u{fffd} caf\u{fffd} ok \u{e9}"),
+        "{d}"
+    );
     t.stop().await;
 }
 

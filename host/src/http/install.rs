@@ -32,6 +32,37 @@ fn sh_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The template with each `__NAME__` of `values` replaced by its value as a shell word, in
+/// one pass: a value that itself contains `__OTHER__` (a gateway named `gw__CPU_ARCH__`)
+/// stays as it is.
+fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("__") {
+        let after = &rest[start + 2..];
+        let value = after.find("__").and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (end, sh_word(v)))
+        });
+        match value {
+            Some((end, word)) => {
+                out.push_str(&rest[..start]);
+                out.push_str(&word);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[..start + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The gateway a device key names, with its stored install configuration.
 async fn gateway(state: &AppState, device_key: &str) -> Result<(Device, StoredInstall), ApiError> {
     let unknown = || ApiError::NotFound(format!("no install script for device key {device_key:?}"));
@@ -68,18 +99,19 @@ async fn script(
         Some(base) => format!("{base}/poll"),
         None => String::new(),
     };
-    let body = TEMPLATE
-        .replace("__SERVER__", &sh_word(&origin(report_url)))
-        .replace("__REPORT_URL__", &sh_word(report_url))
-        .replace("__POLL_URL__", &sh_word(&poll_url))
-        .replace("__DEVICE_KEY__", &sh_word(&device_key))
-        .replace("__PRODUCT_SN__", &sh_word(&device.product_sn))
-        .replace("__GATEWAY_SN__", &sh_word(&device.sn))
-        .replace(
-            "__SOFTWARE_VERSION__",
-            &sh_word(&stored.config.software_version),
-        )
-        .replace("__CPU_ARCH__", &sh_word(&stored.config.cpu_arch));
+    let body = render(
+        TEMPLATE,
+        &[
+            ("SERVER", &origin(report_url)),
+            ("REPORT_URL", report_url),
+            ("POLL_URL", &poll_url),
+            ("DEVICE_KEY", &device_key),
+            ("PRODUCT_SN", &device.product_sn),
+            ("GATEWAY_SN", &device.sn),
+            ("SOFTWARE_VERSION", &stored.config.software_version),
+            ("CPU_ARCH", &stored.config.cpu_arch),
+        ],
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8"),
@@ -142,4 +174,38 @@ async fn package(
         ],
         body,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_replaced_once_each_as_shell_words() {
+        let t = "A=__A__\nB=__B__\nkeep __NOPE__ and a__b\n";
+        let out = render(t, &[("A", "gw__B__x"), ("B", "it's")]);
+        assert_eq!(out, "A='gw__B__x'\nB='it'\\''s'\nkeep __NOPE__ and a__b\n");
+    }
+
+    #[test]
+    fn the_template_has_no_placeholder_left_unfilled() {
+        let out = render(
+            TEMPLATE,
+            &[
+                ("SERVER", "s"),
+                ("REPORT_URL", "r"),
+                ("POLL_URL", "p"),
+                ("DEVICE_KEY", "k"),
+                ("PRODUCT_SN", "ps"),
+                ("GATEWAY_SN", "gs"),
+                ("SOFTWARE_VERSION", "v"),
+                ("CPU_ARCH", "a"),
+            ],
+        );
+        let left: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("=__") && l.trim_end().ends_with("__"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }

@@ -53,21 +53,45 @@ have() { command -v "$1" >/dev/null 2>&1; }
 nap() { sleep "$1" 2>/dev/null || sleep 1; }
 
 # The text as the inside of a JSON string: backslash, quote and every control character
-# escaped (tabs, CR and LF included), so any log line makes a valid report.
+# escaped (tabs, CR and LF included), and bytes that are not UTF-8 replaced by U+FFFD, so any
+# log line (a crashing service's binary output too) makes a valid report.
 json_escape() {
     printf '%s' "$1" | LC_ALL=C awk '
-        BEGIN { for (i = 1; i < 32; i++) ctl[sprintf("%c", i)] = sprintf("\\u%04x", i) }
+        BEGIN {
+            for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
+            for (i = 1; i < 32; i++) ctl[sprintf("%c", i)] = sprintf("\\u%04x", i)
+        }
         {
             if (NR > 1) printf "\\n"
             n = length($0)
             for (i = 1; i <= n; i++) {
                 c = substr($0, i, 1)
-                if (c == "\\") printf "\\\\"
-                else if (c == "\"") printf "\\\""
-                else if (c == "\t") printf "\\t"
-                else if (c == "\r") printf "\\r"
-                else if (c in ctl) printf "%s", ctl[c]
-                else printf "%s", c
+                b = ord[c]
+                if (b < 128) {
+                    if (c == "\\") printf "\\\\"
+                    else if (c == "\"") printf "\\\""
+                    else if (c == "\t") printf "\\t"
+                    else if (c == "\r") printf "\\r"
+                    else if (c in ctl) printf "%s", ctl[c]
+                    else printf "%s", c
+                    continue
+                }
+                # A UTF-8 sequence: lead byte, continuation bytes, no overlong form, no
+                # surrogate, nothing past U+10FFFF.
+                need = b >= 194 && b <= 223 ? 1 : b >= 224 && b <= 239 ? 2 : b >= 240 && b <= 244 ? 3 : 0
+                ok = need > 0 && i + need <= n
+                for (k = 1; ok && k <= need; k++) {
+                    cb = ord[substr($0, i + k, 1)]
+                    if (cb < 128 || cb > 191) ok = 0
+                }
+                if (ok) {
+                    b2 = ord[substr($0, i + 1, 1)]
+                    if ((b == 224 && b2 < 160) || (b == 237 && b2 > 159) || (b == 240 && b2 < 144) || (b == 244 && b2 > 143)) ok = 0
+                }
+                if (ok) {
+                    printf "%s", substr($0, i, need + 1)
+                    i += need
+                } else printf "\\ufffd"
             }
         }'
 }
@@ -83,34 +107,57 @@ json_field() {
 # Single-quote a value so that sourcing the config file can never run it.
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
-# GET $1 into the file $2; prints the HTTP status (000: the host was not reached).
+# HTTP with curl, else wget (GNU or BusyBox). Every call gives up on a host that stops
+# answering: 10 s to connect, 30 s for an API call, a download stalled for 60 s. Each helper
+# prints the HTTP status; 000 means the host was not reached.
+WGET_GNU=
+if ! have curl && wget --version 2>/dev/null | grep -q 'GNU Wget'; then WGET_GNU=1; fi
+
+# wget prints the status line with -S (on stderr); the last one counts after redirects.
+wget_status() {
+    ws_code=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$1" | tail -n 1)
+    echo "${ws_code:-000}"
+}
+
+# GET $1 into the file $2.
 http_get() {
+    rm -f "$2"
     if have curl; then
-        hg_code=$(curl -sSL -o "$2" -w '%{http_code}' "$1") || hg_code=000
-    elif wget -q -O "$2" "$1"; then
-        hg_code=200
+        hg_code=$(curl -sSL --connect-timeout 10 --speed-limit 1 --speed-time 60 \
+            -o "$2" -w '%{http_code}' "$1") || hg_code=000
     else
-        hg_code=000
+        wget -S -q -T 60 ${WGET_GNU:+-t 1 --content-on-error} -O "$2" "$1" 2>"$TMP/wget.hdr" || true
+        hg_code=$(wget_status "$TMP/wget.hdr")
     fi
     echo "$hg_code"
 }
 
-# POST the JSON $2 to $1 with the gateway's credentials, the answer into the file $3; prints
-# the HTTP status. curl reads the credentials from stdin so they never show in `ps`.
+# POST the JSON $2 to $1 with the gateway's credentials, the answer into the file $3. The
+# credentials never show in `ps`: curl reads them from stdin, GNU wget from a private
+# wgetrc; only BusyBox wget takes them as an argument.
 http_post() {
+    rm -f "$3"
+    (umask 077 && printf '%s' "$2" >"$TMP/body.json")
     if have curl; then
         hp_code=$(printf 'user = "%s:%s"\n' "$DEVICE_KEY" "$DEVICE_SECRET" |
-            curl -sS -K - -o "$3" -w '%{http_code}' -H 'Content-Type: application/json' \
-                --data-binary "$2" "$1") || hp_code=000
+            curl -sS -K - --connect-timeout 10 --max-time 30 -o "$3" -w '%{http_code}' \
+                -H 'Content-Type: application/json' --data-binary "@$TMP/body.json" "$1") ||
+            hp_code=000
     else
         hp_auth=$(printf '%s:%s' "$DEVICE_KEY" "$DEVICE_SECRET" | base64 | tr -d '\n')
-        if wget -q -O "$3" --header="Authorization: Basic $hp_auth" \
-            --header='Content-Type: application/json' --post-data="$2" "$1"; then
-            hp_code=200
+        if [ -n "$WGET_GNU" ]; then
+            (umask 077 && printf 'header = Authorization: Basic %s\n' "$hp_auth" >"$TMP/wgetrc")
+            WGETRC="$TMP/wgetrc" wget -S -q -T 30 -t 1 --content-on-error -O "$3" \
+                --header='Content-Type: application/json' --post-file="$TMP/body.json" \
+                "$1" 2>"$TMP/wget.hdr" || true
         else
-            hp_code=000
+            wget -S -q -T 30 -O "$3" --header="Authorization: Basic $hp_auth" \
+                --header='Content-Type: application/json' --post-file="$TMP/body.json" \
+                "$1" 2>"$TMP/wget.hdr" || true
         fi
+        hp_code=$(wget_status "$TMP/wget.hdr")
     fi
+    rm -f "$TMP/body.json"
     echo "$hp_code"
 }
 
@@ -146,14 +193,18 @@ version_of() { [ -L "$PREFIX/$1" ] && basename "$(readlink "$PREFIX/$1")"; }
 # create one inside the folder it points at).
 relink() { ln -sfn "versions/$2" "$PREFIX/$1"; }
 
-# Keep only the current and the previous version on disk.
+# Keep only the current and the previous version on disk, and the one the service runs
+# (with KeepLocal it may be older than both).
 prune() {
     pr_cur=$(version_of current || true)
     pr_prev=$(version_of previous || true)
+    pr_run=
+    pid_in service >/dev/null && pr_run=$(cat "$RUN/service.version" 2>/dev/null || true)
     for pr_dir in "$PREFIX"/versions/*; do
         [ -d "$pr_dir" ] || continue
         pr_name=$(basename "$pr_dir")
-        [ "$pr_name" = "$pr_cur" ] || [ "$pr_name" = "$pr_prev" ] || rm -rf "$pr_dir"
+        case "$pr_name" in "$pr_cur" | "$pr_prev" | "$pr_run") continue ;; esac
+        rm -rf "$pr_dir"
     done
 }
 
@@ -209,7 +260,43 @@ install_package() {
     echo "installed $ip_ver in $PREFIX/versions/$ip_ver${ip_old:+ (previous: $ip_old)}"
 }
 
-pid_in() { [ -f "$RUN/$1.pid" ] && pi_pid=$(cat "$RUN/$1.pid") && kill -0 "$pi_pid" 2>/dev/null && echo "$pi_pid"; }
+# A process's start time (from /proc, where there is one): with its pid in a pid file, so a
+# stale file naming a reused pid (after a reboot) is never taken for our process.
+proc_start() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
+write_pid() { echo "$2 $(proc_start "$2" || true)" >"$RUN/$1.pid"; }
+
+# The pid of our running agent or service, from its pid file; fails when it is not running.
+pid_in() {
+    [ -f "$RUN/$1.pid" ] || return 1
+    pi_pid='' pi_start=''
+    read -r pi_pid pi_start <"$RUN/$1.pid" || true
+    case "$pi_pid" in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$pi_pid" 2>/dev/null || return 1
+    if [ -n "$pi_start" ] && [ -r "/proc/$pi_pid/stat" ]; then
+        [ "$(proc_start "$pi_pid")" = "$pi_start" ] || return 1
+    fi
+    echo "$pi_pid"
+}
+
+# One changer of the service and the links at a time (the agent, --install, --rollback,
+# --start, --stop): a directory is created atomically. A lock whose holder died is taken
+# over; after a minute of waiting, give up.
+lock() {
+    mkdir -p "$RUN"
+    lk_i=0
+    until mkdir "$RUN/lock" 2>/dev/null; do
+        lk_pid=$(cat "$RUN/lock/pid" 2>/dev/null || true)
+        if [ -n "$lk_pid" ] && ! kill -0 "$lk_pid" 2>/dev/null; then
+            rm -rf "$RUN/lock"
+            continue
+        fi
+        lk_i=$((lk_i + 1))
+        [ $lk_i -lt 600 ] || return 1
+        nap 0.1
+    done
+    echo $$ >"$RUN/lock/pid"
+}
+unlock() { rm -rf "$RUN/lock"; }
 
 # Start the current version's edge service, if it has one and it is not running.
 start_service() {
@@ -222,7 +309,8 @@ start_service() {
             IOT_EDGE_CONFIG="$CONF" IOT_EDGE_PREFIX="$PREFIX" \
                 IOT_EDGE_VERSION="$(version_of current)" exec "$ss_bin" --config "$CONF"
     ) >>"$LOGS/service.log" 2>&1 </dev/null &
-    echo $! >"$RUN/service.pid"
+    write_pid service $!
+    version_of current >"$RUN/service.version"
 }
 
 # Stop the edge service: TERM, then KILL after ten seconds.
@@ -245,14 +333,27 @@ service_stays_up() {
     pid_in service >/dev/null
 }
 
-# report ID STATUS TEXT: one line of a deployment's log on the host.
+# report ID STATUS [TEXT]: one line of a deployment's log on the host. Sets rp_code.
 report() {
-    rp_body=$(printf '{"DeploymentID":%s,"Status":"%s","Log":"%s"}' "$1" "$2" "$(json_escape "$3")")
-    rp_code=$(http_post "$REPORT_URL" "$rp_body" "$TMP/report.json")
-    if [ "$rp_code" != 200 ]; then
-        log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$TMP/report.json" 2>/dev/null || true)"
-        return 1
+    if [ -n "${3:-}" ]; then
+        rp_body=$(printf '{"DeploymentID":%s,"Status":"%s","Log":"%s"}' "$1" "$2" "$(json_escape "$3")")
+    else
+        rp_body=$(printf '{"DeploymentID":%s,"Status":"%s"}' "$1" "$2")
     fi
+    rp_code=$(http_post "$REPORT_URL" "$rp_body" "$TMP/report.json")
+    [ "$rp_code" = 200 ] && return 0
+    log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$TMP/report.json" 2>/dev/null || true)"
+    return 1
+}
+
+# A final report must land, or the host hands the deployment out again: when the host
+# refuses the text itself (4xx), the status goes without it.
+report_final() {
+    report "$@" && return 0
+    case "$rp_code" in
+    4??) report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)" ;;
+    *) return 1 ;;
+    esac
 }
 
 # Carry out one deployment the host handed out.
@@ -265,33 +366,37 @@ deploy() {
     dp_keep=$(json_field "$dp_answer" KeepLocal)
     if [ -z "$dp_url" ]; then
         log "deployment $dp_id: the host has no release for $ARCH"
-        report "$dp_id" failed "no release of $PRODUCT_SN for $ARCH to deploy; upload one and create the deployment again"
+        report_final "$dp_id" failed "no release of $PRODUCT_SN for $ARCH to deploy; upload one and create the deployment again"
         return
     fi
     dp_from=$(version_of current || echo none)
     log "deployment $dp_id: installing $dp_ver over $dp_from"
     report "$dp_id" processing "gateway $GATEWAY_SN: installing $dp_ver ($ARCH) over $dp_from" || return
+    lock || { log "deployment $dp_id: $RUN/lock is held; trying again later"; return; }
     if ! dp_out=$(install_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1); then
+        unlock
         log "deployment $dp_id failed: $dp_out"
-        report "$dp_id" failed "$dp_out"
+        report_final "$dp_id" failed "$dp_out"
         return
     fi
     if [ "$dp_keep" = true ]; then
-        report "$dp_id" success "$dp_out
+        unlock
+        report_final "$dp_id" success "$dp_out
 KeepLocal: the running service was left running; it starts $dp_ver when it next restarts"
         return
     fi
     stop_service
     start_service
     if service_stays_up; then
+        unlock
         log "deployment $dp_id: $dp_ver is running"
-        report "$dp_id" success "$dp_out
+        report_final "$dp_id" success "$dp_out
 $dp_ver running$(pid_in service | sed 's/^/ (pid /; s/$/)/')"
         return
     fi
     dp_tail=$(tail -n 5 "$LOGS/service.log" 2>/dev/null || true)
     dp_back=$(version_of previous || true)
-    if [ -n "$dp_back" ]; then
+    if [ -n "$dp_back" ] && [ "$dp_back" != "$dp_ver" ]; then
         relink current "$dp_back"
         stop_service
         start_service
@@ -299,26 +404,29 @@ $dp_ver running$(pid_in service | sed 's/^/ (pid /; s/$/)/')"
     else
         dp_rb="no previous version to roll back to"
     fi
+    unlock
     log "deployment $dp_id: $dp_ver did not stay up; $dp_rb"
-    report "$dp_id" failed "$dp_out
+    report_final "$dp_id" failed "$dp_out
 $dp_ver did not stay up for ${HEALTH_SECS}s; $dp_rb
 service log:
 $dp_tail"
 }
 
+# Ask the host once; log only changes of the host's reachability, not every failed poll.
 poll_once() {
     po_code=$(http_post "$POLL_URL" '{}' "$TMP/poll.json")
-    case "$po_code" in
-    200) ;;
-    401 | 403)
-        log "the host refused this gateway's credentials (HTTP $po_code); run --config again"
+    if [ "$po_code" != 200 ]; then
+        if [ "$po_code" != "$po_last" ]; then
+            case "$po_code" in
+            401 | 403) log "the host refused this gateway's credentials (HTTP $po_code); was it reinstalled? run the new DownloadCmd" ;;
+            *) log "asking $POLL_URL failed (HTTP $po_code); retrying every ${POLL_SECS}s" ;;
+            esac
+        fi
+        po_last=$po_code
         return
-        ;;
-    *)
-        log "asking $POLL_URL failed (HTTP $po_code)"
-        return
-        ;;
-    esac
+    fi
+    [ "$po_last" = 200 ] || [ "$po_last" = start ] || log "the host answers again"
+    po_last=200
     po_answer=$(cat "$TMP/poll.json")
     po_id=$(json_field "$po_answer" DeploymentID)
     case "$po_id" in
@@ -330,13 +438,22 @@ poll_once() {
 run_agent() {
     load_config
     mkdir -p "$RUN" "$LOGS" "$TMP"
+    write_pid agent $$
+    trap '' HUP
     trap 'stop_service; rm -f "$RUN/agent.pid"; exit 0' TERM INT
     set +e
+    po_last=start
     log "agent for gateway $GATEWAY_SN of $PRODUCT_SN: asking $POLL_URL every ${POLL_SECS}s"
     while :; do
-        if [ -x "$PREFIX/current/bin/iot-edge" ] && ! pid_in service >/dev/null; then
-            start_service
-            log "edge service $(version_of current) started (pid $(cat "$RUN/service.pid"))"
+        # Read again each time: a reinstall (new secret) takes effect without a restart.
+        # shellcheck source=/dev/null
+        [ -f "$CONF" ] && . "$CONF"
+        if [ -x "$PREFIX/current/bin/iot-edge" ] && ! pid_in service >/dev/null && lock; then
+            if ! pid_in service >/dev/null; then
+                start_service
+                log "edge service $(version_of current) started (pid $(pid_in service || echo '?'))"
+            fi
+            unlock
         fi
         poll_once
         sleep "$POLL_SECS" &
@@ -367,42 +484,69 @@ init_mode() {
     esac
 }
 
+# Stop a running agent (and with it the service): TERM, waiting up to 15 s.
+stop_agent() {
+    sa_pid=$(pid_in agent) || return 0
+    kill "$sa_pid" 2>/dev/null || true
+    sa_i=0
+    while kill -0 "$sa_pid" 2>/dev/null && [ $sa_i -lt 75 ]; do
+        nap 0.2
+        sa_i=$((sa_i + 1))
+    done
+    rm -f "$RUN/agent.pid"
+}
+
 start() {
     load_config
     install_self
     mkdir -p "$RUN" "$LOGS" "$TMP"
     case "$(init_mode)" in
     systemd)
-        cat >"$UNIT" <<EOF
+        cat >"$UNIT" <<UNIT
 [Unit]
 Description=IoTStack edge agent for gateway $GATEWAY_SN
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-Environment=IOT_EDGE_PREFIX=$PREFIX
-Environment=IOT_EDGE_POLL_SECS=$POLL_SECS
-Environment=IOT_EDGE_HEALTH_SECS=$HEALTH_SECS
-ExecStart=/bin/sh $SELF --agent
+Environment="IOT_EDGE_PREFIX=$PREFIX"
+Environment="IOT_EDGE_POLL_SECS=$POLL_SECS"
+Environment="IOT_EDGE_HEALTH_SECS=$HEALTH_SECS"
+ExecStart=/bin/sh "$SELF" --agent
 Restart=always
 RestartSec=5
 
 [Install]
 WantedBy=multi-user.target
-EOF
+UNIT
         systemctl daemon-reload
         systemctl enable iot-edge.service >/dev/null 2>&1 || true
         systemctl restart iot-edge.service
         say "agent started under systemd (iot-edge.service)"
         ;;
     process)
-        if st_pid=$(pid_in agent); then
-            say "agent already running (pid $st_pid)"
-            return 0
+        # A running agent is restarted, so a reinstall's new script and secret take effect.
+        lock || die "another iot_edge_process holds $RUN/lock"
+        if pid_in agent >/dev/null; then
+            stop_agent
+            say "stopped the running agent"
         fi
-        nohup sh "$SELF" --agent >>"$LOGS/agent.log" 2>&1 </dev/null &
-        echo $! >"$RUN/agent.pid"
-        say "agent started (pid $!); log in $LOGS/agent.log"
+        if have nohup; then
+            nohup sh "$SELF" --agent >>"$LOGS/agent.log" 2>&1 </dev/null &
+        else
+            sh "$SELF" --agent >>"$LOGS/agent.log" 2>&1 </dev/null &
+        fi
+        st_i=0
+        until st_pid=$(pid_in agent); do
+            st_i=$((st_i + 1))
+            if [ $st_i -gt 25 ]; then
+                unlock
+                die "the agent did not start; $LOGS/agent.log ends with: $(tail -n 3 "$LOGS/agent.log")"
+            fi
+            nap 0.2
+        done
+        unlock
+        say "agent started (pid $st_pid); log in $LOGS/agent.log"
         ;;
     esac
 }
@@ -411,16 +555,10 @@ stop() {
     if [ -f "$UNIT" ] && have systemctl; then
         systemctl stop iot-edge.service || true
     fi
-    if sp_pid=$(pid_in agent); then
-        kill "$sp_pid"
-        sp_i=0
-        while kill -0 "$sp_pid" 2>/dev/null && [ $sp_i -lt 75 ]; do
-            nap 0.2
-            sp_i=$((sp_i + 1))
-        done
-    fi
-    rm -f "$RUN/agent.pid"
+    lock || die "another iot_edge_process holds $RUN/lock"
+    stop_agent
     stop_service
+    unlock
     say "stopped"
 }
 
@@ -429,7 +567,11 @@ status() {
     echo "current:  $(version_of current || echo none)"
     echo "previous: $(version_of previous || echo none)"
     if ag_pid=$(pid_in agent); then echo "agent:    running (pid $ag_pid)"; else echo "agent:    stopped"; fi
-    if sv_pid=$(pid_in service); then echo "service:  running (pid $sv_pid)"; else echo "service:  stopped"; fi
+    if sv_pid=$(pid_in service); then
+        echo "service:  running $(cat "$RUN/service.version" 2>/dev/null || true) (pid $sv_pid)"
+    else
+        echo "service:  stopped"
+    fi
 }
 
 case "${1:-}" in
@@ -443,19 +585,27 @@ case "${1:-}" in
     code=$(http_get "$SERVER/install/$DEVICE_KEY/packages/$2/$3" "$info")
     [ "$code" = 200 ] || die "the host has no release $3 for $2 (HTTP $code): $(cat "$info" 2>/dev/null || true)"
     field() { sed -n "s/^$1=//p" "$info"; }
-    install_package "$(field version)" "$(field url)" "$(field sha256)" "$(field md5)" || die "--install failed"
+    lock || die "another iot_edge_process holds $RUN/lock"
+    install_package "$(field version)" "$(field url)" "$(field sha256)" "$(field md5)" || { unlock; die "--install failed"; }
     install_self
     if pid_in service >/dev/null; then
         stop_service
         start_service
         say "edge service restarted on $(version_of current)"
     fi
+    unlock
     ;;
 --config)
     [ $# -ge 5 ] || die "usage: --config <product-sn> <gateway-sn> <device-secret> <password>"
     [ "$2" = "$PRODUCT_SN" ] || die "this script was issued for product $PRODUCT_SN, not $2"
     [ "$3" = "$GATEWAY_SN" ] || die "this script was issued for gateway $GATEWAY_SN, not $3"
     mkdir -p "$PREFIX/etc" "$TMP"
+    # Checked before anything is written, so a mistyped secret never replaces a good one.
+    DEVICE_SECRET=$4
+    code=$(http_post "$POLL_URL" '{}' "$TMP/check.json")
+    case "$code" in
+    401 | 403) die "the host refused these credentials (HTTP $code): $(cat "$TMP/check.json" 2>/dev/null || true)" ;;
+    esac
     (
         umask 077
         {
@@ -467,11 +617,8 @@ case "${1:-}" in
         } >"$CONF.new"
         mv -f "$CONF.new" "$CONF"
     )
-    DEVICE_SECRET=$4
-    code=$(http_post "$POLL_URL" '{}' "$TMP/check.json")
     case "$code" in
     200) say "gateway $3 configured; the host accepted its credentials" ;;
-    401 | 403) die "the host refused these credentials (HTTP $code): $(cat "$TMP/check.json")" ;;
     *) say "gateway $3 configured; the host did not answer yet (HTTP $code), the agent will keep asking" ;;
     esac
     ;;
@@ -490,12 +637,15 @@ case "${1:-}" in
 --rollback)
     back=$(version_of previous) || die "no previous version to roll back to"
     now=$(version_of current || true)
+    [ "$back" != "$now" ] || die "no previous version to roll back to ($now is current)"
+    lock || die "another iot_edge_process holds $RUN/lock"
     relink current "$back"
     [ -n "$now" ] && relink previous "$now"
     if pid_in service >/dev/null; then
         stop_service
         start_service
     fi
+    unlock
     say "rolled back to $back${now:+ (previous: $now)}"
     ;;
 --report)
@@ -504,7 +654,7 @@ case "${1:-}" in
     case "$3" in processing | success | failed) ;; *) die "status must be processing, success or failed" ;; esac
     load_config
     mkdir -p "$TMP"
-    report "$2" "$3" "${4:-}" || die "the host refused the report"
+    report "$2" "$3" "${4:-}" || die "the host did not take the report (HTTP $rp_code)"
     cat "$TMP/report.json"
     echo
     ;;
