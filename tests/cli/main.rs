@@ -13,6 +13,7 @@ mod abuse;
 mod diagnostics;
 mod openapi;
 mod oss2;
+mod plugin_kit;
 mod secrets;
 mod watcher;
 

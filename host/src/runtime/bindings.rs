@@ -13,6 +13,10 @@ pub mod v0_1 {
     });
 }
 
+/// The newest contract this host serves (`wit/v0.2`'s package version): what a plugin made
+/// with `ota-host plugin new` is built against.
+pub const CONTRACT: &str = "0.2.7";
+
 /// `ota:dialect@0.2.x`, the current contract. The host binds the exports every 0.2.x plugin
 /// has (`manifest`, `handle`, `refuse`); `fail`, which 0.2.5 added, is looked up per plugin
 /// (`runtime::plugin::Pre`), so plugins built against 0.2.0-0.2.4 keep loading.
@@ -130,5 +134,18 @@ pub mod to_v0_1 {
             new::HostError::Unsupported(m) => old::HostError::Unsupported(m),
             new::HostError::Internal(m) => old::HostError::Internal(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    #[test]
+    fn contract_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/v0.2/dialect.wit");
+        let package = wit
+            .lines()
+            .find_map(|l| l.strip_prefix("package ota:dialect@"))
+            .and_then(|v| v.strip_suffix(';'));
+        assert_eq!(package, Some(super::CONTRACT));
     }
 }

@@ -15,6 +15,7 @@ use ota_host::{Services, server};
 
 mod accounts;
 mod rollout;
+mod scaffold;
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +96,18 @@ enum Command {
 enum PluginCmd {
     /// Validate a plugin file offline and print its manifest.
     Check { file: PathBuf },
+    /// Start a new dialect: a standalone Rust project (outside any workspace) with two
+    /// example routes and a test, built into a component with `cargo build --release`.
+    New {
+        /// The dialect's name (`[a-z0-9-]`): its `[plugins.<name>]` key and path prefix.
+        name: String,
+        /// Where to create it [default: ./<name>].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK crate (`plugins/sdk` of an ota-host checkout) [default: this build's].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn overrides(g: &Global) -> Overrides {
@@ -184,6 +197,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCmd::Check { file }) => {
             let manifest = ota_host::runtime::check::check_file(&file).await?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::New { name, dir, sdk }) => {
+            let made = scaffold::new_plugin(&name, dir, sdk)?;
+            let d = made.dir.display();
+            println!("created {d} (contract {})", ota_host::runtime::CONTRACT);
+            println!("  cd {d} && cargo build --release");
+            println!(
+                "  ota-host plugin check target/wasm32-wasip2/release/{}",
+                made.component
+            );
+            println!(
+                "  cp target/wasm32-wasip2/release/{} <data-dir>/plugins/{name}.wasm",
+                made.component
+            );
             Ok(())
         }
     }
