@@ -108,6 +108,43 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
         format!("ota:dialect@{}", ota_host::runtime::CONTRACT)
     );
 
+    // `plugin call`: one request, no server; `--seed` provisions the throwaway host.
+    let call = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["plugin", "call"])
+            .arg(&built)
+            .args(args)
+            .current_dir(&project)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = call(&["GET", "/acme-ota/v1/hello?name=ana"]);
+    assert!(said.starts_with("HTTP/1.1 200\n"), "{said}");
+    assert!(said.contains(r#"{"greeting":"hello, ana"}"#), "{said}");
+    std::fs::write(
+        project.join("seed.toml"),
+        "[[tenants]]\nname = \"acme\"\nproducts = [{ sn = \"P\" }]\n\
+         api-keys = [{ name = \"dev\", key = \"dev-key-0123456789abcdef0123\" }]\n",
+    )
+    .unwrap();
+    let said = call(&[
+        "GET",
+        "/acme-ota/v1/devices/P/S",
+        "-H",
+        "X-API-Key: dev-key-0123456789abcdef0123",
+        "--seed",
+        "seed.toml",
+    ]);
+    assert!(said.starts_with("HTTP/1.1 404\n"), "{said}");
+    assert!(said.contains(r#""code":"not_found""#), "{said}");
+
     let mut server = Command::new(BIN)
         .args(["--data-dir", "./data", "serve", "--listen", "127.0.0.1:0"])
         .current_dir(&project)

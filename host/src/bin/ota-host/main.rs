@@ -96,6 +96,25 @@ enum Command {
 enum PluginCmd {
     /// Validate a plugin file offline and print its manifest.
     Check { file: PathBuf },
+    /// Send one request through a plugin file against a throwaway host (temp SQLite,
+    /// provisioned from --seed) and print the response: status line, headers, body.
+    Call {
+        file: PathBuf,
+        /// GET, POST, ...
+        method: String,
+        /// The path the plugin sees, with an optional `?query`.
+        target: String,
+        /// A request header, `Name: value` (repeat the flag).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The body: text, or `@FILE` for a file's bytes.
+        #[arg(long)]
+        body: Option<String>,
+        /// A provisioning TOML (the server's `--config` format: tenants, keys, products,
+        /// `[plugins.<name>]` mounts) applied to the throwaway host first.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
     /// Start a new dialect: a standalone Rust project (outside any workspace) with two
     /// example routes and a test, built into a component with `cargo build --release`.
     New {
@@ -197,6 +216,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCmd::Check { file }) => {
             let manifest = ota_host::runtime::check::check_file(&file).await?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Call {
+            file,
+            method,
+            target,
+            headers,
+            body,
+            seed,
+        }) => {
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("a header is `Name: value`: {h:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let body = match body.as_deref() {
+                Some(b) => match b.strip_prefix('@') {
+                    Some(path) => std::fs::read(path)?,
+                    None => b.as_bytes().to_vec(),
+                },
+                None => Vec::new(),
+            };
+            let request = ota_host::runtime::check::CallRequest {
+                method,
+                target,
+                headers,
+                body,
+            };
+            let r = ota_host::runtime::check::call_file(&file, seed.as_deref(), request).await?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "HTTP/1.1 {}", r.status)?;
+            for (name, value) in &r.headers {
+                writeln!(out, "{name}: {value}")?;
+            }
+            writeln!(out)?;
+            out.write_all(&r.body)?;
+            if !r.body.ends_with(b"\n") {
+                writeln!(out)?;
+            }
             Ok(())
         }
         Command::Plugin(PluginCmd::New { name, dir, sdk }) => {
