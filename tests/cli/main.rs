@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
@@ -232,6 +233,7 @@ fn serve(data: &Path) -> (std::process::Child, String, Vec<String>) {
 }
 
 /// Wait for `serve`'s "listening on" line; answers the URL and every line printed so far.
+/// The rest of stdout keeps being read, so the server never writes to a closed or full pipe.
 fn listening(child: &mut std::process::Child) -> (String, Vec<String>) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
@@ -239,9 +241,23 @@ fn listening(child: &mut std::process::Child) -> (String, Vec<String>) {
         let line = lines.next().expect("serve exited early").unwrap();
         printed.push(line.clone());
         if let Some(url) = line.strip_prefix("listening on ") {
+            std::thread::spawn(move || for _ in lines {});
             return (url.to_string(), printed);
         }
     }
+}
+
+/// Collect a child's stderr (the server's log) line by line as it arrives.
+fn capture_stderr(child: &mut std::process::Child) -> Arc<Mutex<Vec<String>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    log
 }
 
 /// UBTech needs no SQL either: logins, a release from a local file and a campaign come from
@@ -703,15 +719,7 @@ fn spawn_serve(data: &Path, config: &Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if line.starts_with("listening on ") {
-            break;
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    listening(&mut child);
     child
 }
 

@@ -2,7 +2,6 @@
 //! drop the component into a running server's folder, get an answer, edit, rebuild, and see
 //! the hot-swapped answer. If this test breaks, the guide is wrong.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -153,14 +152,7 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (url, _) = super::listening(&mut server);
     let plugins = project.join("data/plugins");
     std::fs::copy(&built, plugins.join("acme-ota.wasm")).unwrap();
     let hello = format!("{url}/acme-ota/v1/hello?name=ana");

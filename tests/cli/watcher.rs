@@ -2,10 +2,8 @@
 //! default `./ota-data`), plugins swapped and refused while it runs, and a log that stays
 //! quiet: no ERROR on a clean start, one ERROR per refused file version, none for reads.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::BIN;
@@ -59,24 +57,8 @@ async fn relative_data_dir_hot_swaps_and_logs_each_refusal_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let log = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line);
-            }
-        });
-    }
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let log = super::capture_stderr(&mut child);
+    let (url, _) = super::listening(&mut child);
     let plugins = cwd.path().join("ota-data/plugins");
     let http = reqwest::Client::new();
     let inventory = async || -> serde_json::Value {
