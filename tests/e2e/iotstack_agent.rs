@@ -22,7 +22,9 @@ fn create_body(version: &str) -> String {
     .to_string()
 }
 
-/// A release tarball whose `bin/iot-edge` runs `service` (a shell script body).
+/// A release tarball whose `bin/iot-edge` runs `service` (a shell script body). Its files are
+/// recorded world-writable and set-uid, owned by uid 4242: what a careless (or hostile)
+/// package carries, and what the installer must not keep.
 fn tarball(dir: &Path, name: &str, service: &str) -> Vec<u8> {
     let src = dir.join(format!("src-{name}"));
     std::fs::create_dir_all(src.join("bin")).unwrap();
@@ -30,11 +32,12 @@ fn tarball(dir: &Path, name: &str, service: &str) -> Vec<u8> {
     std::fs::write(&bin, format!("#!/bin/sh\n{service}\n")).unwrap();
     std::fs::write(src.join("VERSION"), name).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4777)).unwrap();
     let out = dir.join(format!("{name}.tar.gz"));
     let status = std::process::Command::new("tar")
         .arg("-czf")
         .arg(&out)
+        .args(["--owner=4242", "--group=4242"])
         .arg("-C")
         .arg(&src)
         .args(["bin", "VERSION"])
@@ -50,6 +53,17 @@ exec sleep 300"#;
 
 /// Store `bytes` and release them as `version` for `arch`, online; answers the SHA-256.
 async fn release(t: &TestServer, version: &str, arch: Option<&str>, bytes: Vec<u8>) -> String {
+    release_with(t, version, arch, json!({}), bytes).await
+}
+
+/// [`release`] with more fields of the admin API's release (`status`, `module`, …).
+async fn release_with(
+    t: &TestServer,
+    version: &str,
+    arch: Option<&str>,
+    more: Value,
+    bytes: Vec<u8>,
+) -> String {
     let r = t
         .http
         .post(t.url("/admin/api/v1/blobs"))
@@ -68,6 +82,9 @@ async fn release(t: &TestServer, version: &str, arch: Option<&str>, bytes: Vec<u
     });
     if let Some(arch) = arch {
         body["arch"] = json!(arch);
+    }
+    for (k, v) in more.as_object().unwrap() {
+        body[k] = v.clone();
     }
     let (status, created) = admin(
         t,
@@ -239,6 +256,15 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     assert!(said.contains("agent started"), "{said}");
     assert_eq!(g.link("current").as_deref(), Some("versions/1.0"));
     assert_eq!(g.read("versions/1.0/VERSION"), "1.0");
+    use std::os::unix::fs::MetadataExt;
+    let bin = std::fs::metadata(g.root.join("versions/1.0/bin/iot-edge")).unwrap();
+    assert_eq!(
+        bin.mode() & 0o7777,
+        0o755,
+        "no set-uid, no write for others"
+    );
+    let me = std::fs::metadata(&g.work).unwrap().uid();
+    assert_eq!(bin.uid(), me, "owned by the installer, not the archive");
     assert!(g.root.join("bin/iot_edge_process.sh").exists());
     let conf = g.root.join("etc/gateway.conf");
     use std::os::unix::fs::PermissionsExt;
@@ -254,6 +280,18 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
         "the agent never started 1.0's service: {}",
         g.read("log/agent.log")
     );
+
+    // Installing the running version again from the same file leaves it (and the service
+    // running from its folder) alone.
+    let service = g.pid("service").expect("1.0 runs");
+    let out = g.bash("./iot_edge_process.sh --install x86_64 1.0").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1.0 is already installed and current"),
+        "{said}"
+    );
+    assert_eq!(g.pid("service"), Some(service));
 
     // A newer release, then a deployment: the agent installs it with no one at the gateway.
     release(&t, "1.1", Some("x86_64"), tarball(dir, "1.1", GOOD_SERVICE)).await;
@@ -377,6 +415,34 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
             .contains("crash \u{fffd}\u{fffd} caf\u{fffd} ok \u{e9}"),
         "{d}"
     );
+
+    // A final report the host could not take (it was down) waits in run/pending; the agent
+    // sends it before asking for work, and never carries that deployment out a second time.
+    let fourth = create_deployment(&t).await;
+    std::fs::create_dir_all(g.root.join("run/pending")).unwrap();
+    std::fs::write(
+        g.root.join(format!("run/pending/{fourth}")),
+        "success\n1.1 running\nkept while the host was away",
+    )
+    .unwrap();
+    let out = g.bash("./iot_edge_process.sh --start").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let d = finished(&t, &g, fourth).await;
+    assert_eq!(d["Status"], "success", "{d}");
+    let log = d["Log"].as_str().unwrap();
+    assert!(
+        log.contains("1.1 running\nkept while the host was away"),
+        "{log}"
+    );
+    assert!(!log.contains("installing"), "carried out twice: {log}");
+    assert!(!g.root.join(format!("run/pending/{fourth}")).exists());
+    let agent_log = g.read("log/agent.log");
+    assert!(
+        agent_log.contains(&format!(
+            "deployment {fourth}: the host took the kept success report"
+        )),
+        "{agent_log}"
+    );
     t.stop().await;
 }
 
@@ -423,6 +489,15 @@ async fn the_agent_endpoint_answers_the_gateway_its_deployment_and_file() {
     // Files for every architecture count; the newest wins and stays chosen.
     let any = release(&t, "1.5", None, b"any arch".to_vec()).await;
     let x86 = release(&t, "1.5", Some("x86_64"), b"x86 build".to_vec()).await;
+    // Architectures match in any case, so one differing only in case is the same one.
+    let (status, body) = admin(
+        &t,
+        reqwest::Method::POST,
+        &format!("/admin/api/v1/tenants/{TENANT}/releases"),
+        Some(json!({"product": PRODUCT, "version": "1.5", "arch": "X86_64", "blob_sha256": x86})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
     let (_, body) = poll(gateway).await;
     let data = &body["Data"];
     assert_eq!(data["SoftwareVersion"], "1.5", "{body}");
@@ -456,5 +531,45 @@ async fn the_agent_endpoint_answers_the_gateway_its_deployment_and_file() {
         .unwrap();
     assert_eq!(r.status(), 404, "2.0 exists for arm7 only");
     assert!(r.text().await.unwrap().contains("--arch x86_64"));
+
+    // The lookup needs only the public device key: a `test` release is not served there, and
+    // a release of another module (the product's wifi firmware) is never the gateway's.
+    release_with(
+        &t,
+        "3.0",
+        Some("x86_64"),
+        json!({"status": "test"}),
+        b"t".to_vec(),
+    )
+    .await;
+    release_with(&t, "4.0", None, json!({"module": "wifi"}), b"w".to_vec()).await;
+    for version in ["3.0", "4.0"] {
+        let r = t
+            .http
+            .get(t.url(&format!("/install/{key}/packages/x86_64/{version}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{version}");
+    }
+    let (_, body) = poll(gateway).await;
+    let next = body["Data"]["DeploymentID"].as_u64().unwrap();
+    let report = json!({"DeploymentID": next, "Status": "success"}).to_string();
+    let r = t
+        .http
+        .post(t.url("/api/v1/deployment/report"))
+        .basic_auth(&key, Some(&secret))
+        .header("content-type", "application/json")
+        .body(report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    create_deployment(&t).await;
+    let (_, body) = poll(gateway).await;
+    assert_eq!(
+        body["Data"]["SoftwareVersion"], "1.6",
+        "online, mcu: {body}"
+    );
     t.stop().await;
 }

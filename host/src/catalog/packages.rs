@@ -1,38 +1,50 @@
-//! Which release a gateway installs: the full release of its product built for its CPU
-//! architecture (or for every one). IoTStack's installer (`--install ARCH VERSION`) and the
+//! Which release a gateway installs: the full release of its product's main module built for
+//! its CPU architecture (or for every one). IoTStack's installer (`--install ARCH VERSION`) and the
 //! deployments its agent picks up both ask here, so the two never disagree.
 
 use std::cmp::Ordering;
 
-use super::releases::{COLUMNS, Release, ReleaseStatus, release_from};
+use super::releases::{COLUMNS, Module, Release, ReleaseStatus, release_from};
 use super::version;
 use super::{Catalog, CatalogError};
 
 /// What a gateway asks for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct PackageQuery<'a> {
+    /// The updatable part the file is for: a gateway's software is its main module (`mcu`,
+    /// sub-device 0); a `wifi` or sub-device release of the same product is never installed
+    /// as the gateway's software.
+    pub module: Module,
+    /// The sub-device (`identify`) when `module` is `sub`, else 0.
+    pub identify: i64,
     /// The gateway's CPU architecture; `None` (unknown) finds only files for every one.
     pub arch: Option<&'a str>,
     /// One version (compared by the version rule, so `1.0` finds `1`); `None` for the newest.
     pub version: Option<&'a str>,
-    /// Whether `test` releases count: an operator naming a version on the command line may
-    /// install one; a deployment, which picks the newest by itself, takes `online` only.
-    pub include_test: bool,
 }
 
-/// The release `q` picks among `candidates` (full releases of one product): online (or test
-/// when asked), built for the architecture (case-insensitively) or for every one, of the asked
-/// version or else the newest. At one version a file built for the architecture beats one
+impl Default for PackageQuery<'_> {
+    /// The gateway's main module, newest version, no architecture, online releases only.
+    fn default() -> Self {
+        PackageQuery {
+            module: Module::Mcu,
+            identify: 0,
+            arch: None,
+            version: None,
+        }
+    }
+}
+
+/// The release `q` picks among `candidates` (full releases of one product): of the asked
+/// module, online (`test` releases reach only the devices a test campaign names), built for the
+/// architecture (case-insensitively) or for every one, of the asked version or else the newest. At one version a file built for the architecture beats one
 /// built for every architecture, then the later upload wins.
 pub fn choose(candidates: Vec<Release>, q: &PackageQuery<'_>) -> Option<Release> {
     candidates
         .into_iter()
         .filter(|r| r.from_version.is_none())
-        .filter(|r| match r.status {
-            ReleaseStatus::Online => true,
-            ReleaseStatus::Test => q.include_test,
-            ReleaseStatus::Invalid => false,
-        })
+        .filter(|r| r.module == q.module && r.identify == q.identify)
+        .filter(|r| r.status == ReleaseStatus::Online)
         .filter(|r| match (&r.arch, q.arch) {
             (None, _) => true,
             (Some(built), Some(want)) => built.eq_ignore_ascii_case(want),
@@ -72,13 +84,13 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::releases::Module;
+    use Module::{Mcu, Sub, Wifi};
 
     fn release(id: i64, version: &str, arch: Option<&str>, status: ReleaseStatus) -> Release {
         Release {
             id,
             product_sn: "gw".into(),
-            module: Module::Mcu,
+            module: Mcu,
             identify: 0,
             name: format!("gw {version}"),
             version: version.into(),
@@ -112,16 +124,20 @@ mod tests {
             release(5, "2.0", Some("x86_64"), Test),
             release(6, "3.0", Some("x86_64"), Invalid),
         ];
-        let x86 = |version, include_test| PackageQuery {
+        let x86 = |version| PackageQuery {
             arch: Some("X86_64"),
             version,
-            include_test,
+            ..Default::default()
         };
-        assert_eq!(pick(&all, x86(None, false)), Some(4));
-        assert_eq!(pick(&all, x86(None, true)), Some(5));
-        assert_eq!(pick(&all, x86(Some("1"), false)), Some(1));
-        assert_eq!(pick(&all, x86(Some("1.1"), false)), None);
-        assert_eq!(pick(&all, x86(Some("3.0"), true)), None);
+        assert_eq!(pick(&all, x86(None)), Some(4));
+        assert_eq!(pick(&all, x86(Some("1"))), Some(1));
+        assert_eq!(pick(&all, x86(Some("1.1"))), None);
+        assert_eq!(
+            pick(&all, x86(Some("2.0"))),
+            None,
+            "test releases are not installs"
+        );
+        assert_eq!(pick(&all, x86(Some("3.0"))), None);
         let arm = PackageQuery {
             arch: Some("arm7"),
             ..Default::default()
@@ -149,5 +165,28 @@ mod tests {
             ..release(3, "1.1", Some("x86_64"), Online)
         };
         assert_eq!(pick(&[patch], q), None, "a patch is not an install");
+    }
+
+    #[test]
+    fn only_the_asked_module_counts() {
+        use ReleaseStatus::Online;
+        let module = |id, version, module, identify| Release {
+            module,
+            identify,
+            ..release(id, version, None, Online)
+        };
+        let all = [
+            module(1, "1.0", Mcu, 0),
+            module(2, "9.0", Wifi, 0),
+            module(3, "8.0", Sub, 2),
+        ];
+        assert_eq!(pick(&all, PackageQuery::default()), Some(1));
+        let sub = |identify| PackageQuery {
+            module: Sub,
+            identify,
+            ..Default::default()
+        };
+        assert_eq!(pick(&all, sub(2)), Some(3));
+        assert_eq!(pick(&all, sub(1)), None);
     }
 }

@@ -123,8 +123,9 @@ async fn script(
 
 /// The file `--install ARCH VERSION` installs, as `key=value` lines a shell reads without a
 /// JSON parser: `version`, `arch` (empty for a file built for every architecture), `url`,
-/// `sha256` (empty for an external file), `md5`, `size`. The release must be of the
-/// gateway's product, full (not a patch), and `online` or `test`: the operator names it.
+/// `sha256` (empty for an external file), `md5`, `size`. The release must be a full release
+/// (not a patch) of the gateway's product's main module, and `online`: this answer needs only
+/// the public device key, and `test` releases reach only the devices a test campaign names.
 async fn package(
     State(state): State<AppState>,
     Path((device_key, arch, version)): Path<(String, String, String)>,
@@ -138,7 +139,7 @@ async fn package(
     let query = PackageQuery {
         arch: Some(&arch),
         version: Some(&version),
-        include_test: true,
+        ..Default::default()
     };
     let release = state
         .services

@@ -22,7 +22,8 @@
 # (restarting it when it exits) with IOT_EDGE_CONFIG naming the gateway's config file.
 #
 # Layout under IOT_EDGE_PREFIX (/opt/iot-edge): bin/ (this script), etc/gateway.conf,
-# versions/<version>/, current and previous (links into versions/), run/*.pid, log/.
+# versions/<version>/, current and previous (links into versions/), run/*.pid, run/pending/
+# (final reports the host has not taken yet), log/.
 # Other settings: IOT_EDGE_INIT=auto|systemd|process, IOT_EDGE_HEALTH_SECS (5): how long a
 # new version must stay up before its deployment counts as a success.
 set -eu
@@ -51,6 +52,14 @@ say() { echo "iot_edge_process: $*"; }
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 nap() { sleep "$1" 2>/dev/null || sleep 1; }
+
+# The files this script installs run as root; over plain http their checksums come by the
+# same unprotected path, so anyone who can alter the traffic can replace them.
+warn_plain_http() {
+    case "$SERVER" in
+    http://*) echo "warning: $SERVER is plain http: whoever can alter this traffic can replace the software this gateway runs as root; serve the OTA host over https" >&2 ;;
+    esac
+}
 
 # The text as the inside of a JSON string: backslash, quote and every control character
 # escaped (tabs, CR and LF included), and bytes that are not UTF-8 replaced by U+FFFD, so any
@@ -206,15 +215,27 @@ prune() {
         case "$pr_name" in "$pr_cur" | "$pr_prev" | "$pr_run") continue ;; esac
         rm -rf "$pr_dir"
     done
+    for pr_sum in "$PREFIX"/versions/.*.sum; do
+        [ -f "$pr_sum" ] || continue
+        pr_name=${pr_sum##*/.}
+        [ -d "$PREFIX/versions/${pr_name%.sum}" ] || rm -f "$pr_sum"
+    done
 }
 
 # install_package VERSION URL SHA256 MD5: download, verify, unpack into versions/VERSION and
 # make it current, the version before becoming previous. Prints what it does; on failure
-# returns non-zero with current untouched.
+# returns non-zero with current untouched. The current version installed again from the same
+# file is left as it is (ip_changed stays empty): its folder may be what the service runs from.
 install_package() {
-    ip_ver=$1 ip_url=$2 ip_sha=$3 ip_md5=$4
+    ip_ver=$1 ip_url=$2 ip_sha=$3 ip_md5=$4 ip_changed=
     safe_version "$ip_ver" || { echo "refusing unsafe version name '$ip_ver'"; return 1; }
     mkdir -p "$PREFIX/versions" "$TMP"
+    ip_sum="$PREFIX/versions/.$ip_ver.sum"
+    if [ "$(version_of current || true)" = "$ip_ver" ] && [ -d "$PREFIX/versions/$ip_ver" ] &&
+        [ "$(cat "$ip_sum" 2>/dev/null || true)" = "${ip_sha:-$ip_md5}" ]; then
+        echo "$ip_ver is already installed and current (${ip_sha:-$ip_md5})"
+        return 0
+    fi
     ip_pkg="$TMP/package.$$"
     rm -f "$ip_pkg"
     echo "downloading $ip_ver from $ip_url"
@@ -242,7 +263,11 @@ install_package() {
     mkdir -p "$ip_stage"
     ip_z=
     [ "$(od -An -tx1 -N2 "$ip_pkg" | tr -d ' \n')" = 1f8b ] && ip_z=-z
-    if ! ip_out=$(tar -x $ip_z -f "$ip_pkg" -C "$ip_stage" 2>&1); then
+    # -o: files belong to whoever installs (root), never to the archive's recorded owners;
+    # then nothing is writable by others or set-id, so a package cannot plant a file another
+    # user could change before root runs it.
+    if ! ip_out=$(tar -x -o $ip_z -f "$ip_pkg" -C "$ip_stage" 2>&1) ||
+        ! ip_out=$(chmod -R go-w,ug-s "$ip_stage" 2>&1); then
         echo "unpacking failed: $ip_out"
         rm -rf "$ip_stage" "$ip_pkg"
         return 1
@@ -252,18 +277,35 @@ install_package() {
     if [ "$ip_old" = "$ip_ver" ]; then
         ip_old=$(version_of previous || true)
     fi
-    rm -rf "$PREFIX/versions/$ip_ver"
+    # The folder being replaced is renamed away, never emptied in place.
+    ip_gone="$PREFIX/versions/.$ip_ver.old.$$"
+    [ -d "$PREFIX/versions/$ip_ver" ] && mv "$PREFIX/versions/$ip_ver" "$ip_gone"
     mv "$ip_stage" "$PREFIX/versions/$ip_ver"
+    echo "${ip_sha:-$ip_md5}" >"$ip_sum"
     [ -n "$ip_old" ] && [ -d "$PREFIX/versions/$ip_old" ] && relink previous "$ip_old"
     relink current "$ip_ver"
+    rm -rf "$ip_gone"
     prune
+    ip_changed=1
     echo "installed $ip_ver in $PREFIX/versions/$ip_ver${ip_old:+ (previous: $ip_old)}"
 }
 
 # A process's start time (from /proc, where there is one): with its pid in a pid file, so a
 # stale file naming a reused pid (after a reboot) is never taken for our process.
 proc_start() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
-write_pid() { echo "$2 $(proc_start "$2" || true)" >"$RUN/$1.pid"; }
+write_pid() {
+    echo "$2 $(proc_start "$2" || true)" >"$RUN/$1.pid.$$"
+    mv -f "$RUN/$1.pid.$$" "$RUN/$1.pid"
+}
+
+# Remove the pid file $1 only while it names the process $2: an agent stopping late must not
+# remove the file of the agent that replaced it.
+drop_pid() {
+    dr_pid=''
+    [ -f "$RUN/$1.pid" ] && read -r dr_pid _ <"$RUN/$1.pid"
+    [ "$dr_pid" = "$2" ] && rm -f "$RUN/$1.pid"
+    return 0
+}
 
 # The pid of our running agent or service, from its pid file; fails when it is not running.
 pid_in() {
@@ -279,24 +321,34 @@ pid_in() {
 }
 
 # One changer of the service and the links at a time (the agent, --install, --rollback,
-# --start, --stop): a directory is created atomically. A lock whose holder died is taken
-# over; after a minute of waiting, give up.
+# --start, --stop). The lock is a symbolic link to the holder's pid: made atomically, pid
+# included, so it is never seen without its holder. A lock whose holder died is taken over by
+# one waiter at a time (run/changer.takeover), and only while it still names the dead holder.
+# After a minute of waiting, give up.
 lock() {
     mkdir -p "$RUN"
-    lk_i=0
-    until mkdir "$RUN/lock" 2>/dev/null; do
-        lk_pid=$(cat "$RUN/lock/pid" 2>/dev/null || true)
+    lk_i=0 lk_t=0
+    until ln -s "$$" "$RUN/changer" 2>/dev/null; do
+        lk_pid=$(readlink "$RUN/changer" 2>/dev/null || true)
         if [ -n "$lk_pid" ] && ! kill -0 "$lk_pid" 2>/dev/null; then
-            rm -rf "$RUN/lock"
-            continue
+            if mkdir "$RUN/changer.takeover" 2>/dev/null; then
+                [ "$(readlink "$RUN/changer" 2>/dev/null || true)" = "$lk_pid" ] && rm -f "$RUN/changer"
+                rmdir "$RUN/changer.takeover"
+                continue
+            fi
+            # A waiter that died between those two lines left the takeover behind.
+            lk_t=$((lk_t + 1))
+            [ $lk_t -lt 50 ] || { rmdir "$RUN/changer.takeover" 2>/dev/null || true; lk_t=0; }
         fi
         lk_i=$((lk_i + 1))
         [ $lk_i -lt 600 ] || return 1
         nap 0.1
     done
-    echo $$ >"$RUN/lock/pid"
 }
-unlock() { rm -rf "$RUN/lock"; }
+unlock() {
+    [ "$(readlink "$RUN/changer" 2>/dev/null || true)" = "$$" ] && rm -f "$RUN/changer"
+    return 0
+}
 
 # Start the current version's edge service, if it has one and it is not running.
 start_service() {
@@ -347,13 +399,36 @@ report() {
 }
 
 # A final report must land, or the host hands the deployment out again: when the host
-# refuses the text itself (4xx), the status goes without it.
+# refuses the text itself (4xx), the status goes without it; when the host cannot be reached
+# the report is kept in run/pending/<id> and sent before the next poll.
 report_final() {
     report "$@" && return 0
     case "$rp_code" in
-    4??) report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)" ;;
-    *) return 1 ;;
+    4??)
+        report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)" && return 0
+        case "$rp_code" in 4??) return 1 ;; esac
+        ;;
     esac
+    mkdir -p "$RUN/pending"
+    { echo "$2"; printf '%s' "${3:-}"; } >"$RUN/pending/.$1.new"
+    mv -f "$RUN/pending/.$1.new" "$RUN/pending/$1"
+    log "deployment $1: keeping the $2 report until the host takes it"
+    return 1
+}
+
+# Send the final reports the host has not taken yet; fails while one is still pending, so
+# the agent does not ask for (and carry out again) a deployment it has already finished.
+send_pending() {
+    for sp_file in "$RUN"/pending/*; do
+        [ -f "$sp_file" ] || continue
+        sp_id=${sp_file##*/}
+        case "$sp_id" in '' | *[!0-9]*) continue ;; esac
+        sp_status=$(head -n 1 "$sp_file")
+        sp_text=$(tail -n +2 "$sp_file")
+        rm -f "$sp_file"
+        report_final "$sp_id" "$sp_status" "$sp_text" || return 1
+        log "deployment $sp_id: the host took the kept $sp_status report"
+    done
 }
 
 # Carry out one deployment the host handed out.
@@ -372,7 +447,7 @@ deploy() {
     dp_from=$(version_of current || echo none)
     log "deployment $dp_id: installing $dp_ver over $dp_from"
     report "$dp_id" processing "gateway $GATEWAY_SN: installing $dp_ver ($ARCH) over $dp_from" || return
-    lock || { log "deployment $dp_id: $RUN/lock is held; trying again later"; return; }
+    lock || { log "deployment $dp_id: $RUN/changer is held; trying again later"; return; }
     if ! dp_out=$(install_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1); then
         unlock
         log "deployment $dp_id failed: $dp_out"
@@ -414,6 +489,7 @@ $dp_tail"
 
 # Ask the host once; log only changes of the host's reachability, not every failed poll.
 poll_once() {
+    send_pending || return 0
     po_code=$(http_post "$POLL_URL" '{}' "$TMP/poll.json")
     if [ "$po_code" != 200 ]; then
         if [ "$po_code" != "$po_last" ]; then
@@ -440,10 +516,11 @@ run_agent() {
     mkdir -p "$RUN" "$LOGS" "$TMP"
     write_pid agent $$
     trap '' HUP
-    trap 'stop_service; rm -f "$RUN/agent.pid"; exit 0' TERM INT
+    trap 'stop_service; drop_pid agent $$; exit 0' TERM INT
     set +e
     po_last=start
     log "agent for gateway $GATEWAY_SN of $PRODUCT_SN: asking $POLL_URL every ${POLL_SECS}s"
+    warn_plain_http 2>&1 | while read -r line; do log "$line"; done
     while :; do
         # Read again each time: a reinstall (new secret) takes effect without a restart.
         # shellcheck source=/dev/null
@@ -484,7 +561,8 @@ init_mode() {
     esac
 }
 
-# Stop a running agent (and with it the service): TERM, waiting up to 15 s.
+# Stop a running agent (which stops the service): TERM, then KILL after 15 s (an agent in
+# the middle of a download answers TERM only when the download ends).
 stop_agent() {
     sa_pid=$(pid_in agent) || return 0
     kill "$sa_pid" 2>/dev/null || true
@@ -493,15 +571,18 @@ stop_agent() {
         nap 0.2
         sa_i=$((sa_i + 1))
     done
-    rm -f "$RUN/agent.pid"
+    kill -9 "$sa_pid" 2>/dev/null || true
+    drop_pid agent "$sa_pid"
 }
 
 start() {
     load_config
+    st_mode=$(init_mode) || exit 1
     install_self
     mkdir -p "$RUN" "$LOGS" "$TMP"
-    case "$(init_mode)" in
+    case "$st_mode" in
     systemd)
+        lock || die "another iot_edge_process holds $RUN/changer"
         cat >"$UNIT" <<UNIT
 [Unit]
 Description=IoTStack edge agent for gateway $GATEWAY_SN
@@ -521,12 +602,13 @@ WantedBy=multi-user.target
 UNIT
         systemctl daemon-reload
         systemctl enable iot-edge.service >/dev/null 2>&1 || true
-        systemctl restart iot-edge.service
+        systemctl restart iot-edge.service || { unlock; die "systemctl restart iot-edge.service failed"; }
+        unlock
         say "agent started under systemd (iot-edge.service)"
         ;;
     process)
         # A running agent is restarted, so a reinstall's new script and secret take effect.
-        lock || die "another iot_edge_process holds $RUN/lock"
+        lock || die "another iot_edge_process holds $RUN/changer"
         if pid_in agent >/dev/null; then
             stop_agent
             say "stopped the running agent"
@@ -551,15 +633,17 @@ UNIT
     esac
 }
 
+# Stop the agent and the service until the next --start (under systemd: also at boot).
 stop() {
     if [ -f "$UNIT" ] && have systemctl; then
+        systemctl disable iot-edge.service >/dev/null 2>&1 || true
         systemctl stop iot-edge.service || true
     fi
-    lock || die "another iot_edge_process holds $RUN/lock"
+    lock || die "another iot_edge_process holds $RUN/changer"
     stop_agent
     stop_service
     unlock
-    say "stopped"
+    say "stopped; --start starts it again"
 }
 
 status() {
@@ -580,15 +664,16 @@ case "${1:-}" in
     safe_version "$3" || die "'$3' is not a version"
     [ "$2" = "$ARCH" ] || echo "warning: installing for $2; this gateway was configured for $ARCH" >&2
     [ "$3" = "$EXPECTED_VERSION" ] || echo "warning: installing $3; this gateway was configured for $EXPECTED_VERSION" >&2
+    warn_plain_http
     mkdir -p "$PREFIX/etc" "$RUN" "$LOGS" "$TMP"
     info="$TMP/package.txt"
     code=$(http_get "$SERVER/install/$DEVICE_KEY/packages/$2/$3" "$info")
     [ "$code" = 200 ] || die "the host has no release $3 for $2 (HTTP $code): $(cat "$info" 2>/dev/null || true)"
     field() { sed -n "s/^$1=//p" "$info"; }
-    lock || die "another iot_edge_process holds $RUN/lock"
+    lock || die "another iot_edge_process holds $RUN/changer"
     install_package "$(field version)" "$(field url)" "$(field sha256)" "$(field md5)" || { unlock; die "--install failed"; }
     install_self
-    if pid_in service >/dev/null; then
+    if [ -n "$ip_changed" ] && pid_in service >/dev/null; then
         stop_service
         start_service
         say "edge service restarted on $(version_of current)"
@@ -599,6 +684,7 @@ case "${1:-}" in
     [ $# -ge 5 ] || die "usage: --config <product-sn> <gateway-sn> <device-secret> <password>"
     [ "$2" = "$PRODUCT_SN" ] || die "this script was issued for product $PRODUCT_SN, not $2"
     [ "$3" = "$GATEWAY_SN" ] || die "this script was issued for gateway $GATEWAY_SN, not $3"
+    warn_plain_http
     mkdir -p "$PREFIX/etc" "$TMP"
     # Checked before anything is written, so a mistyped secret never replaces a good one.
     DEVICE_SECRET=$4
@@ -638,7 +724,7 @@ case "${1:-}" in
     back=$(version_of previous) || die "no previous version to roll back to"
     now=$(version_of current || true)
     [ "$back" != "$now" ] || die "no previous version to roll back to ($now is current)"
-    lock || die "another iot_edge_process holds $RUN/lock"
+    lock || die "another iot_edge_process holds $RUN/changer"
     relink current "$back"
     [ -n "$now" ] && relink previous "$now"
     if pid_in service >/dev/null; then

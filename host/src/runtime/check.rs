@@ -23,18 +23,6 @@ pub struct CallRequest {
     pub body: Vec<u8>,
 }
 
-/// A scratch host: its services and runtime, with the plugin loaded. Its data dir is
-/// removed when the call is done, so checking or calling leaves nothing behind.
-struct Scratch {
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn boot(
     file: &Path,
     seed: Option<&Path>,
@@ -59,7 +47,6 @@ async fn boot(
             ..Default::default()
         },
     )?;
-    std::fs::create_dir_all(scratch)?;
     let services = Services::open(&config, clock.clone()).await?;
     crate::provision::apply(&config, &services).await?;
     let runtime = Runtime::new(config.limits.clone(), None, services)
@@ -71,15 +58,17 @@ async fn boot(
     Ok((runtime, p))
 }
 
-fn scratch_dir(what: &str) -> Scratch {
-    Scratch {
-        dir: std::env::temp_dir().join(format!("ota-plugin-{what}-{}", std::process::id())),
-    }
+/// A scratch host's data dir: created private and unpredictably named (it holds a database a
+/// plugin writes to), and removed when the check or call is done, leaving nothing behind.
+fn scratch_dir(what: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("ota-plugin-{what}-"))
+        .tempdir()
 }
 
 pub async fn check_file(file: &Path) -> anyhow::Result<Value> {
-    let scratch = scratch_dir("check");
-    let (_, p) = boot(file, None, &scratch.dir).await?;
+    let scratch = scratch_dir("check")?;
+    let (_, p) = boot(file, None, scratch.path()).await?;
     Ok(json!({
         "name": p.name,
         "version": p.version,
@@ -99,8 +88,8 @@ pub async fn call_file(
     seed: Option<&Path>,
     req: CallRequest,
 ) -> anyhow::Result<bindings::Response> {
-    let scratch = scratch_dir("call");
-    let (runtime, p) = boot(file, seed, &scratch.dir).await?;
+    let scratch = scratch_dir("call")?;
+    let (runtime, p) = boot(file, seed, scratch.path()).await?;
     let (path, query) = match req.target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (req.target.clone(), String::new()),

@@ -19,9 +19,11 @@ pub type Handler = fn(&Request) -> Response;
 /// impl IntoResponse for ApiError {
 ///     fn into_response(self) -> Response { Response::json(self.status(), &self.body()) }
 /// }
+/// // Routed by "/devices/{product}/{sn}", so both parameters are there.
 /// fn check(req: &Request) -> Result<Response, ApiError> {
-///     let device = catalog::get_device(req.param("product")?, req.param("sn")?)?;
-///     Ok(Response::json(200, &device))
+///     let product = req.param("product").unwrap_or_default();
+///     let device = catalog::get_device(product, req.param("sn").unwrap_or_default())?;
+///     Ok(Response::json(200, &json!({ "sn": device.sn })))
 /// }
 /// ```
 pub trait IntoResponse {

@@ -79,7 +79,11 @@ pub fn new_plugin(
             .replace("{{crate}}", component.trim_end_matches(".wasm"))
             .replace("{{type}}", &type_name)
             .replace("{{contract}}", ota_host::runtime::CONTRACT)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            // A TOML string, escaped: the checkout's path may hold quotes or backslashes.
+            .replace(
+                "{{sdk}}",
+                &toml::Value::String(sdk.display().to_string()).to_string(),
+            )
     };
     let files: [(&str, String); 6] = [
         ("Cargo.toml", fill(CARGO_TOML)),
