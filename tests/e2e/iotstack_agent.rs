@@ -436,12 +436,14 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     );
     assert!(!log.contains("installing"), "carried out twice: {log}");
     assert!(!g.root.join(format!("run/pending/{fourth}")).exists());
-    let agent_log = g.read("log/agent.log");
+    let kept = format!("deployment {fourth}: the host took the kept success report");
     assert!(
-        agent_log.contains(&format!(
-            "deployment {fourth}: the host took the kept success report"
-        )),
-        "{agent_log}"
+        eventually(Duration::from_secs(10), || async {
+            g.read("log/agent.log").contains(&kept)
+        })
+        .await,
+        "{}",
+        g.read("log/agent.log")
     );
     t.stop().await;
 }

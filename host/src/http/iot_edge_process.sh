@@ -27,6 +27,8 @@
 # Other settings: IOT_EDGE_INIT=auto|systemd|process, IOT_EDGE_HEALTH_SECS (5): how long a
 # new version must stay up before its deployment counts as a success.
 set -eu
+# Whatever umask the caller has, nothing this script creates is writable by others.
+umask 022
 
 SERVER=__SERVER__
 REPORT_URL=__REPORT_URL__
@@ -401,18 +403,30 @@ report() {
 # A final report must land, or the host hands the deployment out again: when the host
 # refuses the text itself (4xx), the status goes without it; when the host cannot be reached
 # the report is kept in run/pending/<id> and sent before the next poll.
+# The report is written to run/pending first and removed once the host has it (or refused it
+# for good: 404 or 409), so a stop or power cut while sending loses nothing.
 report_final() {
-    report "$@" && return 0
+    mkdir -p "$RUN/pending"
+    if [ ! -f "$RUN/pending/$1" ]; then
+        { echo "$2"; printf '%s' "${3:-}"; } >"$RUN/pending/.$1.new"
+        mv -f "$RUN/pending/.$1.new" "$RUN/pending/$1"
+    fi
+    if report "$@"; then
+        rm -f "$RUN/pending/$1"
+        return 0
+    fi
     case "$rp_code" in
-    4??)
-        report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)" && return 0
-        case "$rp_code" in 4??) return 1 ;; esac
+    400 | 413)
+        if report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)"; then
+            rm -f "$RUN/pending/$1"
+            return 0
+        fi
         ;;
     esac
-    mkdir -p "$RUN/pending"
-    { echo "$2"; printf '%s' "${3:-}"; } >"$RUN/pending/.$1.new"
-    mv -f "$RUN/pending/.$1.new" "$RUN/pending/$1"
-    log "deployment $1: keeping the $2 report until the host takes it"
+    case "$rp_code" in
+    404 | 409) rm -f "$RUN/pending/$1" ;;
+    *) log "deployment $1: keeping the $2 report until the host takes it" ;;
+    esac
     return 1
 }
 
@@ -425,7 +439,13 @@ send_pending() {
         case "$sp_id" in '' | *[!0-9]*) continue ;; esac
         sp_status=$(head -n 1 "$sp_file")
         sp_text=$(tail -n +2 "$sp_file")
-        rm -f "$sp_file"
+        case "$sp_status" in
+        success | failed) ;;
+        *)
+            rm -f "$sp_file"
+            continue
+            ;;
+        esac
         report_final "$sp_id" "$sp_status" "$sp_text" || return 1
         log "deployment $sp_id: the host took the kept $sp_status report"
     done
