@@ -85,6 +85,15 @@ fn plugin_check_validates_offline() {
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
     assert_eq!(manifest["contract"], "ota:dialect@0.2.7");
+    assert_eq!(manifest["needs"], "ota:dialect@0.2.7");
+    // A plugin built against 0.2.4 that calls 0.2.4's additions needs 0.2.4.
+    let old =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/contracts/probe-0.2.4.wasm");
+    let (ok, out, err) = ota(dir.path(), &["plugin", "check", old.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let probe: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(probe["contract"], "ota:dialect@0.2.4");
+    assert_eq!(probe["needs"], "ota:dialect@0.2.4");
     let routes = manifest["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 7);
     assert!(

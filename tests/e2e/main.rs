@@ -3,6 +3,7 @@
 mod admin;
 mod admin_edges;
 mod blobs;
+mod compat;
 mod contract;
 mod cors;
 mod ctwing;

@@ -75,6 +75,7 @@ pub async fn check_file(file: &Path) -> anyhow::Result<Value> {
         "vendor": p.vendor,
         "description": p.description,
         "contract": format!("ota:dialect@{}", p.contract),
+        "needs": format!("ota:dialect@{}", p.needs),
         "sha256": p.hash,
         "routes": p.routes,
     }))

@@ -16,9 +16,6 @@ use super::bindings;
 use super::{InvokeError, PluginIdentity, RequestState, Runtime};
 use crate::config::MountConfig;
 
-/// The `ota:dialect` contract versions this host serves (major.minor; patch is ignored).
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1", "0.2"];
-
 /// A compiled, linked plugin of one contract version, ready to instantiate per call.
 pub enum Pre {
     V0_1(bindings::v0_1::DialectPre<RequestState>),
@@ -171,6 +168,8 @@ pub struct LoadedPlugin {
     pub description: String,
     /// The `ota:dialect` package version the plugin was built against.
     pub contract: String,
+    /// The lowest host contract that has every function it calls (see `contract::needs`).
+    pub needs: String,
     /// Lower-case hex SHA-256 of the file.
     pub hash: String,
     /// When this version was loaded, Unix milliseconds.
@@ -216,46 +215,6 @@ impl LoadedPlugin {
         }
         let rest = path.strip_prefix(self.mount.prefix.as_str())?;
         rest.starts_with('/').then_some(rest)
-    }
-}
-
-/// Which `ota:dialect` version a component imports, read from its import names
-/// (`ota:dialect/auth@0.1.0`, ...), before anything is instantiated.
-pub fn contract_version(
-    engine: &wasmtime::Engine,
-    component: &Component,
-) -> Result<String, LoadError> {
-    let ty = component.component_type();
-    let mut versions: Vec<String> = ty
-        .imports(engine)
-        .filter_map(|(name, _)| name.strip_prefix("ota:dialect/"))
-        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v.to_string()))
-        .collect();
-    versions.sort();
-    versions.dedup();
-    match versions.as_slice() {
-        [] => Err(LoadError::WrongWorld(
-            "imports no ota:dialect interface (is it built against wit/?)".into(),
-        )),
-        [v] => {
-            let major_minor: String = v.split('.').take(2).collect::<Vec<_>>().join(".");
-            if SUPPORTED_CONTRACTS.contains(&major_minor.as_str()) {
-                Ok(v.clone())
-            } else {
-                Err(LoadError::UnsupportedContract(format!(
-                    "built against ota:dialect@{v}; this host supports {}",
-                    SUPPORTED_CONTRACTS
-                        .iter()
-                        .map(|s| format!("{s}.x"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            }
-        }
-        many => Err(LoadError::UnsupportedContract(format!(
-            "mixes ota:dialect versions {}",
-            many.join(", ")
-        ))),
     }
 }
 
@@ -325,7 +284,8 @@ impl Runtime {
     ) -> Result<LoadedPlugin, LoadError> {
         let hash = hex::encode(Sha256::digest(&bytes));
         let component = self.compile(Arc::new(bytes), &hash).await?;
-        let contract = contract_version(&self.engine, &component)?;
+        let needs = super::contract::needs(&self.engine, &component)?;
+        let contract = needs.built.clone();
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -400,6 +360,7 @@ impl Runtime {
             vendor: manifest.vendor,
             description: manifest.description,
             contract,
+            needs: needs.lowest,
             hash,
             loaded_at: now_millis,
             mount,

@@ -240,6 +240,9 @@ struct PluginInfo {
     description: String,
     /// The WIT contract it was built against, e.g. `ota:dialect@0.2.5`.
     contract: String,
+    /// The lowest host contract that has every host function it calls, e.g.
+    /// `ota:dialect@0.2.1`: hosts from that version on can run it.
+    needs: String,
     /// Lower-case hex SHA-256 of the file.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     sha256: String,
@@ -323,6 +326,7 @@ async fn list_plugins(_op: Operator, State(state): State<AppState>) -> Json<Inve
             vendor: p.vendor.clone(),
             description: p.description.clone(),
             contract: format!("ota:dialect@{}", p.contract),
+            needs: format!("ota:dialect@{}", p.needs),
             sha256: p.hash.clone(),
             loaded_at: p.loaded_at,
             mount: MountInfo {
