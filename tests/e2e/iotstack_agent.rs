@@ -513,24 +513,19 @@ async fn the_agent_endpoint_answers_the_gateway_its_deployment_and_file() {
     assert_eq!(again["Data"]["SHA256"], x86.as_str(), "the choice is kept");
 
     // The installer's lookup: by architecture and version, `key=value` lines.
-    let r = t
-        .http
-        .get(t.url(&format!("/install/{key}/packages/x86_64/1.6")))
-        .send()
-        .await
-        .unwrap();
+    let lookup = |version: &str| {
+        t.http
+            .get(t.url(&format!("/install/{key}/packages/x86_64/{version}")))
+            .send()
+    };
+    let r = lookup("1.6").await.unwrap();
     assert_eq!(r.status(), 200);
     let lines = r.text().await.unwrap();
     assert!(
         lines.starts_with("version=1.6\narch=\nurl=http://"),
         "{lines}"
     );
-    let r = t
-        .http
-        .get(t.url(&format!("/install/{key}/packages/x86_64/2.0")))
-        .send()
-        .await
-        .unwrap();
+    let r = lookup("2.0").await.unwrap();
     assert_eq!(r.status(), 404, "2.0 exists for arm7 only");
     assert!(r.text().await.unwrap().contains("--arch x86_64"));
 
@@ -546,12 +541,7 @@ async fn the_agent_endpoint_answers_the_gateway_its_deployment_and_file() {
     .await;
     release_with(&t, "4.0", None, json!({"module": "wifi"}), b"w".to_vec()).await;
     for version in ["3.0", "4.0"] {
-        let r = t
-            .http
-            .get(t.url(&format!("/install/{key}/packages/x86_64/{version}")))
-            .send()
-            .await
-            .unwrap();
+        let r = lookup(version).await.unwrap();
         assert_eq!(r.status(), 404, "{version}");
     }
     let (_, body) = poll(gateway).await;

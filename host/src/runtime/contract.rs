@@ -160,10 +160,10 @@ pub fn needs(engine: &wasmtime::Engine, component: &Component) -> Result<Needs, 
     };
     let mut lowest = Version(version.0, version.1, 0);
     let mut missing = Vec::new();
-    for (iface, func) in &imported {
-        match line.since.get(&(iface.clone(), func.clone())) {
+    for key in &imported {
+        match line.since.get(key) {
             Some(v) => lowest = lowest.max(*v),
-            None => missing.push(format!("{iface}.{func}")),
+            None => missing.push(format!("{}.{}", key.0, key.1)),
         }
     }
     if !missing.is_empty() {
