@@ -22,9 +22,9 @@ fn create_body(version: &str) -> String {
     .to_string()
 }
 
-/// A release tarball whose `bin/iot-edge` runs `service` (a shell script body). Its files are
-/// recorded world-writable and set-uid, owned by uid 4242: what a careless (or hostile)
-/// package carries, and what the installer must not keep.
+/// A release tarball whose `bin/iot-edge` runs `service` (a shell script body). Its files (and
+/// its `./` folder) are recorded world-writable and set-uid, owned by uid 4242: what a
+/// careless (or hostile) package carries, and what the installer must not keep.
 fn tarball(dir: &Path, name: &str, service: &str) -> Vec<u8> {
     let src = dir.join(format!("src-{name}"));
     std::fs::create_dir_all(src.join("bin")).unwrap();
@@ -33,6 +33,7 @@ fn tarball(dir: &Path, name: &str, service: &str) -> Vec<u8> {
     std::fs::write(src.join("VERSION"), name).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4777)).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = dir.join(format!("{name}.tar.gz"));
     let status = std::process::Command::new("tar")
         .arg("-czf")
@@ -40,7 +41,7 @@ fn tarball(dir: &Path, name: &str, service: &str) -> Vec<u8> {
         .args(["--owner=4242", "--group=4242"])
         .arg("-C")
         .arg(&src)
-        .args(["bin", "VERSION"])
+        .arg(".")
         .status()
         .unwrap();
     assert!(status.success());
@@ -193,11 +194,20 @@ async fn deployment(t: &TestServer, id: u64) -> Value {
 }
 
 async fn create_deployment(t: &TestServer) -> u64 {
+    create_deployment_with(t, json!({})).await
+}
+
+/// [`create_deployment`] with more fields of `deployment/create` (`KeepLocal`).
+async fn create_deployment_with(t: &TestServer, more: Value) -> u64 {
+    let mut body = json!({ "ProductSN": PRODUCT, "DeviceSN": GATEWAY });
+    for (k, v) in more.as_object().unwrap() {
+        body[k] = v.clone();
+    }
     let (status, body) = t
         .post(
             "/api/v1/deployment/create",
             Some(API_KEY),
-            &json!({ "ProductSN": PRODUCT, "DeviceSN": GATEWAY }).to_string(),
+            &body.to_string(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -265,6 +275,8 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     );
     let me = std::fs::metadata(&g.work).unwrap().uid();
     assert_eq!(bin.uid(), me, "owned by the installer, not the archive");
+    let folder = std::fs::metadata(g.root.join("versions/1.0")).unwrap();
+    assert_eq!(folder.mode() & 0o7777, 0o755, "the archive's ./ is 777");
     assert!(g.root.join("bin/iot_edge_process.sh").exists());
     let conf = g.root.join("etc/gateway.conf");
     use std::os::unix::fs::PermissionsExt;
@@ -282,9 +294,17 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     );
 
     // Installing the running version again from the same file leaves it (and the service
-    // running from its folder) alone.
+    // running from its folder) alone. The lock names a live process whose start time is
+    // not the holder's (a pid reused after a reboot): it is stale, and taken over.
     let service = g.pid("service").expect("1.0 runs");
+    let mut reused = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::os::unix::fs::symlink(format!("{}:1", reused.id()), g.root.join("run/changer")).unwrap();
     let out = g.bash("./iot_edge_process.sh --install x86_64 1.0").await;
+    reused.kill().unwrap();
+    let _ = reused.wait();
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -293,10 +313,24 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     );
     assert_eq!(g.pid("service"), Some(service));
 
-    // A newer release, then a deployment: the agent installs it with no one at the gateway.
+    // A newer release, then a deployment: the agent installs it with no one at the gateway,
+    // and clears what changers that died left behind (staging folders, a download).
+    let leftovers = [
+        "versions/.7.7.new/bin",
+        "versions/.0.9.old.99999999/bin",
+        "tmp/99999999.package",
+        "tmp/body.json",
+    ];
+    for left in leftovers {
+        std::fs::create_dir_all(g.root.join(left)).unwrap();
+    }
     release(&t, "1.1", Some("x86_64"), tarball(dir, "1.1", GOOD_SERVICE)).await;
     let first = create_deployment(&t).await;
     let d = finished(&t, &g, first).await;
+    for left in leftovers {
+        let top: PathBuf = Path::new(left).iter().take(2).collect();
+        assert!(!g.root.join(&top).exists(), "{left} was left");
+    }
     let log = d["Log"].as_str().unwrap();
     assert_eq!(d["Status"], "success", "{log}");
     assert!(
@@ -346,6 +380,28 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
         .await,
         "1.1 is not running again"
     );
+
+    // KeepLocal twice: the service keeps running 1.1, which is then neither current nor
+    // previous, and its folder stays while it runs from it.
+    let service = g.pid("service").unwrap();
+    for version in ["1.3", "1.4"] {
+        release(
+            &t,
+            version,
+            Some("x86_64"),
+            tarball(dir, version, GOOD_SERVICE),
+        )
+        .await;
+        let id = create_deployment_with(&t, json!({ "KeepLocal": true })).await;
+        let d = finished(&t, &g, id).await;
+        assert_eq!(d["Status"], "success", "{d}");
+        assert!(d["Log"].as_str().unwrap().contains("KeepLocal"), "{d}");
+    }
+    assert_eq!(g.link("current").as_deref(), Some("versions/1.4"));
+    assert_eq!(g.link("previous").as_deref(), Some("versions/1.3"));
+    assert_eq!(g.pid("service"), Some(service), "left running");
+    assert!(g.read("service-ran").starts_with("1.1 "));
+    assert_eq!(g.read("versions/1.1/VERSION"), "1.1", "its folder stays");
 
     // Running DownloadCmd's --start again restarts the agent (a reinstall's new secret and
     // script take effect); a pid file naming someone else's process is not ours.

@@ -53,7 +53,35 @@ die() { echo "iot_edge_process: $*" >&2; exit 1; }
 say() { echo "iot_edge_process: $*"; }
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
+now() { date +%s; }
+# A short pause; where sleep takes whole seconds only (some BusyBox builds) it is one second,
+# so every wait below is bounded by the clock, not by a count of pauses.
 nap() { sleep "$1" 2>/dev/null || sleep 1; }
+
+# wait_gone PID SECS: whether the process PID exits within SECS seconds.
+wait_gone() {
+    wg_end=$(($(now) + $2))
+    while kill -0 "$1" 2>/dev/null; do
+        [ "$(now)" -lt "$wg_end" ] || return 1
+        nap 0.2
+    done
+}
+
+# Temporary files are named <pid>.<what>: the agent and a --report typed by hand never share
+# one, and those of processes that have exited (a download killed by --stop) are removed.
+tmp() { echo "$TMP/$$.$1"; }
+sweep_tmp() {
+    for sw_file in "$TMP"/*; do
+        [ -e "$sw_file" ] || continue
+        sw_pid=${sw_file##*/}
+        sw_pid=${sw_pid%%.*}
+        case "$sw_pid" in
+        '' | *[!0-9]*) rm -rf "$sw_file" ;;
+        "$$") ;;
+        *) kill -0 "$sw_pid" 2>/dev/null || rm -rf "$sw_file" ;;
+        esac
+    done
+}
 
 # The files this script installs run as root; over plain http their checksums come by the
 # same unprotected path, so anyone who can alter the traffic can replace them.
@@ -137,8 +165,8 @@ http_get() {
         hg_code=$(curl -sSL --connect-timeout 10 --speed-limit 1 --speed-time 60 \
             -o "$2" -w '%{http_code}' "$1") || hg_code=000
     else
-        wget -S -q -T 60 ${WGET_GNU:+-t 1 --content-on-error} -O "$2" "$1" 2>"$TMP/wget.hdr" || true
-        hg_code=$(wget_status "$TMP/wget.hdr")
+        wget -S -q -T 60 ${WGET_GNU:+-t 1 --content-on-error} -O "$2" "$1" 2>"$(tmp wget.hdr)" || true
+        hg_code=$(wget_status "$(tmp wget.hdr)")
     fi
     echo "$hg_code"
 }
@@ -148,27 +176,29 @@ http_get() {
 # wgetrc; only BusyBox wget takes them as an argument.
 http_post() {
     rm -f "$3"
-    (umask 077 && printf '%s' "$2" >"$TMP/body.json")
+    hp_body=$(tmp body.json)
+    (umask 077 && printf '%s' "$2" >"$hp_body")
     if have curl; then
         hp_code=$(printf 'user = "%s:%s"\n' "$DEVICE_KEY" "$DEVICE_SECRET" |
             curl -sS -K - --connect-timeout 10 --max-time 30 -o "$3" -w '%{http_code}' \
-                -H 'Content-Type: application/json' --data-binary "@$TMP/body.json" "$1") ||
+                -H 'Content-Type: application/json' --data-binary "@$hp_body" "$1") ||
             hp_code=000
     else
         hp_auth=$(printf '%s:%s' "$DEVICE_KEY" "$DEVICE_SECRET" | base64 | tr -d '\n')
         if [ -n "$WGET_GNU" ]; then
-            (umask 077 && printf 'header = Authorization: Basic %s\n' "$hp_auth" >"$TMP/wgetrc")
-            WGETRC="$TMP/wgetrc" wget -S -q -T 30 -t 1 --content-on-error -O "$3" \
-                --header='Content-Type: application/json' --post-file="$TMP/body.json" \
-                "$1" 2>"$TMP/wget.hdr" || true
+            (umask 077 && printf 'header = Authorization: Basic %s\n' "$hp_auth" >"$(tmp wgetrc)")
+            WGETRC="$(tmp wgetrc)" wget -S -q -T 30 -t 1 --content-on-error -O "$3" \
+                --header='Content-Type: application/json' --post-file="$hp_body" \
+                "$1" 2>"$(tmp wget.hdr)" || true
+            rm -f "$(tmp wgetrc)"
         else
             wget -S -q -T 30 -O "$3" --header="Authorization: Basic $hp_auth" \
-                --header='Content-Type: application/json' --post-file="$TMP/body.json" \
-                "$1" 2>"$TMP/wget.hdr" || true
+                --header='Content-Type: application/json' --post-file="$hp_body" \
+                "$1" 2>"$(tmp wget.hdr)" || true
         fi
-        hp_code=$(wget_status "$TMP/wget.hdr")
+        hp_code=$(wget_status "$(tmp wget.hdr)")
     fi
-    rm -f "$TMP/body.json"
+    rm -f "$hp_body"
     echo "$hp_code"
 }
 
@@ -204,14 +234,17 @@ version_of() { [ -L "$PREFIX/$1" ] && basename "$(readlink "$PREFIX/$1")"; }
 # create one inside the folder it points at).
 relink() { ln -sfn "versions/$2" "$PREFIX/$1"; }
 
-# Keep only the current and the previous version on disk, and the one the service runs
-# (with KeepLocal it may be older than both).
+# The folder under versions/ the running service runs from; fails when none runs.
+running_dir() { pid_in service >/dev/null && cat "$RUN/service.dir" 2>/dev/null; }
+
+# Keep only the current and the previous version on disk, and the folder the service runs
+# from (with KeepLocal it may be older than both, or a replaced folder renamed aside). Run
+# under the lock: every .<version>.new staging folder then belongs to a changer that died.
 prune() {
     pr_cur=$(version_of current || true)
     pr_prev=$(version_of previous || true)
-    pr_run=
-    pid_in service >/dev/null && pr_run=$(cat "$RUN/service.version" 2>/dev/null || true)
-    for pr_dir in "$PREFIX"/versions/*; do
+    pr_run=$(running_dir || true)
+    for pr_dir in "$PREFIX"/versions/* "$PREFIX"/versions/.*.new "$PREFIX"/versions/.*.old.*; do
         [ -d "$pr_dir" ] || continue
         pr_name=$(basename "$pr_dir")
         case "$pr_name" in "$pr_cur" | "$pr_prev" | "$pr_run") continue ;; esac
@@ -222,79 +255,114 @@ prune() {
         pr_name=${pr_sum##*/.}
         [ -d "$PREFIX/versions/${pr_name%.sum}" ] || rm -f "$pr_sum"
     done
+    sweep_tmp
 }
 
-# install_package VERSION URL SHA256 MD5: download, verify, unpack into versions/VERSION and
-# make it current, the version before becoming previous. Prints what it does; on failure
-# returns non-zero with current untouched. The current version installed again from the same
-# file is left as it is (ip_changed stays empty): its folder may be what the service runs from.
-install_package() {
-    ip_ver=$1 ip_url=$2 ip_sha=$3 ip_md5=$4 ip_changed=
-    safe_version "$ip_ver" || { echo "refusing unsafe version name '$ip_ver'"; return 1; }
-    mkdir -p "$PREFIX/versions" "$TMP"
-    ip_sum="$PREFIX/versions/.$ip_ver.sum"
-    if [ "$(version_of current || true)" = "$ip_ver" ] && [ -d "$PREFIX/versions/$ip_ver" ] &&
-        [ "$(cat "$ip_sum" 2>/dev/null || true)" = "${ip_sha:-$ip_md5}" ]; then
-        echo "$ip_ver is already installed and current (${ip_sha:-$ip_md5})"
-        return 0
+# fetch_package VERSION URL SHA256 MD5: download a release into $(tmp package) and verify
+# it. Needs no lock, so a slow download never holds up --stop or --rollback. Returns 2 when
+# VERSION is current and was installed from this very file: its folder may be what the
+# service runs from, and there is nothing to do.
+fetch_package() {
+    fp_ver=$1 fp_url=$2 fp_sha=$3 fp_md5=$4
+    safe_version "$fp_ver" || { echo "refusing unsafe version name '$fp_ver'"; return 1; }
+    fp_want=${fp_sha:-$fp_md5}
+    [ -n "$fp_want" ] || { echo "the host gave no checksum for $fp_ver; nothing installed"; return 1; }
+    if [ "$(version_of current || true)" = "$fp_ver" ] && [ -d "$PREFIX/versions/$fp_ver" ] &&
+        [ "$(cat "$PREFIX/versions/.$fp_ver.sum" 2>/dev/null || true)" = "$fp_want" ]; then
+        echo "$fp_ver is already installed and current ($fp_want)"
+        return 2
     fi
-    ip_pkg="$TMP/package.$$"
-    rm -f "$ip_pkg"
-    echo "downloading $ip_ver from $ip_url"
-    ip_code=$(http_get "$ip_url" "$ip_pkg")
-    if [ "$ip_code" != 200 ]; then
-        echo "download failed (HTTP $ip_code)"
-        rm -f "$ip_pkg"
+    mkdir -p "$TMP"
+    fp_pkg=$(tmp package)
+    echo "downloading $fp_ver from $fp_url"
+    fp_code=$(http_get "$fp_url" "$fp_pkg")
+    if [ "$fp_code" != 200 ]; then
+        echo "download failed (HTTP $fp_code)"
+        rm -f "$fp_pkg"
         return 1
     fi
-    if [ -n "$ip_sha" ]; then
-        ip_got=$(sha256_of "$ip_pkg")
-        ip_want=$ip_sha ip_what=SHA-256
+    if [ -n "$fp_sha" ]; then
+        fp_got=$(sha256_of "$fp_pkg") fp_what=SHA-256
     else
-        ip_got=$(md5_of "$ip_pkg")
-        ip_want=$ip_md5 ip_what=MD5
+        fp_got=$(md5_of "$fp_pkg") fp_what=MD5
     fi
-    if [ "$ip_got" != "$ip_want" ]; then
-        echo "$ip_what mismatch: expected $ip_want, got $ip_got; nothing installed"
-        rm -f "$ip_pkg"
+    if [ "$fp_got" != "$fp_want" ]; then
+        echo "$fp_what mismatch: expected $fp_want, got $fp_got; nothing installed"
+        rm -f "$fp_pkg"
         return 1
     fi
-    echo "$ip_what $ip_got verified"
-    ip_stage="$PREFIX/versions/.$ip_ver.new"
-    rm -rf "$ip_stage"
-    mkdir -p "$ip_stage"
-    ip_z=
-    [ "$(od -An -tx1 -N2 "$ip_pkg" | tr -d ' \n')" = 1f8b ] && ip_z=-z
+    echo "$fp_what $fp_got verified"
+}
+
+# unpack_package VERSION CHECKSUM, under the lock: unpack what fetch_package fetched into
+# versions/VERSION and make it current, the version before becoming previous. On failure
+# returns non-zero with current untouched.
+unpack_package() {
+    up_ver=$1 up_sum=$2 up_pkg=$(tmp package) up_gone=
+    up_stage="$PREFIX/versions/.$up_ver.new"
+    mkdir -p "$PREFIX/versions"
+    rm -rf "$up_stage"
+    # Unpacked one level down in a folder only its owner may enter: tar gives a folder the
+    # archive's mode (a ./ entry of 777) as it goes, before the chmod below can run.
+    if ! mkdir -m 700 "$up_stage" || ! mkdir "$up_stage/root"; then
+        echo "cannot create $up_stage"
+        rm -f "$up_pkg"
+        return 1
+    fi
+    up_z=
+    [ "$(od -An -tx1 -N2 "$up_pkg" | tr -d ' \n')" = 1f8b ] && up_z=-z
     # -o: files belong to whoever installs (root), never to the archive's recorded owners;
     # then nothing is writable by others or set-id, so a package cannot plant a file another
     # user could change before root runs it.
-    if ! ip_out=$(tar -x -o $ip_z -f "$ip_pkg" -C "$ip_stage" 2>&1) ||
-        ! ip_out=$(chmod -R go-w,ug-s "$ip_stage" 2>&1); then
-        echo "unpacking failed: $ip_out"
-        rm -rf "$ip_stage" "$ip_pkg"
+    if ! up_out=$(tar -x -o $up_z -f "$up_pkg" -C "$up_stage/root" 2>&1) ||
+        ! up_out=$(chmod -R go-w,ug-s "$up_stage/root" 2>&1); then
+        echo "unpacking failed: $up_out"
+        rm -rf "$up_stage" "$up_pkg"
         return 1
     fi
-    rm -f "$ip_pkg"
-    ip_old=$(version_of current || true)
-    if [ "$ip_old" = "$ip_ver" ]; then
-        ip_old=$(version_of previous || true)
+    rm -f "$up_pkg"
+    up_old=$(version_of current || true)
+    [ "$up_old" = "$up_ver" ] && up_old=$(version_of previous || true)
+    # The folder being replaced is renamed aside, never emptied in place: the service may
+    # run from it, and prune removes it once nothing does.
+    if [ -d "$PREFIX/versions/$up_ver" ]; then
+        up_gone=".$up_ver.old.$$"
+        if ! mv "$PREFIX/versions/$up_ver" "$PREFIX/versions/$up_gone"; then
+            echo "cannot move the installed $up_ver aside; nothing installed"
+            rm -rf "$up_stage"
+            return 1
+        fi
+        [ "$(running_dir || true)" = "$up_ver" ] && echo "$up_gone" >"$RUN/service.dir"
     fi
-    # The folder being replaced is renamed away, never emptied in place.
-    ip_gone="$PREFIX/versions/.$ip_ver.old.$$"
-    [ -d "$PREFIX/versions/$ip_ver" ] && mv "$PREFIX/versions/$ip_ver" "$ip_gone"
-    mv "$ip_stage" "$PREFIX/versions/$ip_ver"
-    echo "${ip_sha:-$ip_md5}" >"$ip_sum"
-    [ -n "$ip_old" ] && [ -d "$PREFIX/versions/$ip_old" ] && relink previous "$ip_old"
-    relink current "$ip_ver"
-    rm -rf "$ip_gone"
+    if ! mv "$up_stage/root" "$PREFIX/versions/$up_ver"; then
+        echo "cannot move $up_ver into place; nothing installed"
+        if [ -n "$up_gone" ] && mv "$PREFIX/versions/$up_gone" "$PREFIX/versions/$up_ver"; then
+            [ "$(running_dir || true)" = "$up_gone" ] && echo "$up_ver" >"$RUN/service.dir"
+        fi
+        rm -rf "$up_stage"
+        return 1
+    fi
+    rmdir "$up_stage"
+    echo "$up_sum" >"$PREFIX/versions/.$up_ver.sum"
+    if [ -n "$up_old" ] && [ -d "$PREFIX/versions/$up_old" ] && ! relink previous "$up_old"; then
+        echo "cannot point previous at $up_old"
+    fi
+    relink current "$up_ver" || { echo "cannot point current at $up_ver"; return 1; }
     prune
-    ip_changed=1
-    echo "installed $ip_ver in $PREFIX/versions/$ip_ver${ip_old:+ (previous: $ip_old)}"
+    echo "installed $up_ver in $PREFIX/versions/$up_ver${up_old:+ (previous: $up_old)}"
 }
 
-# A process's start time (from /proc, where there is one): with its pid in a pid file, so a
-# stale file naming a reused pid (after a reboot) is never taken for our process.
+# A process's start time (from /proc, where there is one): kept with its pid in pid files and
+# the lock, so a file left before a reboot naming a pid reused since is never taken for ours.
 proc_start() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
+
+# alive PID START: whether that process still runs (START empty: where /proc is missing).
+alive() {
+    case "$1" in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$1" 2>/dev/null || return 1
+    [ -z "$2" ] || [ ! -r "/proc/$1/stat" ] || [ "$(proc_start "$1")" = "$2" ]
+}
+
 write_pid() {
     echo "$2 $(proc_start "$2" || true)" >"$RUN/$1.pid.$$"
     mv -f "$RUN/$1.pid.$$" "$RUN/$1.pid"
@@ -314,27 +382,28 @@ pid_in() {
     [ -f "$RUN/$1.pid" ] || return 1
     pi_pid='' pi_start=''
     read -r pi_pid pi_start <"$RUN/$1.pid" || true
-    case "$pi_pid" in '' | *[!0-9]*) return 1 ;; esac
-    kill -0 "$pi_pid" 2>/dev/null || return 1
-    if [ -n "$pi_start" ] && [ -r "/proc/$pi_pid/stat" ]; then
-        [ "$(proc_start "$pi_pid")" = "$pi_start" ] || return 1
-    fi
+    alive "$pi_pid" "$pi_start" || return 1
     echo "$pi_pid"
 }
 
 # One changer of the service and the links at a time (the agent, --install, --rollback,
-# --start, --stop). The lock is a symbolic link to the holder's pid: made atomically, pid
-# included, so it is never seen without its holder. A lock whose holder died is taken over by
-# one waiter at a time (run/changer.takeover), and only while it still names the dead holder.
-# After a minute of waiting, give up.
+# --start, --stop). The lock is a symbolic link to the holder's "pid:start-time": made
+# atomically, holder included, so it is never seen without one. A lock whose holder died is
+# taken over by one waiter at a time (run/changer.takeover), and only while it still names the
+# dead holder. After a minute of waiting, give up. Whoever exits holding it releases it (the
+# EXIT trap below).
+me() { echo "$$:$(proc_start $$ || true)"; }
 lock() {
     mkdir -p "$RUN"
-    lk_i=0 lk_t=0
-    until ln -s "$$" "$RUN/changer" 2>/dev/null; do
-        lk_pid=$(readlink "$RUN/changer" 2>/dev/null || true)
-        if [ -n "$lk_pid" ] && ! kill -0 "$lk_pid" 2>/dev/null; then
+    lk_me=$(me) lk_end=$(($(now) + 60)) lk_t=0
+    until ln -s "$lk_me" "$RUN/changer" 2>/dev/null; do
+        lk_by=$(readlink "$RUN/changer" 2>/dev/null || true)
+        case "$lk_by" in *:*) ;; *) lk_by="$lk_by:" ;; esac
+        if [ "$lk_by" != : ] && ! alive "${lk_by%%:*}" "${lk_by#*:}"; then
             if mkdir "$RUN/changer.takeover" 2>/dev/null; then
-                [ "$(readlink "$RUN/changer" 2>/dev/null || true)" = "$lk_pid" ] && rm -f "$RUN/changer"
+                case "$(readlink "$RUN/changer" 2>/dev/null || true)" in
+                "$lk_by" | "${lk_by%:}") rm -f "$RUN/changer" ;;
+                esac
                 rmdir "$RUN/changer.takeover"
                 continue
             fi
@@ -342,41 +411,39 @@ lock() {
             lk_t=$((lk_t + 1))
             [ $lk_t -lt 50 ] || { rmdir "$RUN/changer.takeover" 2>/dev/null || true; lk_t=0; }
         fi
-        lk_i=$((lk_i + 1))
-        [ $lk_i -lt 600 ] || return 1
+        [ "$(now)" -lt "$lk_end" ] || return 1
         nap 0.1
     done
 }
 unlock() {
-    [ "$(readlink "$RUN/changer" 2>/dev/null || true)" = "$$" ] && rm -f "$RUN/changer"
+    [ "$(readlink "$RUN/changer" 2>/dev/null || true)" = "$(me)" ] && rm -f "$RUN/changer"
     return 0
 }
 
 # Start the current version's edge service, if it has one and it is not running.
+# It runs from versions/<version> itself, not through the current link, and run/service.dir
+# names that folder so prune keeps it while the service runs.
 start_service() {
-    ss_bin="$PREFIX/current/bin/iot-edge"
-    [ -x "$ss_bin" ] || return 0
+    ss_ver=$(version_of current) || return 0
+    ss_dir="$PREFIX/versions/$ss_ver"
+    [ -x "$ss_dir/bin/iot-edge" ] || return 0
     pid_in service >/dev/null && return 0
     mkdir -p "$RUN" "$LOGS"
     (
-        cd "$PREFIX/current" &&
+        cd "$ss_dir" &&
             IOT_EDGE_CONFIG="$CONF" IOT_EDGE_PREFIX="$PREFIX" \
-                IOT_EDGE_VERSION="$(version_of current)" exec "$ss_bin" --config "$CONF"
+                IOT_EDGE_VERSION="$ss_ver" exec "$ss_dir/bin/iot-edge" --config "$CONF"
     ) >>"$LOGS/service.log" 2>&1 </dev/null &
     write_pid service $!
-    version_of current >"$RUN/service.version"
+    echo "$ss_ver" >"$RUN/service.version"
+    echo "$ss_ver" >"$RUN/service.dir"
 }
 
 # Stop the edge service: TERM, then KILL after ten seconds.
 stop_service() {
     st_pid=$(pid_in service) || { rm -f "$RUN/service.pid"; return 0; }
     kill "$st_pid" 2>/dev/null || true
-    st_i=0
-    while kill -0 "$st_pid" 2>/dev/null && [ $st_i -lt 50 ]; do
-        nap 0.2
-        st_i=$((st_i + 1))
-    done
-    kill -9 "$st_pid" 2>/dev/null || true
+    wait_gone "$st_pid" 10 || kill -9 "$st_pid" 2>/dev/null || true
     rm -f "$RUN/service.pid"
 }
 
@@ -394,17 +461,20 @@ report() {
     else
         rp_body=$(printf '{"DeploymentID":%s,"Status":"%s"}' "$1" "$2")
     fi
-    rp_code=$(http_post "$REPORT_URL" "$rp_body" "$TMP/report.json")
+    rp_code=$(http_post "$REPORT_URL" "$rp_body" "$(tmp report.json)")
     [ "$rp_code" = 200 ] && return 0
-    log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$TMP/report.json" 2>/dev/null || true)"
+    log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$(tmp report.json)" 2>/dev/null || true)"
     return 1
 }
 
 # A final report must land, or the host hands the deployment out again: when the host
-# refuses the text itself (4xx), the status goes without it; when the host cannot be reached
-# the report is kept in run/pending/<id> and sent before the next poll.
-# The report is written to run/pending first and removed once the host has it (or refused it
-# for good: 404 or 409), so a stop or power cut while sending loses nothing.
+# refuses the text itself (400, 413), the status goes without it; otherwise the report waits
+# in run/pending/<id> and goes before the next poll. It is written there first and removed
+# once the host has it (or refused it for good: 404 or 409), so a stop or power cut while
+# sending loses nothing. A host that answers but fails on it (5xx) for an hour must not stop
+# the gateway from polling for ever: the report is then dropped, and the host, still waiting
+# on the deployment, hands it out again (reinstalling the same version from the same file
+# changes nothing). Markers beside it: .<id>.kept (logged once), .<id>.5xx (first 5xx time).
 report_final() {
     mkdir -p "$RUN/pending"
     if [ ! -f "$RUN/pending/$1" ]; then
@@ -412,23 +482,38 @@ report_final() {
         mv -f "$RUN/pending/.$1.new" "$RUN/pending/$1"
     fi
     if report "$@"; then
-        rm -f "$RUN/pending/$1"
+        drop_report "$1"
         return 0
     fi
     case "$rp_code" in
     400 | 413)
         if report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)"; then
-            rm -f "$RUN/pending/$1"
+            drop_report "$1"
             return 0
         fi
         ;;
     esac
     case "$rp_code" in
-    404 | 409) rm -f "$RUN/pending/$1" ;;
-    *) log "deployment $1: keeping the $2 report until the host takes it" ;;
+    404 | 409)
+        drop_report "$1"
+        return 1
+        ;;
+    5[0-9][0-9])
+        [ -f "$RUN/pending/.$1.5xx" ] || now >"$RUN/pending/.$1.5xx"
+        if [ $(($(now) - $(cat "$RUN/pending/.$1.5xx"))) -ge 3600 ]; then
+            log "deployment $1: the host has failed on the $2 report for an hour (HTTP $rp_code); dropping it, the host will hand the deployment out again"
+            drop_report "$1"
+            return 1
+        fi
+        ;;
     esac
+    if [ ! -f "$RUN/pending/.$1.kept" ]; then
+        : >"$RUN/pending/.$1.kept"
+        log "deployment $1: keeping the $2 report until the host takes it (HTTP $rp_code)"
+    fi
     return 1
 }
+drop_report() { rm -f "$RUN/pending/$1" "$RUN/pending/.$1".*; }
 
 # Send the final reports the host has not taken yet; fails while one is still pending, so
 # the agent does not ask for (and carry out again) a deployment it has already finished.
@@ -442,7 +527,7 @@ send_pending() {
         case "$sp_status" in
         success | failed) ;;
         *)
-            rm -f "$sp_file"
+            drop_report "$sp_id"
             continue
             ;;
         esac
@@ -467,12 +552,28 @@ deploy() {
     dp_from=$(version_of current || echo none)
     log "deployment $dp_id: installing $dp_ver over $dp_from"
     report "$dp_id" processing "gateway $GATEWAY_SN: installing $dp_ver ($ARCH) over $dp_from" || return
-    lock || { log "deployment $dp_id: $RUN/changer is held; trying again later"; return; }
-    if ! dp_out=$(install_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1); then
-        unlock
+    dp_got=0
+    dp_out=$(fetch_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1) || dp_got=$?
+    if [ "$dp_got" = 1 ]; then
         log "deployment $dp_id failed: $dp_out"
         report_final "$dp_id" failed "$dp_out"
         return
+    fi
+    if ! lock; then
+        rm -f "$(tmp package)"
+        log "deployment $dp_id: $RUN/changer is held; trying again later"
+        return
+    fi
+    if [ "$dp_got" = 0 ]; then
+        dp_more=$(unpack_package "$dp_ver" "${dp_sha:-$dp_md5}" 2>&1) || dp_got=$?
+        dp_out="$dp_out
+$dp_more"
+        if [ "$dp_got" != 0 ]; then
+            unlock
+            log "deployment $dp_id failed: $dp_out"
+            report_final "$dp_id" failed "$dp_out"
+            return
+        fi
     fi
     if [ "$dp_keep" = true ]; then
         unlock
@@ -510,7 +611,7 @@ $dp_tail"
 # Ask the host once; log only changes of the host's reachability, not every failed poll.
 poll_once() {
     send_pending || return 0
-    po_code=$(http_post "$POLL_URL" '{}' "$TMP/poll.json")
+    po_code=$(http_post "$POLL_URL" '{}' "$(tmp poll.json)")
     if [ "$po_code" != 200 ]; then
         if [ "$po_code" != "$po_last" ]; then
             case "$po_code" in
@@ -523,7 +624,7 @@ poll_once() {
     fi
     [ "$po_last" = 200 ] || [ "$po_last" = start ] || log "the host answers again"
     po_last=200
-    po_answer=$(cat "$TMP/poll.json")
+    po_answer=$(cat "$(tmp poll.json)")
     po_id=$(json_field "$po_answer" DeploymentID)
     case "$po_id" in
     '' | *[!0-9]*) return ;;
@@ -534,7 +635,13 @@ poll_once() {
 run_agent() {
     load_config
     mkdir -p "$RUN" "$LOGS" "$TMP"
+    # One agent per gateway, however it was started (by hand, as a process, under systemd).
+    if ra_pid=$(pid_in agent) && [ "$ra_pid" != $$ ]; then
+        log "another agent runs (pid $ra_pid); not starting a second one"
+        exit 1
+    fi
     write_pid agent $$
+    sweep_tmp
     trap '' HUP
     trap 'stop_service; drop_pid agent $$; exit 0' TERM INT
     set +e
@@ -581,28 +688,33 @@ init_mode() {
     esac
 }
 
+# Stop and disable the systemd unit, where an earlier --start made one.
+stop_unit() {
+    [ -f "$UNIT" ] && have systemctl || return 0
+    systemctl disable iot-edge.service >/dev/null 2>&1 || true
+    systemctl stop iot-edge.service || true
+}
+
 # Stop a running agent (which stops the service): TERM, then KILL after 15 s (an agent in
 # the middle of a download answers TERM only when the download ends).
 stop_agent() {
     sa_pid=$(pid_in agent) || return 0
     kill "$sa_pid" 2>/dev/null || true
-    sa_i=0
-    while kill -0 "$sa_pid" 2>/dev/null && [ $sa_i -lt 75 ]; do
-        nap 0.2
-        sa_i=$((sa_i + 1))
-    done
-    kill -9 "$sa_pid" 2>/dev/null || true
+    wait_gone "$sa_pid" 15 || kill -9 "$sa_pid" 2>/dev/null || true
     drop_pid agent "$sa_pid"
 }
 
+# Start the agent, in place of whichever one runs: a reinstall's new script and secret take
+# effect, and switching between systemd and process never leaves two agents polling.
 start() {
     load_config
     st_mode=$(init_mode) || exit 1
     install_self
     mkdir -p "$RUN" "$LOGS" "$TMP"
+    lock || die "another iot_edge_process holds $RUN/changer"
     case "$st_mode" in
     systemd)
-        lock || die "another iot_edge_process holds $RUN/changer"
+        stop_agent
         cat >"$UNIT" <<UNIT
 [Unit]
 Description=IoTStack edge agent for gateway $GATEWAY_SN
@@ -622,13 +734,12 @@ WantedBy=multi-user.target
 UNIT
         systemctl daemon-reload
         systemctl enable iot-edge.service >/dev/null 2>&1 || true
-        systemctl restart iot-edge.service || { unlock; die "systemctl restart iot-edge.service failed"; }
+        systemctl restart iot-edge.service || die "systemctl restart iot-edge.service failed"
         unlock
         say "agent started under systemd (iot-edge.service)"
         ;;
     process)
-        # A running agent is restarted, so a reinstall's new script and secret take effect.
-        lock || die "another iot_edge_process holds $RUN/changer"
+        stop_unit
         if pid_in agent >/dev/null; then
             stop_agent
             say "stopped the running agent"
@@ -638,13 +749,10 @@ UNIT
         else
             sh "$SELF" --agent >>"$LOGS/agent.log" 2>&1 </dev/null &
         fi
-        st_i=0
+        st_end=$(($(now) + 5))
         until st_pid=$(pid_in agent); do
-            st_i=$((st_i + 1))
-            if [ $st_i -gt 25 ]; then
-                unlock
+            [ "$(now)" -lt "$st_end" ] ||
                 die "the agent did not start; $LOGS/agent.log ends with: $(tail -n 3 "$LOGS/agent.log")"
-            fi
             nap 0.2
         done
         unlock
@@ -654,12 +762,10 @@ UNIT
 }
 
 # Stop the agent and the service until the next --start (under systemd: also at boot).
+# Taken under the lock, so the agent is never stopped halfway through changing versions.
 stop() {
-    if [ -f "$UNIT" ] && have systemctl; then
-        systemctl disable iot-edge.service >/dev/null 2>&1 || true
-        systemctl stop iot-edge.service || true
-    fi
     lock || die "another iot_edge_process holds $RUN/changer"
+    stop_unit
     stop_agent
     stop_service
     unlock
@@ -678,6 +784,9 @@ status() {
     fi
 }
 
+# Whoever exits holding the lock (die included) releases it.
+trap unlock EXIT
+
 case "${1:-}" in
 --install)
     [ $# -ge 3 ] || die "usage: --install <arch> <version> [sh]"
@@ -686,18 +795,25 @@ case "${1:-}" in
     [ "$3" = "$EXPECTED_VERSION" ] || echo "warning: installing $3; this gateway was configured for $EXPECTED_VERSION" >&2
     warn_plain_http
     mkdir -p "$PREFIX/etc" "$RUN" "$LOGS" "$TMP"
-    info="$TMP/package.txt"
+    info=$(tmp package.txt)
     code=$(http_get "$SERVER/install/$DEVICE_KEY/packages/$2/$3" "$info")
     [ "$code" = 200 ] || die "the host has no release $3 for $2 (HTTP $code): $(cat "$info" 2>/dev/null || true)"
     field() { sed -n "s/^$1=//p" "$info"; }
+    ver=$(field version) url=$(field url) sha=$(field sha256) md5=$(field md5)
+    rm -f "$info"
+    got=0
+    fetch_package "$ver" "$url" "$sha" "$md5" || got=$?
+    [ "$got" != 1 ] || die "--install failed"
     lock || die "another iot_edge_process holds $RUN/changer"
-    install_package "$(field version)" "$(field url)" "$(field sha256)" "$(field md5)" || { unlock; die "--install failed"; }
-    install_self
-    if [ -n "$ip_changed" ] && pid_in service >/dev/null; then
-        stop_service
-        start_service
-        say "edge service restarted on $(version_of current)"
+    if [ "$got" = 0 ]; then
+        unpack_package "$ver" "${sha:-$md5}" || die "--install failed"
+        if pid_in service >/dev/null; then
+            stop_service
+            start_service
+            say "edge service restarted on $(version_of current)"
+        fi
     fi
+    install_self
     unlock
     ;;
 --config)
@@ -708,10 +824,12 @@ case "${1:-}" in
     mkdir -p "$PREFIX/etc" "$TMP"
     # Checked before anything is written, so a mistyped secret never replaces a good one.
     DEVICE_SECRET=$4
-    code=$(http_post "$POLL_URL" '{}' "$TMP/check.json")
+    check=$(tmp check.json)
+    code=$(http_post "$POLL_URL" '{}' "$check")
     case "$code" in
-    401 | 403) die "the host refused these credentials (HTTP $code): $(cat "$TMP/check.json" 2>/dev/null || true)" ;;
+    401 | 403) die "the host refused these credentials (HTTP $code): $(cat "$check" 2>/dev/null || true)" ;;
     esac
+    rm -f "$check"
     (
         umask 077
         {
@@ -761,8 +879,9 @@ case "${1:-}" in
     load_config
     mkdir -p "$TMP"
     report "$2" "$3" "${4:-}" || die "the host did not take the report (HTTP $rp_code)"
-    cat "$TMP/report.json"
+    cat "$(tmp report.json)"
     echo
+    rm -f "$(tmp report.json)"
     ;;
 *)
     die "usage: --install | --config | --start | --stop | --status | --rollback | --report | --agent"
