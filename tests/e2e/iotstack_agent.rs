@@ -403,6 +403,22 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     assert!(g.read("service-ran").starts_with("1.1 "));
     assert_eq!(g.read("versions/1.1/VERSION"), "1.1", "its folder stays");
 
+    // A reinstall cut off between its two renames (a power cut) leaves current pointing at
+    // nothing; the agent puts the folder renamed aside back.
+    std::fs::rename(
+        g.root.join("versions/1.4"),
+        g.root.join("versions/.1.4.old.4242.0"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            g.read("current/VERSION") == "1.4"
+        })
+        .await,
+        "current was not repaired: {}",
+        g.read("log/agent.log")
+    );
+
     // Running DownloadCmd's --start again restarts the agent (a reinstall's new secret and
     // script take effect); a pid file naming someone else's process is not ours.
     let agent = g.pid("agent").unwrap();

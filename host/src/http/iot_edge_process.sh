@@ -53,7 +53,11 @@ die() { echo "iot_edge_process: $*" >&2; exit 1; }
 say() { echo "iot_edge_process: $*"; }
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
-now() { date +%s; }
+# Seconds since boot where /proc has them: gateways without a battery-backed clock jump years
+# when NTP first answers, and no wait below may end early (or last for ever) on that account.
+now() {
+    if [ -r /proc/uptime ]; then cut -d. -f1 /proc/uptime; else date +%s; fi
+}
 # A short pause; where sleep takes whole seconds only (some BusyBox builds) it is one second,
 # so every wait below is bounded by the clock, not by a count of pauses.
 nap() { sleep "$1" 2>/dev/null || sleep 1; }
@@ -237,10 +241,26 @@ relink() { ln -sfn "versions/$2" "$PREFIX/$1"; }
 # The folder under versions/ the running service runs from; fails when none runs.
 running_dir() { pid_in service >/dev/null && cat "$RUN/service.dir" 2>/dev/null; }
 
+# Reinstalling version V swaps folders with two renames; when the changer died in between
+# (a power cut), versions/V is missing: the folder renamed aside goes back. Under the lock.
+repair() {
+    for rp_old in "$PREFIX"/versions/.*.old.*; do
+        [ -d "$rp_old" ] || continue
+        rp_name=${rp_old##*/}
+        rp_ver=${rp_name#.}
+        rp_ver=${rp_ver%.old.*}
+        [ -e "$PREFIX/versions/$rp_ver" ] && continue
+        mv "$rp_old" "$PREFIX/versions/$rp_ver" || continue
+        [ "$(running_dir || true)" = "$rp_name" ] && echo "$rp_ver" >"$RUN/service.dir"
+    done
+    return 0
+}
+
 # Keep only the current and the previous version on disk, and the folder the service runs
 # from (with KeepLocal it may be older than both, or a replaced folder renamed aside). Run
 # under the lock: every .<version>.new staging folder then belongs to a changer that died.
 prune() {
+    repair
     pr_cur=$(version_of current || true)
     pr_prev=$(version_of previous || true)
     pr_run=$(running_dir || true)
@@ -309,8 +329,9 @@ unpack_package() {
         rm -f "$up_pkg"
         return 1
     fi
+    # gzip's magic bytes; od -b is the one od form every BusyBox build has.
     up_z=
-    [ "$(od -An -tx1 -N2 "$up_pkg" | tr -d ' \n')" = 1f8b ] && up_z=-z
+    case "$(head -c 2 "$up_pkg" | od -b | head -n 1)" in *" 037 213"*) up_z=-z ;; esac
     # -o: files belong to whoever installs (root), never to the archive's recorded owners;
     # then nothing is writable by others or set-id, so a package cannot plant a file another
     # user could change before root runs it.
@@ -324,24 +345,29 @@ unpack_package() {
     up_old=$(version_of current || true)
     [ "$up_old" = "$up_ver" ] && up_old=$(version_of previous || true)
     # The folder being replaced is renamed aside, never emptied in place: the service may
-    # run from it, and prune removes it once nothing does.
+    # run from it, and prune removes it once nothing does. No signal stops the swap half-way
+    # (a power cut can; repair undoes that).
+    trap '' HUP INT TERM
     if [ -d "$PREFIX/versions/$up_ver" ]; then
-        up_gone=".$up_ver.old.$$"
+        up_n=0
+        while [ -e "$PREFIX/versions/.$up_ver.old.$$.$up_n" ]; do up_n=$((up_n + 1)); done
+        up_gone=".$up_ver.old.$$.$up_n"
         if ! mv "$PREFIX/versions/$up_ver" "$PREFIX/versions/$up_gone"; then
             echo "cannot move the installed $up_ver aside; nothing installed"
             rm -rf "$up_stage"
+            exit_on_signals
             return 1
         fi
         [ "$(running_dir || true)" = "$up_ver" ] && echo "$up_gone" >"$RUN/service.dir"
     fi
     if ! mv "$up_stage/root" "$PREFIX/versions/$up_ver"; then
         echo "cannot move $up_ver into place; nothing installed"
-        if [ -n "$up_gone" ] && mv "$PREFIX/versions/$up_gone" "$PREFIX/versions/$up_ver"; then
-            [ "$(running_dir || true)" = "$up_gone" ] && echo "$up_ver" >"$RUN/service.dir"
-        fi
+        repair
         rm -rf "$up_stage"
+        exit_on_signals
         return 1
     fi
+    exit_on_signals
     rmdir "$up_stage"
     echo "$up_sum" >"$PREFIX/versions/.$up_ver.sum"
     if [ -n "$up_old" ] && [ -d "$PREFIX/versions/$up_old" ] && ! relink previous "$up_old"; then
@@ -463,7 +489,7 @@ report() {
     fi
     rp_code=$(http_post "$REPORT_URL" "$rp_body" "$(tmp report.json)")
     [ "$rp_code" = 200 ] && return 0
-    log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$(tmp report.json)" 2>/dev/null || true)"
+    [ -n "${rp_quiet:-}" ] || log "reporting $2 on deployment $1 failed (HTTP $rp_code): $(cat "$(tmp report.json)" 2>/dev/null || true)"
     return 1
 }
 
@@ -481,10 +507,15 @@ report_final() {
         { echo "$2"; printf '%s' "${3:-}"; } >"$RUN/pending/.$1.new"
         mv -f "$RUN/pending/.$1.new" "$RUN/pending/$1"
     fi
+    # A report already kept has been logged as such: its retries say nothing more.
+    rp_quiet=
+    [ -f "$RUN/pending/.$1.kept" ] && rp_quiet=1
     if report "$@"; then
+        rp_quiet=
         drop_report "$1"
         return 0
     fi
+    rp_quiet=
     case "$rp_code" in
     400 | 413)
         if report "$1" "$2" "(the host refused this report's text, HTTP $rp_code; see $LOGS/agent.log)"; then
@@ -499,8 +530,8 @@ report_final() {
         return 1
         ;;
     5[0-9][0-9])
-        [ -f "$RUN/pending/.$1.5xx" ] || now >"$RUN/pending/.$1.5xx"
-        if [ $(($(now) - $(cat "$RUN/pending/.$1.5xx"))) -ge 3600 ]; then
+        [ -f "$RUN/pending/.$1.5xx" ] || date +%s >"$RUN/pending/.$1.5xx"
+        if [ $(($(date +%s) - $(cat "$RUN/pending/.$1.5xx"))) -ge 3600 ]; then
             log "deployment $1: the host has failed on the $2 report for an hour (HTTP $rp_code); dropping it, the host will hand the deployment out again"
             drop_report "$1"
             return 1
@@ -554,7 +585,7 @@ deploy() {
     report "$dp_id" processing "gateway $GATEWAY_SN: installing $dp_ver ($ARCH) over $dp_from" || return
     dp_got=0
     dp_out=$(fetch_package "$dp_ver" "$dp_url" "$dp_sha" "$dp_md5" 2>&1) || dp_got=$?
-    if [ "$dp_got" = 1 ]; then
+    if [ "$dp_got" != 0 ] && [ "$dp_got" != 2 ]; then
         log "deployment $dp_id failed: $dp_out"
         report_final "$dp_id" failed "$dp_out"
         return
@@ -584,6 +615,8 @@ KeepLocal: the running service was left running; it starts $dp_ver when it next 
     stop_service
     start_service
     if service_stays_up; then
+        # The folder the old service ran from goes now, not at the next install.
+        prune
         unlock
         log "deployment $dp_id: $dp_ver is running"
         report_final "$dp_id" success "$dp_out
@@ -652,6 +685,11 @@ run_agent() {
         # Read again each time: a reinstall (new secret) takes effect without a restart.
         # shellcheck source=/dev/null
         [ -f "$CONF" ] && . "$CONF"
+        # current pointing at nothing: a reinstall cut off half-way, which repair undoes.
+        if [ -L "$PREFIX/current" ] && [ ! -e "$PREFIX/current" ] && lock; then
+            repair
+            unlock
+        fi
         if [ -x "$PREFIX/current/bin/iot-edge" ] && ! pid_in service >/dev/null && lock; then
             if ! pid_in service >/dev/null; then
                 start_service
@@ -784,8 +822,15 @@ status() {
     fi
 }
 
-# Whoever exits holding the lock (die included) releases it.
+# Whoever exits holding the lock (die included) releases it. dash and BusyBox run the EXIT
+# trap only on exit, so a signal becomes one.
+exit_on_signals() {
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
 trap unlock EXIT
+exit_on_signals
 
 case "${1:-}" in
 --install)
@@ -803,7 +848,7 @@ case "${1:-}" in
     rm -f "$info"
     got=0
     fetch_package "$ver" "$url" "$sha" "$md5" || got=$?
-    [ "$got" != 1 ] || die "--install failed"
+    [ "$got" = 0 ] || [ "$got" = 2 ] || die "--install failed"
     lock || die "another iot_edge_process holds $RUN/changer"
     if [ "$got" = 0 ]; then
         unpack_package "$ver" "${sha:-$md5}" || die "--install failed"
@@ -811,6 +856,7 @@ case "${1:-}" in
             stop_service
             start_service
             say "edge service restarted on $(version_of current)"
+            prune
         fi
     fi
     install_self
@@ -859,18 +905,18 @@ case "${1:-}" in
     status
     ;;
 --rollback)
-    back=$(version_of previous) || die "no previous version to roll back to"
-    now=$(version_of current || true)
-    [ "$back" != "$now" ] || die "no previous version to roll back to ($now is current)"
     lock || die "another iot_edge_process holds $RUN/changer"
+    back=$(version_of previous) || die "no previous version to roll back to"
+    cur=$(version_of current || true)
+    [ "$back" != "$cur" ] || die "no previous version to roll back to ($cur is current)"
     relink current "$back"
-    [ -n "$now" ] && relink previous "$now"
+    [ -n "$cur" ] && relink previous "$cur"
     if pid_in service >/dev/null; then
         stop_service
         start_service
     fi
     unlock
-    say "rolled back to $back${now:+ (previous: $now)}"
+    say "rolled back to $back${cur:+ (previous: $cur)}"
     ;;
 --report)
     [ $# -ge 3 ] || die "usage: --report <deployment-id> <processing|success|failed> [log text]"
