@@ -15,6 +15,8 @@ mod diagnostics;
 mod openapi;
 mod oss2;
 mod plugin_kit;
+#[path = "../support/python.rs"]
+mod python;
 mod secrets;
 mod watcher;
 

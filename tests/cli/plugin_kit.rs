@@ -1,6 +1,7 @@
-//! `plugins/README.md` followed to the letter: `plugin new` in a temp dir, build, test, check,
-//! drop the component into a running server's folder, get an answer, edit, rebuild, and see
-//! the hot-swapped answer. If this test breaks, the guide is wrong.
+//! `plugins/README.md` followed to the letter, in Rust and in Python: `plugin new` in a temp
+//! dir, build, test, check, call, drop the component into a running server's folder, get an
+//! answer, edit, rebuild, and see the hot-swapped answer. If this test breaks, the guide is
+//! wrong.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -89,9 +90,116 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
     let size = std::fs::metadata(&built).unwrap().len();
     cargo(&project, &["test", "--target", &host_triple()]);
 
+    let manifest = plugin_check(&built);
+    assert_eq!(manifest["name"], "acme-ota");
+
+    let said = plugin_call(&project, &built, &["GET", "/acme-ota/v1/hello?name=ana"]);
+    assert!(said.contains(r#"{"greeting":"hello, ana"}"#), "{said}");
+    let served = serve_and_swap(&project, &built, "acme-ota", || {
+        // Edit, rebuild: the running server swaps the new version in.
+        let lib = project.join("src/lib.rs");
+        let source = std::fs::read_to_string(&lib).unwrap();
+        std::fs::write(
+            &lib,
+            source.replace(
+                r#"format!("hello, {name}")"#,
+                r#"format!("hi there, {name}")"#,
+            ),
+        )
+        .unwrap();
+        cargo(&project, &["build", "--release"]);
+    })
+    .await;
+    eprintln!(
+        "Rust: plugin new -> first answered request: {:.1} s (component {size} bytes); \
+         edit -> rebuild: {:.1} s",
+        (served.first_answer - started).as_secs_f64(),
+        served.rebuilt.as_secs_f64()
+    );
+}
+
+/// The Python path of the guide: `plugin new --lang python`, then the commands it prints.
+#[tokio::test]
+async fn the_guide_in_python_from_plugin_new_to_a_hot_swapped_answer() {
+    if super::python::componentize_py().is_none() {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["plugin", "new", "acme-py", "--lang", "python"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let project = tmp.path().join("acme-py");
+    // The printed steps between `cd` and `plugin check` build the component; run them as an
+    // author pastes them.
+    let steps: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("cd "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("ota-host plugin check"))
+        .collect();
+    assert_eq!(steps.len(), 2, "{printed}");
+    let build = || {
+        for step in &steps {
+            let out = Command::new("sh")
+                .args(["-c", step])
+                .current_dir(&project)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{step} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    build();
+    let built = project.join("acme-py.wasm");
+    let size = std::fs::metadata(&built).unwrap().len();
+    let manifest = plugin_check(&built);
+    assert_eq!(manifest["name"], "acme-py");
+
+    let said = plugin_call(&project, &built, &["GET", "/acme-py/v1/hello?name=ana"]);
+    assert!(said.contains(r#"{"greeting":"hello, ana"}"#), "{said}");
+    let said = plugin_call(&project, &built, &["POST", "/acme-py/v1/hello"]);
+    assert!(said.starts_with("HTTP/1.1 405\n"), "{said}");
+    assert!(said.contains("allow: GET\n"), "{said}");
+    assert!(said.contains(r#""code":"method_not_allowed""#), "{said}");
+    let served = serve_and_swap(&project, &built, "acme-py", || {
+        let app = project.join("app.py");
+        let source = std::fs::read_to_string(&app).unwrap();
+        std::fs::write(
+            &app,
+            source.replace(r#"f"hello, {name}""#, r#"f"hi there, {name}""#),
+        )
+        .unwrap();
+        build();
+    })
+    .await;
+    eprintln!(
+        "Python: plugin new -> first answered request: {:.1} s (component {size} bytes, \
+         componentize-py {}); edit -> rebuild: {:.1} s",
+        (served.first_answer - started).as_secs_f64(),
+        super::python::COMPONENTIZE_PY,
+        served.rebuilt.as_secs_f64()
+    );
+}
+
+/// `plugin check FILE`: the manifest it prints, on the contract this host speaks.
+fn plugin_check(built: &Path) -> serde_json::Value {
     let out = Command::new(BIN)
         .args(["plugin", "check"])
-        .arg(&built)
+        .arg(built)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -101,19 +209,22 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
         String::from_utf8_lossy(&out.stderr)
     );
     let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(manifest["name"], "acme-ota");
     assert_eq!(
         manifest["contract"],
         format!("ota:dialect@{}", ota_host::runtime::CONTRACT)
     );
+    manifest
+}
 
-    // `plugin call`: one request, no server; `--seed` provisions the throwaway host.
+/// `plugin call`: one request, no server; answers what it printed. Then the same with `--seed`
+/// provisioning the throwaway host: the example's device route finds no such device.
+fn plugin_call(project: &Path, built: &Path, args: &[&str]) -> String {
     let call = |args: &[&str]| {
         let out = Command::new(BIN)
             .args(["plugin", "call"])
-            .arg(&built)
+            .arg(built)
             .args(args)
-            .current_dir(&project)
+            .current_dir(project)
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -124,29 +235,45 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let said = call(&["GET", "/acme-ota/v1/hello?name=ana"]);
-    assert!(said.starts_with("HTTP/1.1 200\n"), "{said}");
-    assert!(said.contains(r#"{"greeting":"hello, ana"}"#), "{said}");
+    let said = call(args);
+    let name = project.file_name().unwrap().to_str().unwrap();
     std::fs::write(
         project.join("seed.toml"),
         "[[tenants]]\nname = \"acme\"\nproducts = [{ sn = \"P\" }]\n\
          api-keys = [{ name = \"dev\", key = \"dev-key-0123456789abcdef0123\" }]\n",
     )
     .unwrap();
-    let said = call(&[
+    let found = call(&[
         "GET",
-        "/acme-ota/v1/devices/P/S",
+        &format!("/{name}/v1/devices/P/S"),
         "-H",
         "X-API-Key: dev-key-0123456789abcdef0123",
         "--seed",
         "seed.toml",
     ]);
-    assert!(said.starts_with("HTTP/1.1 404\n"), "{said}");
-    assert!(said.contains(r#""code":"not_found""#), "{said}");
+    assert!(found.starts_with("HTTP/1.1 404\n"), "{found}");
+    assert!(found.contains(r#""code":"not_found""#), "{found}");
+    said
+}
 
+/// When the served plugin first answered, and how long the edit's rebuild took.
+struct Served {
+    first_answer: Instant,
+    rebuilt: Duration,
+}
+
+/// Serve the project's data dir, copy the component in and wait for its greeting; check its
+/// envelope on an unknown path and a missing key; then `edit_and_rebuild`, copy again and
+/// wait for the new greeting.
+async fn serve_and_swap(
+    project: &Path,
+    built: &Path,
+    name: &str,
+    edit_and_rebuild: impl FnOnce(),
+) -> Served {
     let mut server = Command::new(BIN)
         .args(["--data-dir", "./data", "serve", "--listen", "127.0.0.1:0"])
-        .current_dir(&project)
+        .current_dir(project)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -154,50 +281,35 @@ async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
         .unwrap();
     let (url, _) = super::listening(&mut server);
     let plugins = project.join("data/plugins");
-    std::fs::copy(&built, plugins.join("acme-ota.wasm")).unwrap();
-    let hello = format!("{url}/acme-ota/v1/hello?name=ana");
+    std::fs::copy(built, plugins.join(format!("{name}.wasm"))).unwrap();
+    let hello = format!("{url}/{name}/v1/hello?name=ana");
     let answered = greets(&hello, "hello, ana").await;
-    let first_answer = started.elapsed();
+    let first_answer = Instant::now();
     assert!(answered, "the new plugin never answered");
-    let (status, body) = get(&format!("{url}/acme-ota/v1/nope")).await.unwrap();
+    let (status, body) = get(&format!("{url}/{name}/v1/nope")).await.unwrap();
     assert_eq!(
         (status, &body["code"]),
         (404, &serde_json::json!("not_found"))
     );
-    let (status, body) = get(&format!("{url}/acme-ota/v1/devices/P/S"))
-        .await
-        .unwrap();
+    let (status, body) = get(&format!("{url}/{name}/v1/devices/P/S")).await.unwrap();
     assert_eq!(
         (status, &body["code"]),
         (401, &serde_json::json!("unauthenticated")),
         "{body}"
     );
 
-    // Edit, rebuild, copy: the running server swaps the new version in.
-    let lib = project.join("src/lib.rs");
-    let source = std::fs::read_to_string(&lib).unwrap();
-    std::fs::write(
-        &lib,
-        source.replace(
-            r#"format!("hello, {name}")"#,
-            r#"format!("hi there, {name}")"#,
-        ),
-    )
-    .unwrap();
     let rebuild = Instant::now();
-    cargo(&project, &["build", "--release"]);
+    edit_and_rebuild();
     let rebuilt = rebuild.elapsed();
-    std::fs::copy(&built, plugins.join("acme-ota.wasm")).unwrap();
+    std::fs::copy(built, plugins.join(format!("{name}.wasm"))).unwrap();
     assert!(
         greets(&hello, "hi there, ana").await,
         "the edited plugin never answered"
     );
     let _ = server.kill();
     let _ = server.wait();
-    eprintln!(
-        "plugin new -> first answered request: {:.1} s (component {size} bytes); \
-         edit -> rebuild: {:.1} s",
-        first_answer.as_secs_f64(),
-        rebuilt.as_secs_f64()
-    );
+    Served {
+        first_answer,
+        rebuilt,
+    }
 }

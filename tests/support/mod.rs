@@ -3,6 +3,7 @@
 //! clock; then speak real HTTP to it. `pg` starts a throwaway PostgreSQL for the same tests.
 
 pub mod pg;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -115,14 +115,18 @@ enum PluginCmd {
         #[arg(long)]
         seed: Option<PathBuf>,
     },
-    /// Start a new dialect: a standalone Rust project (outside any workspace) with two
-    /// example routes and a test, built into a component with `cargo build --release`.
+    /// Start a new dialect: a standalone project (outside any workspace) with two example
+    /// routes, built into a component with one command: Rust (`cargo build --release`, with a
+    /// test) or Python (componentize-py from PyPI).
     New {
         /// The dialect's name (`[a-z0-9-]`): its `[plugins.<name>]` key and path prefix.
         name: String,
         /// Where to create it [default: ./<name>].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
         /// The SDK crate (`plugins/sdk` of an ota-host checkout) [default: this build's].
         #[arg(long)]
         sdk: Option<PathBuf>,
@@ -261,19 +265,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Plugin(PluginCmd::New { name, dir, sdk }) => {
-            let made = scaffold::new_plugin(&name, dir, sdk)?;
+        Command::Plugin(PluginCmd::New {
+            name,
+            dir,
+            sdk,
+            lang,
+        }) => {
+            let made = scaffold::new_plugin(&name, dir, sdk, lang)?;
             let d = made.dir.display();
             println!("created {d} (contract {})", ota_host::runtime::CONTRACT);
-            println!("  cd {d} && cargo build --release");
-            println!(
-                "  ota-host plugin check target/wasm32-wasip2/release/{}",
-                made.component
-            );
-            println!(
-                "  cp target/wasm32-wasip2/release/{} <data-dir>/plugins/{name}.wasm",
-                made.component
-            );
+            println!("  cd {d}");
+            for step in &made.build {
+                println!("  {step}");
+            }
+            println!("  ota-host plugin check {}", made.component);
+            println!("  cp {} <data-dir>/plugins/{name}.wasm", made.component);
             Ok(())
         }
     }

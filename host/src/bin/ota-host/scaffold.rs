@@ -1,6 +1,7 @@
-//! `ota-host plugin new`: a standalone Rust project for a new dialect, outside any workspace,
-//! that builds into a loadable component with one command (`cargo build --release`). The
-//! files are templates compiled into the binary, so a plugin author needs nothing else.
+//! `ota-host plugin new`: a standalone project for a new dialect, outside any workspace, that
+//! builds into a loadable component with one command: Rust (`cargo build --release`) or
+//! Python (`componentize-py … componentize app`). The files are templates compiled into the
+//! binary, so a plugin author needs nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,22 @@ const TOOLCHAIN: &str = include_str!("template/rust-toolchain.toml");
 const GITIGNORE: &str = include_str!("template/gitignore");
 const LIB_RS: &str = include_str!("template/lib.rs.tmpl");
 const README: &str = include_str!("template/README.md.tmpl");
+const PY_APP: &str = include_str!("template/python/app.py.tmpl");
+const PY_README: &str = include_str!("template/python/README.md.tmpl");
+const PY_REQUIREMENTS: &str = include_str!("template/python/requirements.txt.tmpl");
+const PY_GITIGNORE: &str = include_str!("template/python/gitignore");
+/// The contract a Python project is built against: the WIT this host speaks, verbatim.
+const WIT: &str = include_str!("../../../../wit/v0.2/dialect.wit");
+
+/// The componentize-py a Python project pins: the release this host's tests build with.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The language of a new dialect project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
 
 /// Where this build's SDK sources were, for a binary run from its checkout.
 const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk");
@@ -22,15 +39,19 @@ const RESERVED: &[&str] = &["admin", "install", "blobs", "oss", "healthz"];
 /// What `plugin new` made.
 pub struct Created {
     pub dir: PathBuf,
+    /// The commands that build the component, in order.
+    pub build: Vec<String>,
+    /// Where the build leaves the component, relative to `dir`.
     pub component: String,
 }
 
-/// Write the project for dialect `name` into `dir` (default `./<name>`), depending on the SDK
-/// at `sdk` (default: this build's checkout).
+/// Write the project for dialect `name` into `dir` (default `./<name>`). A Rust project
+/// depends on the SDK at `sdk` (default: this build's checkout).
 pub fn new_plugin(
     name: &str,
     dir: Option<PathBuf>,
     sdk: Option<PathBuf>,
+    lang: Lang,
 ) -> anyhow::Result<Created> {
     if !ota_host::runtime::plugin::valid_plugin_name(name) {
         bail!("a plugin name is 1-64 characters of a-z, 0-9 and '-': {name:?}");
@@ -38,6 +59,44 @@ pub fn new_plugin(
     if RESERVED.contains(&name) {
         bail!("/{name} is the host's own path; pick another name");
     }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() && dir.read_dir()?.next().is_some() {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    match lang {
+        Lang::Rust => rust_project(name, dir, sdk),
+        Lang::Python => python_project(name, dir),
+    }
+}
+
+fn python_project(name: &str, dir: PathBuf) -> anyhow::Result<Created> {
+    let component = format!("{name}.wasm");
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{contract}}", ota_host::runtime::CONTRACT)
+            .replace("{{componentize_py}}", COMPONENTIZE_PY)
+    };
+    let files: [(&str, String); 5] = [
+        ("app.py", fill(PY_APP)),
+        ("wit/dialect.wit", WIT.to_string()),
+        ("requirements.txt", fill(PY_REQUIREMENTS)),
+        (".gitignore", PY_GITIGNORE.to_string()),
+        ("README.md", fill(PY_README)),
+    ];
+    for (path, text) in files {
+        write(&dir.join(path), &text)?;
+    }
+    Ok(Created {
+        dir,
+        build: vec![
+            "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt".into(),
+            format!(".venv/bin/componentize-py -d wit -w dialect componentize app -o {component}"),
+        ],
+        component,
+    })
+}
+
+fn rust_project(name: &str, dir: PathBuf, sdk: Option<PathBuf>) -> anyhow::Result<Created> {
     let sdk = match sdk {
         Some(p) => p,
         None => PathBuf::from(BUILT_SDK),
@@ -50,10 +109,6 @@ pub fn new_plugin(
     })?;
     if !sdk.join("Cargo.toml").is_file() {
         bail!("{} is not the SDK crate (no Cargo.toml)", sdk.display());
-    }
-    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() && dir.read_dir()?.next().is_some() {
-        bail!("{} exists and is not empty", dir.display());
     }
     let package = format!("{name}-dialect");
     let component = format!("{}.wasm", package.replace('-', "_"));
@@ -96,7 +151,11 @@ pub fn new_plugin(
     for (path, text) in files {
         write(&dir.join(path), &text)?;
     }
-    Ok(Created { dir, component })
+    Ok(Created {
+        dir,
+        build: vec!["cargo build --release".into()],
+        component: format!("target/wasm32-wasip2/release/{component}"),
+    })
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -1,0 +1,68 @@
+//! componentize-py for the tests that build Python dialects: a virtualenv next to the build's
+//! own output (`target/<profile>/python-tools`) holding the release `plugin new --lang python`
+//! pins, installed from PyPI on first use. Without a python3 the tests say so loudly and
+//! skip, except under CI (`CI` set), where a missing toolchain fails them.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The componentize-py release (keep in step with `scaffold::COMPONENTIZE_PY`).
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The `componentize-py` executable, installed if need be; `None` (after a loud message) when
+/// this machine has no python3 and this is not CI.
+pub fn componentize_py() -> Option<PathBuf> {
+    // Tests of one binary run in parallel: one installs, the others wait for it.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
+    let tools = exe.parent().unwrap().parent().unwrap().join("python-tools");
+    let venv = tools.join(format!("componentize-py-{COMPONENTIZE_PY}"));
+    let bin = venv.join("bin/componentize-py");
+    if works(&bin) {
+        return Some(bin);
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        let why = "python3 is not installed: the Python dialect tests need it \
+                   (apt-get install python3 python3-venv)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("\n!!!!!!!! SKIPPED: {why} !!!!!!!!\n");
+        return None;
+    }
+    // The marker is written last, so an interrupted install is never taken for one.
+    let _ = std::fs::remove_dir_all(&venv);
+    std::fs::create_dir_all(&tools).unwrap();
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("componentize-py=={COMPONENTIZE_PY}"),
+    ]));
+    std::fs::write(venv.join("installed"), COMPONENTIZE_PY).unwrap();
+    assert!(works(&bin), "{} does not run", bin.display());
+    Some(bin)
+}
+
+fn works(bin: &std::path::Path) -> bool {
+    let marker = bin.parent().unwrap().parent().unwrap().join("installed");
+    marker.is_file()
+        && Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
