@@ -183,7 +183,11 @@ async fn the_python_dialect_offers_a_campaign_and_takes_job_reports() {
 
     // Refusals, each in the vendor's envelope with its five-digit code.
     let cases: Vec<(u16, i64, (u16, Value, String))> = vec![
-        (401, 40101, get(&t, &format!("{update}?version=1.0"), None).await),
+        (
+            401,
+            40101,
+            get(&t, &format!("{update}?version=1.0"), None).await,
+        ),
         (
             401,
             40101,
@@ -195,14 +199,21 @@ async fn the_python_dialect_offers_a_campaign_and_takes_job_reports() {
             40001,
             get(&t, &format!("{update}?version=1&module=gpu"), Some(API_KEY)).await,
         ),
-        (404, 40401, get(&t, "/tiny/v2/anything", Some(API_KEY)).await),
+        (
+            404,
+            40401,
+            get(&t, "/tiny/v2/anything", Some(API_KEY)).await,
+        ),
     ];
     for (status, code, (s, b, _)) in cases {
         assert_eq!((s, &b["code"]), (status, &json!(code)), "{b}");
         assert!(b["message"].is_string(), "{b}");
     }
     let (s, b, allow) = get(&t, &format!("/tiny/v1/jobs/{job}"), Some(API_KEY)).await;
-    assert_eq!((s, &b["code"], allow.as_str()), (405, &json!(40501), "POST"));
+    assert_eq!(
+        (s, &b["code"], allow.as_str()),
+        (405, &json!(40501), "POST")
+    );
     for (path, body, status, code) in [
         ("/tiny/v1/jobs/abc", r#"{"state":"failed"}"#, 400, 40001),
         ("/tiny/v1/jobs/1", "{not json", 400, 40001),
@@ -210,7 +221,11 @@ async fn the_python_dialect_offers_a_campaign_and_takes_job_reports() {
         ("/tiny/v1/jobs/987654", r#"{"state":"failed"}"#, 404, 40401),
     ] {
         let (s, b) = post(&t, path, body).await;
-        assert_eq!((s, &b["code"]), (status, &json!(code)), "{path} {body}: {b}");
+        assert_eq!(
+            (s, &b["code"]),
+            (status, &json!(code)),
+            "{path} {body}: {b}"
+        );
     }
     t.stop().await;
 }
