@@ -78,6 +78,22 @@ fn run_script(script: &str, env: &[(&str, &str)], budget: std::time::Duration) -
     printed
 }
 
+/// `bytes` with every `from` replaced by `to` (of the same length).
+fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn plugin_check_validates_offline() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,6 +119,22 @@ fn plugin_check_validates_offline() {
             .iter()
             .any(|r| r["method"] == "*" && r["path"] == "/api/v1/{*rest}"),
         "{manifest}"
+    );
+
+    // A plugin calling a function this host lacks (as if built against a newer 0.2.x: the
+    // iotstack component with one import renamed, same length) is refused, naming it.
+    let bytes = std::fs::read(&good).unwrap();
+    let renamed = replace_all(&bytes, b"next-deployment", b"next-teleporter");
+    assert_ne!(renamed, bytes);
+    let newer = dir.path().join("newer.wasm");
+    std::fs::write(&newer, renamed).unwrap();
+    let (ok, _, err) = ota(dir.path(), &["plugin", "check", newer.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "calls rollout.next-teleporter that this host (ota:dialect@0.2.7) does not have"
+        ),
+        "{err}"
     );
 
     let bad = dir.path().join("bad.wasm");
