@@ -14,11 +14,7 @@ mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use ota_host::clock::SystemClock;
-use ota_host::config::{Config, Overrides};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ota-host");
 const KEY: &str = "bench-key-0123456789abcdef";
@@ -72,33 +68,21 @@ async fn drive(
     secs: u64,
     concurrency: usize,
 ) -> support::Stats {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url) = (client.clone(), url.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let r = client
-                    .get(&url)
-                    .header("X-API-Key", KEY)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200, "{url}");
-                let _ = r.bytes().await.unwrap();
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    support::Stats::of(all, started.elapsed().as_secs_f64())
+    let (client, url) = (client.clone(), url.to_string());
+    support::for_secs(secs, concurrency, move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client
+                .get(&url)
+                .header("X-API-Key", KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let _ = r.bytes().await.unwrap();
+        }
+    })
+    .await
 }
 
 fn main() {
@@ -118,25 +102,9 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut file = support::tenant(&["P"], &[("bench", KEY)]);
-        file.limits.requests_per_ip_per_sec = 0;
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(&rust, plugins.join("acme-rs.wasm")).unwrap();
-        std::fs::copy(&py, plugins.join("acme-py.wasm")).unwrap();
-        let config = Config::from_parts(
-            file,
-            Overrides {
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                data_dir: Some(dir.path().join("data")),
-                plugins_dir: Some(plugins),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let server = ota_host::server::start(config, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let file = support::tenant(&["P"], &[("bench", KEY)]);
+        let (server, _data) =
+            support::start_files(&[(&rust, "acme-rs.wasm"), (&py, "acme-py.wasm")], file).await;
         let s = &server.services;
         let tenant = s.auth.tenant("bench").await.unwrap();
         let pid = s.catalog.product(tenant.id, "P").await.unwrap().id;

@@ -82,6 +82,35 @@ where
     Stats::of(all, started.elapsed().as_secs_f64())
 }
 
+/// `concurrency` clients sending back to back for `secs`; `send` makes (and checks) one
+/// request.
+pub async fn for_secs<F, Fut>(secs: u64, concurrency: usize, send: F) -> Stats
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                send().await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    Stats::of(all, started.elapsed().as_secs_f64())
+}
+
 /// Tenant `bench` with `products` and `api_keys` (name, key), as a twin bench provisions it.
 pub fn tenant(products: &[&str], api_keys: &[(&str, &str)]) -> FileConfig {
     FileConfig {
@@ -111,6 +140,16 @@ pub fn tenant(products: &[&str], api_keys: &[(&str, &str)]) -> FileConfig {
 pub async fn start(
     crate_file: &str,
     mount_file: &str,
+    file: FileConfig,
+) -> (RunningServer, tempfile::TempDir) {
+    let built = std::path::Path::new(ota_host::bundled::BUILD_DIR).join(crate_file);
+    start_files(&[(built.as_path(), mount_file)], file).await
+}
+
+/// A server on 127.0.0.1:0 (SQLite in a temporary directory) serving plugin files: (path,
+/// name in the plugins folder).
+pub async fn start_files(
+    files: &[(&std::path::Path, &str)],
     mut file: FileConfig,
 ) -> (RunningServer, tempfile::TempDir) {
     // The benches' clients all come from 127.0.0.1 as fast as they can: throughput, not abuse.
@@ -118,11 +157,9 @@ pub async fn start(
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        std::path::Path::new(ota_host::bundled::BUILD_DIR).join(crate_file),
-        plugins.join(mount_file),
-    )
-    .unwrap();
+    for (path, name) in files {
+        std::fs::copy(path, plugins.join(name)).unwrap();
+    }
     let config = Config::from_parts(
         file,
         Overrides {
