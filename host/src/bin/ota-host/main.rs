@@ -148,10 +148,19 @@ async fn open(o: Overrides, clock: SharedClock) -> anyhow::Result<Services> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `plugin check` and `plugin call` run a throwaway host: the master key it makes for its
+    // scratch directory is no news to the author, while the plugin's own lines are.
+    let scratch = if matches!(cli.command, Command::Plugin(_)) {
+        ",ota_host::secrets=warn"
+    } else {
+        ""
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                format!("info,sqlx=warn,wasmtime=warn,cranelift=warn{scratch}").into()
+            }),
         )
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal: a journal, a file or a log shipper gets
@@ -161,7 +170,6 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
