@@ -65,16 +65,7 @@ async fn greets(url: &str, want: &str) -> bool {
 async fn the_guide_from_plugin_new_to_a_hot_swapped_answer() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["plugin", "new", "acme-ota"])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ota_host(tmp.path(), &["plugin", "new", "acme-ota"]);
     let project = tmp.path().join("acme-ota");
     // The suite pins the new project's dependencies to the workspace's (already fetched)
     // versions, so the build needs no network; an author's first build resolves its own.
@@ -126,17 +117,10 @@ async fn the_guide_in_python_from_plugin_new_to_a_hot_swapped_answer() {
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["plugin", "new", "acme-py", "--lang", "python"])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = ota_host(
+        tmp.path(),
+        &["plugin", "new", "acme-py", "--lang", "python"],
     );
-    let printed = String::from_utf8(out.stdout).unwrap();
     let project = tmp.path().join("acme-py");
     // The printed steps between `cd` and `plugin check` build the component; run them as an
     // author pastes them.
@@ -190,25 +174,33 @@ async fn the_guide_in_python_from_plugin_new_to_a_hot_swapped_answer() {
         "Python: plugin new -> first answered request: {:.1} s (component {size} bytes, \
          componentize-py {}); edit -> rebuild: {:.1} s",
         (served.first_answer - started).as_secs_f64(),
-        super::python::COMPONENTIZE_PY,
+        ota_host::runtime::COMPONENTIZE_PY,
         served.rebuilt.as_secs_f64()
     );
 }
 
-/// `plugin check FILE`: the manifest it prints, on the contract this host speaks.
-fn plugin_check(built: &Path) -> serde_json::Value {
+/// `ota-host ARGS` run in `dir` as an author types it; answers what it printed (it must
+/// succeed).
+fn ota_host(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
-        .args(["plugin", "check"])
-        .arg(built)
+        .args(args)
+        .current_dir(dir)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "ota-host {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `plugin check FILE`: the manifest it prints, on the contract this host speaks.
+fn plugin_check(built: &Path) -> serde_json::Value {
+    let dir = built.parent().unwrap();
+    let printed = ota_host(dir, &["plugin", "check", built.to_str().unwrap()]);
+    let manifest: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(
         manifest["contract"],
         format!("ota:dialect@{}", ota_host::runtime::CONTRACT)
@@ -220,20 +212,8 @@ fn plugin_check(built: &Path) -> serde_json::Value {
 /// provisioning the throwaway host: the example's device route finds no such device.
 fn plugin_call(project: &Path, built: &Path, args: &[&str]) -> String {
     let call = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["plugin", "call"])
-            .arg(built)
-            .args(args)
-            .current_dir(project)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let line = [&["plugin", "call", built.to_str().unwrap()], args].concat();
+        ota_host(project, &line)
     };
     let said = call(args);
     let name = project.file_name().unwrap().to_str().unwrap();

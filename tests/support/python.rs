@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-/// The componentize-py release (keep in step with `scaffold::COMPONENTIZE_PY`).
-pub const COMPONENTIZE_PY: &str = "0.25.1";
+use ota_host::runtime::COMPONENTIZE_PY;
 
 /// The `componentize-py` executable, installed if need be; `None` (after a loud message) when
 /// this machine has no python3 and this is not CI.

@@ -17,6 +17,10 @@ pub mod v0_1 {
 /// with `ota-host plugin new` is built against.
 pub const CONTRACT: &str = "0.2.7";
 
+/// The componentize-py release Python dialects are built with: what a project of
+/// `ota-host plugin new --lang python` pins, and what the suite builds its Python plugins with.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
 /// `ota:dialect@0.2.x`, the current contract. The host binds the exports every 0.2.x plugin
 /// has (`manifest`, `handle`, `refuse`); `fail`, which 0.2.5 added, is looked up per plugin
 /// (`runtime::plugin::Pre`), so plugins built against 0.2.0-0.2.4 keep loading.

@@ -29,7 +29,7 @@ use wasmtime::{
 
 use crate::Services;
 use crate::config::{Limits, MountConfig};
-pub use bindings::CONTRACT;
+pub use bindings::{COMPONENTIZE_PY, CONTRACT};
 use budget::{Budget, Shares};
 pub use host::{Abort, PluginIdentity, Preauthorized, RequestState};
 pub use plugin::{Instance, LoadError, LoadedPlugin, Pre};

@@ -20,9 +20,6 @@ const PY_GITIGNORE: &str = include_str!("template/python/gitignore");
 /// The contract a Python project is built against: the WIT this host speaks, verbatim.
 const WIT: &str = include_str!("../../../../wit/v0.2/dialect.wit");
 
-/// The componentize-py a Python project pins: the release this host's tests build with.
-pub const COMPONENTIZE_PY: &str = "0.25.1";
-
 /// The language of a new dialect project.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -74,7 +71,7 @@ fn python_project(name: &str, dir: PathBuf) -> anyhow::Result<Created> {
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{contract}}", ota_host::runtime::CONTRACT)
-            .replace("{{componentize_py}}", COMPONENTIZE_PY)
+            .replace("{{componentize_py}}", ota_host::runtime::COMPONENTIZE_PY)
     };
     let files: [(&str, String); 5] = [
         ("app.py", fill(PY_APP)),
