@@ -152,8 +152,18 @@ pub async fn start_files(
     files: &[(&std::path::Path, &str)],
     mut file: FileConfig,
 ) -> (RunningServer, tempfile::TempDir) {
+    // `BENCH_LOG=sqlx::query=debug` shows every statement a request makes (measure first).
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     // The benches' clients all come from 127.0.0.1 as fast as they can: throughput, not abuse.
     file.limits.requests_per_ip_per_sec = 0;
+    if let Ok(n) = std::env::var("BENCH_CPU_SLOTS") {
+        file.limits.plugin_cpu_slots = n.parse().ok();
+    }
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();

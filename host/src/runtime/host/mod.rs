@@ -115,6 +115,14 @@ pub struct RequestState {
     /// Product serial numbers by id, read once per request: a check's answer names the
     /// campaign's product several times.
     product_sns: std::collections::HashMap<i64, String>,
+    /// Whether a device principal's `acting.device` is still its stored row: true from the
+    /// read that established the principal until this request's own check-in or report
+    /// touches the device. Until then the plugin's own reads of it need no second query.
+    own_device_current: bool,
+    /// Campaigns a check-in offered in this request, by id: the plugin's next calls about
+    /// that campaign (its attributes, its job counts) find it here. A device principal, the
+    /// only one that checks in, cannot change a campaign, so these stay exact.
+    offered: std::collections::HashMap<i64, crate::rollout::campaigns::Campaign>,
 }
 
 impl WasiView for RequestState {
@@ -162,6 +170,8 @@ impl RequestState {
             oss_url: site.oss_url,
             client: site.client,
             product_sns: Default::default(),
+            own_device_current: false,
+            offered: Default::default(),
             acting: site.preauthorized.map(|p| Acting {
                 tenant_id: p.tenant_id,
                 tenant: p.tenant,

@@ -255,6 +255,7 @@ impl RequestState {
             ),
             None => None,
         };
+        self.own_device_current = device.is_some();
         Ok(Acting {
             tenant_id: tenant.id,
             tenant: tenant.name,
@@ -346,12 +347,15 @@ impl RequestState {
         let (tenant_id, own_product) =
             (a.tenant_id, a.device.as_ref().map(|d| d.product_sn.clone()));
         let id = id_of(id, "campaign")?;
-        let c = self
-            .services
-            .rollout
-            .campaign(tenant_id, id)
-            .await
-            .map_err(|e| self.rollout_err(e))?;
+        let c = match self.offered.get(&id) {
+            Some(c) if c.tenant_id == tenant_id => c.clone(),
+            _ => self
+                .services
+                .rollout
+                .campaign(tenant_id, id)
+                .await
+                .map_err(|e| self.rollout_err(e))?,
+        };
         if let Some(own) = own_product {
             let product = self.campaign_product_sn(&c).await?;
             if product != own {

@@ -60,13 +60,18 @@ impl catalog::Host for RequestState {
         device_sn: String,
     ) -> Result<catalog::Device, HostError> {
         let d = self.device_in_scope(&product_sn, &device_sn).await?;
-        // A device principal's cached copy may be stale; read it afresh.
-        let d = self
-            .services
-            .catalog
-            .device(d.id)
-            .await
-            .map_err(|e| self.catalog_err(e))?;
+        // A device principal's copy is stale once this request checked in or reported (its
+        // online time moved); a tenant's lookup was just read.
+        let own = self.acting.as_ref().and_then(|a| a.device.as_ref());
+        let d = if own.is_some() && !self.own_device_current {
+            self.services
+                .catalog
+                .device(d.id)
+                .await
+                .map_err(|e| self.catalog_err(e))?
+        } else {
+            d
+        };
         self.wit_device(d).await
     }
 

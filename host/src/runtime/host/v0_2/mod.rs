@@ -294,12 +294,11 @@ impl RequestState {
         let a = self.acting()?;
         if let Some(own) = &a.device {
             if own.product_sn == product_sn && own.sn == device_sn {
-                return self
-                    .services
-                    .catalog
-                    .device(own.id)
-                    .await
-                    .map_err(|e| self.catalog_err(e));
+                // Read in this request, and what a check-in uses of it (id, tenant, product,
+                // group) a device principal cannot change; its contact makes it stale.
+                let own = own.clone();
+                self.own_device_current = false;
+                return Ok(own);
             }
             return Err(HostError::Forbidden(
                 "device credentials reach only their own device".into(),
@@ -378,19 +377,28 @@ impl RequestState {
     }
 
     async fn wit_job(&mut self, j: Job) -> Result<rollout::Job, HostError> {
-        let device = self
-            .services
-            .catalog
-            .device(j.device_id)
-            .await
-            .map_err(|e| self.catalog_err(e))?;
-        Ok(wit_job_of(j, device.sn))
+        // A device's serial number never changes: a device principal's own is at hand.
+        let own = self.acting.as_ref().and_then(|a| a.device.as_ref());
+        let sn = match own {
+            Some(d) if d.id == j.device_id => d.sn.clone(),
+            _ => {
+                self.services
+                    .catalog
+                    .device(j.device_id)
+                    .await
+                    .map_err(|e| self.catalog_err(e))?
+                    .sn
+            }
+        };
+        Ok(wit_job_of(j, sn))
     }
 
     /// A campaign of the principal's tenant (tenant principals only).
     async fn campaign_in_scope(&mut self, id: u64) -> Result<Campaign, HostError> {
         let tenant_id = self.acting_tenant()?.tenant_id;
         let id = id_of(id, "campaign")?;
+        // A tenant's calls may change campaigns: what a check-in offered may be stale now.
+        self.offered.clear();
         self.services
             .rollout
             .campaign(tenant_id, id)

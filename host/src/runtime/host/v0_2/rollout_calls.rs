@@ -405,6 +405,12 @@ impl rollout::Host for RequestState {
         let Some(offer) = offer else {
             return Ok(None);
         };
+        // Offers are of the device's own product; the plugin's next calls are about this
+        // campaign.
+        self.product_sns
+            .insert(offer.campaign.product_id, device.product_sn.clone());
+        self.offered
+            .insert(offer.campaign.id, offer.campaign.clone());
         // Deleting or invalidating a release cancels its campaigns, so an offer's release is
         // live; the read is still tenant-scoped and refuses deleted ones.
         let release = self
@@ -453,6 +459,7 @@ impl rollout::Host for RequestState {
                 "a version must be 1-64 characters".into(),
             ));
         }
+        self.own_device_current = false;
         let job = self
             .services
             .report_job(
