@@ -1,8 +1,9 @@
 //! Each plugin's share of the host, so that one plugin (or a flood aimed at it) costs only
 //! itself: at most `instances` of its calls run at once (a few more wait briefly, the rest are
-//! answered busy at once), at most `cpu-slots` of them execute guest code at any moment (the
-//! others wait their turn at every host call and every epoch tick, so a looping plugin holds
-//! one worker thread, not all), and all its instances together hold at most its memory budget.
+//! answered busy at once), at most `cpu-slots` of them execute guest code at any moment once
+//! the plugin uses more than half its share of CPU (the others wait their turn at every host
+//! call and every epoch tick, so a looping plugin holds one worker thread, not all), and all
+//! its instances together hold at most its memory budget.
 //! Budgets belong to a plugin name, so two versions serving during a hot swap share one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,9 @@ use crate::config::{Limits, MountConfig};
 /// `fail` renders that may run at once per plugin, beside its instance quota: enough to
 /// answer a busy plugin's clients in its own words, too few to be a second quota.
 const FAILURE_RENDERS: usize = 4;
+
+/// How far back a plugin's guest time is measured against its share.
+const CPU_WINDOW: Duration = Duration::from_millis(100);
 
 /// What one plugin may use of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +62,66 @@ pub struct Budget {
     waiting: AtomicUsize,
     renders: Arc<Semaphore>,
     cpu: Arc<Semaphore>,
+    meter: CpuMeter,
     memory_used: AtomicUsize,
+}
+
+/// The guest time a plugin's calls used lately. Calls take turns only while it is over half
+/// the plugin's share: handing a turn over at every host call costs more than the few
+/// microseconds of guest code a well-behaved call runs between them (a fifth of the XLINK
+/// check's throughput on two cores), while a looping or CPU-heavy plugin crosses the mark
+/// within a window and is held to its `cpu-slots` from then on.
+struct CpuMeter {
+    origin: std::time::Instant,
+    window: Mutex<Window>,
+}
+
+/// Guest nanoseconds in the current and the previous window.
+#[derive(Default)]
+struct Window {
+    index: u64,
+    previous_ns: u64,
+    current_ns: u64,
+}
+
+impl CpuMeter {
+    fn new() -> Self {
+        CpuMeter {
+            origin: std::time::Instant::now(),
+            window: Mutex::new(Window::default()),
+        }
+    }
+
+    /// Move to the window `now` lies in; answers how far into it `now` is (0..1).
+    fn roll(&self, w: &mut Window) -> f64 {
+        let len = CPU_WINDOW.as_nanos() as u64;
+        let t = self.origin.elapsed().as_nanos() as u64;
+        let index = t / len;
+        if index != w.index {
+            w.previous_ns = if index == w.index + 1 {
+                w.current_ns
+            } else {
+                0
+            };
+            w.current_ns = 0;
+            w.index = index;
+        }
+        (t % len) as f64 / len as f64
+    }
+
+    fn add(&self, used: Duration) {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        self.roll(&mut w);
+        w.current_ns += used.as_nanos() as u64;
+    }
+
+    /// Guest time over the last window: the current one, and the part of the previous one
+    /// it does not yet cover.
+    fn recent(&self) -> Duration {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let into = self.roll(&mut w);
+        Duration::from_nanos((w.previous_ns as f64 * (1.0 - into)) as u64 + w.current_ns)
+    }
 }
 
 /// Why a call got no instance.
@@ -75,6 +138,7 @@ impl Budget {
             waiting: AtomicUsize::new(0),
             renders: Arc::new(Semaphore::new(FAILURE_RENDERS)),
             cpu: Arc::new(Semaphore::new(shares.cpu_slots)),
+            meter: CpuMeter::new(),
             memory_used: AtomicUsize::new(0),
             shares,
         })
@@ -135,46 +199,82 @@ impl Budget {
         self.memory_used.fetch_sub(bytes, Ordering::AcqRel);
     }
 
+    /// Whether the plugin's guest code used more than half its share of CPU lately.
+    pub fn over_share(&self) -> bool {
+        self.meter.recent() * 2 >= CPU_WINDOW * self.shares.cpu_slots as u32
+    }
+
     /// The CPU turn of one call, which must end by `deadline`.
     pub fn cpu_turn(self: &Arc<Self>, deadline: Instant) -> Arc<CpuTurn> {
         Arc::new(CpuTurn {
-            cpu: self.cpu.clone(),
-            held: Mutex::new(None),
+            budget: self.clone(),
+            running: Mutex::new(Running::default()),
             deadline,
         })
     }
 }
 
-/// Whether one call holds one of its plugin's CPU slots: taken while guest code runs, given
-/// back during host calls and at every epoch tick (then taken again behind whoever waits).
+/// One call's use of its plugin's CPU: its guest code runs from [`CpuTurn::take`] to
+/// [`CpuTurn::give_back`] (host calls and epoch ticks end a stretch), and while the plugin is
+/// over its share each stretch holds one of its CPU slots, taken behind whoever waits.
 pub struct CpuTurn {
-    cpu: Arc<Semaphore>,
-    held: Mutex<Option<OwnedSemaphorePermit>>,
+    budget: Arc<Budget>,
+    running: Mutex<Running>,
     deadline: Instant,
 }
 
+/// The stretch of guest code running now, if any, and its slot when it needed one.
+#[derive(Default)]
+struct Running {
+    since: Option<std::time::Instant>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
 impl CpuTurn {
-    /// Wait for a slot (no later than the call's deadline); answers whether one is held.
+    /// Start a stretch of guest code, waiting for a slot (no later than the call's deadline)
+    /// if the plugin is over its share; answers whether the call may run.
     pub async fn take(&self) -> bool {
-        if self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
         {
-            return true;
-        }
-        match tokio::time::timeout_at(self.deadline, self.cpu.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
-                true
+            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if r.since.is_some() {
+                return true;
             }
-            _ => false,
+            if !self.budget.over_share() {
+                r.since = Some(std::time::Instant::now());
+                return true;
+            }
         }
+        let cpu = &self.budget.cpu;
+        // A free slot needs no timer.
+        let slot = match cpu.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                match tokio::time::timeout_at(self.deadline, cpu.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => return false,
+                }
+            }
+        };
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        r.since = Some(std::time::Instant::now());
+        r.slot = Some(slot);
+        true
     }
 
+    /// End the stretch: its time counts against the plugin, its slot goes to the next.
     pub fn give_back(&self) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = r.since.take() {
+            self.budget.meter.add(since.elapsed());
+        }
+        r.slot = None;
+    }
+}
+
+impl Drop for CpuTurn {
+    // A call cut short inside guest code (a trap, its deadline) still used that time.
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 
@@ -315,8 +415,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_plugin_under_its_share_takes_no_slot() {
+        let b = Budget::new(shares(4));
+        let far = Instant::now() + Duration::from_secs(5);
+        let (first, second) = (b.cpu_turn(far), b.cpu_turn(far));
+        assert!(first.take().await);
+        assert!(second.take().await, "no slot is needed under the share");
+        assert_eq!(b.cpu.available_permits(), 1);
+        first.give_back();
+        second.give_back();
+        assert!(!b.over_share());
+    }
+
+    #[tokio::test]
+    async fn guest_time_over_half_the_share_brings_turns() {
+        let b = Budget::new(shares(4));
+        let far = Instant::now() + Duration::from_secs(5);
+        let spinning = b.cpu_turn(far);
+        assert!(spinning.take().await);
+        std::thread::sleep(CPU_WINDOW / 2 + Duration::from_millis(5));
+        spinning.give_back();
+        assert!(b.over_share(), "half a window of guest time on one slot");
+        assert!(spinning.take().await);
+        assert_eq!(b.cpu.available_permits(), 0, "the stretch holds the slot");
+        let other = b.cpu_turn(Instant::now() + Duration::from_millis(30));
+        assert!(!other.take().await, "the only slot is held");
+        spinning.give_back();
+        // Two windows later the plugin is under its share again.
+        std::thread::sleep(CPU_WINDOW * 2);
+        assert!(!b.over_share());
+    }
+
+    #[tokio::test]
     async fn cpu_turns_are_bounded_by_the_deadline() {
         let b = Budget::new(shares(4));
+        // A plugin that used its whole share lately: its calls take turns.
+        b.meter.add(CPU_WINDOW * 4);
         let far = Instant::now() + Duration::from_secs(5);
         let first = b.cpu_turn(far);
         assert!(first.take().await);
