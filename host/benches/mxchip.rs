@@ -16,12 +16,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use ota_host::Services;
-use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseFilter, ReleaseStatus};
-use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
+use ota_host::catalog::releases::ReleaseFilter;
 use serde_json::{Value, json};
 
-/// A Django REST framework token's shape.
-const TOKEN: &str = "d79be1d657d9a8b45f6f903620e84b06cbf225e0";
+use support::mxchip::TOKEN;
 
 #[derive(serde::Deserialize)]
 struct CheckQuery {
@@ -105,74 +103,6 @@ async fn native_check(
     )
 }
 
-/// Four running formal campaigns for a product, named as the dialect names its own.
-async fn provision(s: &Services, tenant_id: i64, product: &str) {
-    let p = s.catalog.product(tenant_id, product).await.unwrap();
-    for (module, version) in [
-        (Module::Mcu, "1.5.0"),
-        (Module::Mcu, "1.8.0"),
-        (Module::Mcu, "2.0.0"),
-        (Module::Wifi, "3.0.0"),
-    ] {
-        let r = s
-            .catalog
-            .create_release(
-                tenant_id,
-                NewRelease {
-                    product_sn: product.into(),
-                    module,
-                    identify: 0,
-                    name: format!("{version}.bin"),
-                    version: version.into(),
-                    from_version: None,
-                    payload: Payload::External {
-                        url: format!("https://cdn.example/{version}.bin"),
-                        md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                        size: 4096,
-                    },
-                    status: ReleaseStatus::Online,
-                    description: String::new(),
-                    customize: String::new(),
-                    mac_range: vec![],
-                    arch: None,
-                },
-            )
-            .await
-            .unwrap();
-        let c = s
-            .rollout
-            .create_campaign(
-                tenant_id,
-                NewCampaign {
-                    description: String::new(),
-                    name: format!("mxchip:{}:online", r.id),
-                    target: Target {
-                        release_id: r.id,
-                        product_id: p.id,
-                        module: module.as_str().into(),
-                        identify: 0,
-                        version: version.into(),
-                    },
-                    from_version: None,
-                    scope: Scope::All,
-                    mode: Mode::Auto,
-                    tag: "formal".into(),
-                    retries: 0,
-                    timeout_secs: 7 * 86_400,
-                    waves: None,
-                    window: None,
-                },
-                "bench",
-            )
-            .await
-            .unwrap();
-        s.rollout
-            .act(tenant_id, c.id, Action::Start, "bench", "")
-            .await
-            .unwrap();
-    }
-}
-
 fn main() {
     let n = support::env("BENCH_DEVICES", 10_000) as usize;
     let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
@@ -184,7 +114,7 @@ fn main() {
         let tenant = s.auth.tenant("bench").await.unwrap();
         let setup = Instant::now();
         for p in ["P-plugin", "P-native"] {
-            provision(&s, tenant.id, p).await;
+            support::mxchip::provision(&s, tenant.id, p).await;
             let pid = s.catalog.product(tenant.id, p).await.unwrap().id;
             support::bulk_devices(&s, pid, n, None).await;
         }

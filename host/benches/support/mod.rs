@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mxchip;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,7 +152,17 @@ pub async fn start(
 /// name in the plugins folder).
 pub async fn start_files(
     files: &[(&std::path::Path, &str)],
+    file: FileConfig,
+) -> (RunningServer, tempfile::TempDir) {
+    start_on(files, file, None).await
+}
+
+/// [`start_files`] on the database at `database` (a URL), or SQLite in the temporary
+/// directory when `None`.
+pub async fn start_on(
+    files: &[(&std::path::Path, &str)],
     mut file: FileConfig,
+    database: Option<String>,
 ) -> (RunningServer, tempfile::TempDir) {
     // `BENCH_LOG=sqlx::query=debug` shows every statement a request makes (measure first).
     if let Ok(filter) = std::env::var("BENCH_LOG") {
@@ -176,6 +188,7 @@ pub async fn start_files(
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().join("data")),
             plugins_dir: Some(plugins),
+            database,
             ..Default::default()
         },
     )
