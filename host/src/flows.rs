@@ -439,13 +439,9 @@ impl Services {
         self.catalog
             .set_module_version(device.id, module, identify, current)
             .await?;
-        let product = self
-            .catalog
-            .product(device.tenant_id, &device.product_sn)
-            .await?;
         let facts = rollout::campaigns::DeviceFacts {
             id: device.id,
-            product_id: product.id,
+            product_id: device.product_id,
             group: device.group.clone(),
         };
         Ok(self

@@ -45,6 +45,9 @@ pub struct Product {
 pub struct Device {
     pub id: i64,
     pub tenant_id: i64,
+    /// Kept so a check-in need not look the product up again; dialects name it by `product_sn`.
+    #[serde(skip)]
+    pub product_id: i64,
     pub product_sn: String,
     pub sn: String,
     pub created_at: i64,
@@ -124,7 +127,8 @@ fn product_from(r: &sqlx::any::AnyRow) -> Product {
 }
 
 const DEVICE_COLUMNS: &str = "d.id, p.tenant_id, p.sn, d.sn, d.created_at, d.name, d.imei, \
-    d.mac, d.group_name, d.online_at, d.offline_at FROM devices d JOIN products p ON p.id = d.product_id";
+    d.mac, d.group_name, d.online_at, d.offline_at, d.product_id \
+    FROM devices d JOIN products p ON p.id = d.product_id";
 
 fn device_from(r: &sqlx::any::AnyRow) -> Device {
     Device {
@@ -139,6 +143,7 @@ fn device_from(r: &sqlx::any::AnyRow) -> Device {
         group: r.get(8),
         online_at: r.get(9),
         offline_at: r.get(10),
+        product_id: r.get(11),
     }
 }
 

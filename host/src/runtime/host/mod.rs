@@ -123,6 +123,10 @@ pub struct RequestState {
     /// that campaign (its attributes, its job counts) find it here. A device principal, the
     /// only one that checks in, cannot change a campaign, so these stay exact.
     offered: std::collections::HashMap<i64, crate::rollout::campaigns::Campaign>,
+    /// Devices a tenant principal's check-ins reached in this request, by id: a dialect
+    /// that checks in two modules of one device finds it once. What a check-in uses of a
+    /// device (id, product, group) changes only through `update-device`, which empties this.
+    contacted: std::collections::HashMap<i64, Device>,
 }
 
 impl WasiView for RequestState {
@@ -172,6 +176,7 @@ impl RequestState {
             product_sns: Default::default(),
             own_device_current: false,
             offered: Default::default(),
+            contacted: Default::default(),
             acting: site.preauthorized.map(|p| Acting {
                 tenant_id: p.tenant_id,
                 tenant: p.tenant,

@@ -97,6 +97,8 @@ impl catalog::Host for RequestState {
         device_sn: String,
         patch: catalog::DevicePatch,
     ) -> Result<catalog::Device, HostError> {
+        // A contacted device's group may change here.
+        self.contacted.clear();
         let tenant_id = self.acting_tenant()?.tenant_id;
         let patch = DevicePatch {
             name: patch.name,

@@ -304,11 +304,21 @@ impl RequestState {
                 "device credentials reach only their own device".into(),
             ));
         }
-        self.services
+        if let Some(d) = self
+            .contacted
+            .values()
+            .find(|d| d.product_sn == product_sn && d.sn == device_sn)
+        {
+            return Ok(d.clone());
+        }
+        let d = self
+            .services
             .catalog
             .register_device(a.tenant_id, product_sn, device_sn)
             .await
-            .map_err(|e| self.catalog_err(e))
+            .map_err(|e| self.catalog_err(e))?;
+        self.contacted.insert(d.id, d.clone());
+        Ok(d)
     }
 
     async fn wit_campaign(&mut self, c: Campaign) -> Result<rollout::Campaign, HostError> {
@@ -377,9 +387,10 @@ impl RequestState {
     }
 
     async fn wit_job(&mut self, j: Job) -> Result<rollout::Job, HostError> {
-        // A device's serial number never changes: a device principal's own is at hand.
+        // A device's serial number never changes: the principal's own device, or one this
+        // request checked in, is at hand.
         let own = self.acting.as_ref().and_then(|a| a.device.as_ref());
-        let sn = match own {
+        let sn = match own.or_else(|| self.contacted.get(&j.device_id)) {
             Some(d) if d.id == j.device_id => d.sn.clone(),
             _ => {
                 self.services
