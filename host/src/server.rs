@@ -224,6 +224,15 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
             rollout.follow_changes(shutdown).await
         }));
     }
+    {
+        // Revocations made by any process (another replica, the CLI): while this follows
+        // them, verified keys and tokens are served from memory.
+        let auth = services.auth.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            auth.follow_revocations(shutdown).await
+        }));
+    }
     println!("listening on http://{addr}");
     guard.disarm();
     Ok(RunningServer {

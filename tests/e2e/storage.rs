@@ -360,6 +360,7 @@ async fn storage_and_dialects_on_postgres() {
     let b = open_with(url, dir.path(), clock.clone()).await;
     replicas_race(&a, &b, &clock).await;
     replicas_follow_changes(&a, &b).await;
+    revocations_reach_every_replica(&a, &b, false).await;
     waves_never_overshoot(&a, &b).await;
     deployments_survive_the_upgrade(pg.create_database(), dir.path()).await;
 
@@ -1499,6 +1500,17 @@ async fn model_suite(s: &Services, clock: &ManualClock) {
     );
 }
 
+/// Two processes on one SQLite file (the server and the CLI) are replicas as far as
+/// revocation goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_the_server_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+    let (a, clock) = open(url.clone(), dir.path()).await;
+    let b = open_with(url, dir.path(), clock).await;
+    revocations_reach_every_replica(&a, &b, true).await;
+}
+
 #[tokio::test]
 async fn model_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -1587,6 +1599,108 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
     follow.cancel();
     feed.await.unwrap();
     assert!(!b.rollout.follows_changes());
+}
+
+/// Replica `a` answers verified API keys and tokens from memory while it follows the
+/// revocation epoch. A revocation made on `a` holds there at once; one made on `b` at once
+/// too when both share a machine's SQLite file (`b` is the CLI), else within a few follow
+/// intervals, long before an entry's lifetime would have run out.
+async fn revocations_reach_every_replica(a: &Services, b: &Services, same_machine: bool) {
+    use ota_host::auth::TokenPolicy;
+    use ota_host::auth::verified::{ENTRY_TTL, FOLLOW_EVERY};
+    use std::time::Duration;
+
+    let follow = ota_host::CancellationToken::new();
+    let follower = {
+        let auth = a.auth.clone();
+        let token = follow.clone();
+        tokio::spawn(async move { auth.follow_revocations(token).await })
+    };
+    assert!(
+        ota_tests::eventually(Duration::from_secs(10), || async {
+            a.auth.remembers_credentials()
+        })
+        .await,
+        "replica a never started following revocations"
+    );
+    let t = a.auth.ensure_tenant("revoke").await.unwrap();
+    let p = a.catalog.create_product(t.id, "R", "revoke").await.unwrap();
+    let d = a.catalog.register_device(t.id, "R", "r1").await.unwrap();
+
+    // Revoked here: refused at once, though it was just verified (and remembered).
+    let (here, key) = a.auth.create_api_key(Some("revoke"), "here").await.unwrap();
+    a.auth.verify_api_key(&key).await.unwrap();
+    a.auth.verify_api_key(&key).await.unwrap();
+    a.auth.revoke_api_key(here.id).await.unwrap();
+    assert!(
+        a.auth.verify_api_key(&key).await.is_err(),
+        "a key revoked on this replica works no more"
+    );
+
+    // Revoked on the other replica: refused within the follow interval.
+    let (there, key) = a
+        .auth
+        .create_api_key(Some("revoke"), "there")
+        .await
+        .unwrap();
+    a.auth.verify_api_key(&key).await.unwrap();
+    let policy = TokenPolicy {
+        access_ttl_secs: 3_600,
+        refresh_ttl_secs: 3_600,
+    };
+    let grant = a
+        .auth
+        .device_grant("xlink", policy, &t, d.id, p.id)
+        .await
+        .unwrap();
+    let verified = a
+        .auth
+        .verify_token("xlink", &grant.access_token)
+        .await
+        .unwrap();
+    assert_eq!(verified.device_id, Some(d.id));
+    a.auth
+        .verify_token("xlink", &grant.access_token)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    b.auth.revoke_api_key(there.id).await.unwrap();
+    b.auth
+        .revoke_token("xlink", &grant.access_token)
+        .await
+        .unwrap();
+    if same_machine {
+        assert!(
+            a.auth.verify_api_key(&key).await.is_err(),
+            "the key at once"
+        );
+        assert!(
+            a.auth
+                .verify_token("xlink", &grant.access_token)
+                .await
+                .is_err(),
+            "the token at once"
+        );
+    }
+    assert!(
+        ota_tests::eventually(Duration::from_secs(10), || async {
+            a.auth.verify_api_key(&key).await.is_err()
+                && a.auth
+                    .verify_token("xlink", &grant.access_token)
+                    .await
+                    .is_err()
+        })
+        .await,
+        "revocations on replica b never reached replica a"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < ENTRY_TTL / 4,
+        "seen through the epoch ({took:?}, following every {FOLLOW_EVERY:?}), not by entries expiring"
+    );
+    follow.cancel();
+    follower.await.unwrap();
+    assert!(!a.auth.remembers_credentials());
 }
 
 /// Forty devices make first contact at once through two replicas; a wave of five admits

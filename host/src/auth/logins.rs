@@ -391,6 +391,7 @@ impl Auth {
             .bind(id)
             .execute(self.db.pool())
             .await?;
+        self.credentials_ended().await?;
         Ok(done.rows_affected())
     }
 
@@ -417,7 +418,7 @@ impl Auth {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        self.credentials_ended().await
     }
 
     async fn login_of(&self, tenant_id: i64, id: i64) -> Result<(), AuthError> {
@@ -698,13 +699,21 @@ impl Auth {
         .await?;
         let grant = issue_pair(&mut tx, realm, policy, owner, token_client, now).await?;
         tx.commit().await?;
+        // The old pair's access token died with it.
+        self.credentials_ended().await.map_err(GrantError::Other)?;
         Ok(grant)
     }
 
     /// Accept an access token issued in `realm`.
     pub async fn verify_token(&self, realm: &str, token: &str) -> Result<TokenIdentity, AuthError> {
+        let token_hash = hash(token);
+        let now = self.clock.now_millis();
+        if let Some(id) = self.verified.token(realm, &token_hash, now) {
+            return Ok(id);
+        }
+        let generation = self.verified.generation();
         let row = sqlx::query(
-            "SELECT t.id, t.name, a.name, k.device_id FROM login_tokens k \
+            "SELECT t.id, t.name, a.name, k.device_id, k.expires_at FROM login_tokens k \
              JOIN tenants t ON t.id = k.tenant_id \
              LEFT JOIN login_accounts a ON a.id = k.account_id \
              LEFT JOIN login_accounts c ON c.id = k.client_id \
@@ -712,22 +721,25 @@ impl Auth {
                AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL \
                AND c.disabled_at IS NULL",
         )
-        .bind(hash(token))
+        .bind(&token_hash)
         .bind(realm)
-        .bind(self.clock.now_millis())
+        .bind(now)
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| {
             AuthError::Unauthenticated("invalid access token (unknown, expired or revoked)".into())
         })?;
-        Ok(TokenIdentity {
+        let id = TokenIdentity {
             tenant: Tenant {
                 id: row.get(0),
                 name: row.get(1),
             },
             subject: row.get::<Option<String>, _>(2).unwrap_or_default(),
             device_id: row.get(3),
-        })
+        };
+        self.verified
+            .keep_token(generation, realm, token_hash, id.clone(), row.get(4));
+        Ok(id)
     }
 
     /// Whether `token` is an access token of `realm` that is past its expiry, neither revoked
@@ -790,7 +802,7 @@ impl Auth {
         .bind(realm)
         .execute(self.db.pool())
         .await?;
-        Ok(())
+        self.credentials_ended().await
     }
 }
 

@@ -6,6 +6,7 @@
 mod attempts;
 mod logins;
 mod signed;
+pub mod verified;
 
 pub use attempts::{LoginGuard, Refused as AttemptRefused};
 
@@ -103,6 +104,7 @@ pub struct Auth {
     clock: SharedClock,
     logins: std::sync::Arc<LoginGuard>,
     sealer: std::sync::Arc<crate::secrets::Sealer>,
+    verified: std::sync::Arc<verified::Verified>,
 }
 
 fn hash(secret: &str) -> String {
@@ -135,6 +137,7 @@ impl Auth {
     /// `sealer` seals the secrets the host must read back (HMAC app secrets).
     pub fn new(db: Db, clock: SharedClock, sealer: std::sync::Arc<crate::secrets::Sealer>) -> Self {
         Auth {
+            verified: std::sync::Arc::new(verified::Verified::new(&db)),
             db,
             clock,
             logins: std::sync::Arc::new(LoginGuard::new(&Default::default())),
@@ -382,22 +385,27 @@ impl Auth {
             });
         }
         tx.commit().await?;
-        Ok(())
+        self.credentials_ended().await
     }
 
     /// Verify an API key as a client sent it.
     pub async fn verify_api_key(&self, key: &str) -> Result<KeyIdentity, AuthError> {
+        let key_hash = hash(key);
+        if let Some(id) = self.verified.key(&key_hash) {
+            return Ok(id);
+        }
+        let generation = self.verified.generation();
         let row = sqlx::query(
             "SELECT k.id, k.role, k.name, t.id, t.name FROM api_keys k \
              LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
-        .bind(hash(key))
+        .bind(&key_hash)
         .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| AuthError::Unauthenticated("unknown or revoked API key".into()))?;
         let tenant_id: Option<i64> = row.get(3);
-        Ok(KeyIdentity {
+        let id = KeyIdentity {
             key_id: row.get(0),
             role: if row.get::<String, _>(1) == "operator" {
                 Role::Operator
@@ -409,7 +417,9 @@ impl Auth {
                 id,
                 name: row.get(4),
             }),
-        })
+        };
+        self.verified.keep_key(generation, key_hash, id.clone());
+        Ok(id)
     }
 
     /// Issue a fresh secret for a device (its key stays stable); the previous secret dies.

@@ -258,6 +258,8 @@ impl Auth {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Device tokens earned with the old key died.
+        self.credentials_ended().await?;
         Ok(key)
     }
 

@@ -96,6 +96,19 @@ impl Db {
         self.backend
     }
 
+    /// The SQLite database's file, if it has one: the processes sharing it share a machine.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let rest = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next()?;
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+    }
+
     /// Whether an error is a unique-constraint violation (a conflict, not a failure).
     pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         match err {
