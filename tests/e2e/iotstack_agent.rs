@@ -297,6 +297,14 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
     // running from its folder) alone. The lock names a live process whose start time is
     // not the holder's (a pid reused after a reboot): it is stale, and taken over.
     let service = g.pid("service").expect("1.0 runs");
+    // The agent starts the service before it lets go of the lock.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            std::fs::symlink_metadata(g.root.join("run/changer")).is_err()
+        })
+        .await,
+        "the agent never released the lock"
+    );
     let mut reused = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
@@ -507,7 +515,15 @@ async fn download_cmd_installs_and_the_agent_carries_out_later_deployments() {
         "{log}"
     );
     assert!(!log.contains("installing"), "carried out twice: {log}");
-    assert!(!g.root.join(format!("run/pending/{fourth}")).exists());
+    // The agent drops the kept report once the host's answer is in (just after the host
+    // recorded it).
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            !g.root.join(format!("run/pending/{fourth}")).exists()
+        })
+        .await,
+        "the kept report stayed in run/pending"
+    );
     let kept = format!("deployment {fourth}: the host took the kept success report");
     assert!(
         eventually(Duration::from_secs(10), || async {
