@@ -29,24 +29,6 @@ fn request(i: usize) -> Request {
     }
 }
 
-async fn get_ok(
-    client: &reqwest::Client,
-    url: &str,
-    secs: u64,
-    concurrency: usize,
-) -> support::Stats {
-    let (client, url) = (client.clone(), url.to_string());
-    support::for_secs(secs, concurrency, move || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let r = client.get(&url).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            let _ = r.bytes().await.unwrap();
-        }
-    })
-    .await
-}
-
 fn main() {
     let secs = support::env("BENCH_SECS", 3);
     let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
@@ -117,12 +99,12 @@ fn main() {
             ),
         ];
         for (_, url) in &paths {
-            get_ok(&client, url, 1, concurrency).await;
+            support::get_for_secs(&client, url, None, 1, concurrency).await;
         }
         println!("over HTTP, {secs}s per path, {concurrency} concurrent clients");
         let mut figures = Vec::new();
         for (label, url) in &paths {
-            let s = get_ok(&client, url, secs, concurrency).await;
+            let s = support::get_for_secs(&client, url, None, secs, concurrency).await;
             s.print(label, "");
             figures.push(s.rps);
         }

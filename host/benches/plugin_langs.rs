@@ -62,29 +62,6 @@ fn build(dir: &Path, name: &str, lang: &str) -> (PathBuf, Duration) {
     (wasm, started.elapsed())
 }
 
-async fn drive(
-    client: &reqwest::Client,
-    url: &str,
-    secs: u64,
-    concurrency: usize,
-) -> support::Stats {
-    let (client, url) = (client.clone(), url.to_string());
-    support::for_secs(secs, concurrency, move || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let r = client
-                .get(&url)
-                .header("X-API-Key", KEY)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "{url}");
-            let _ = r.bytes().await.unwrap();
-        }
-    })
-    .await
-}
-
 fn main() {
     let secs = support::env("BENCH_SECS", 5);
     let concurrency = support::env("BENCH_CONCURRENCY", 16) as usize;
@@ -136,12 +113,12 @@ fn main() {
             let (a, b): (serde_json::Value, serde_json::Value) =
                 (a.json().await.unwrap(), b.json().await.unwrap());
             assert_eq!(a, b, "Rust and Python answers differ");
-            drive(&client, &rs_url, 1, concurrency).await;
-            drive(&client, &py_url, 1, concurrency).await;
-            let rs = drive(&client, &rs_url, secs, concurrency).await;
-            let py = drive(&client, &py_url, secs, concurrency).await;
-            let rs1 = drive(&client, &rs_url, secs, 1).await;
-            let py1 = drive(&client, &py_url, secs, 1).await;
+            support::get_for_secs(&client, &rs_url, Some(KEY), 1, concurrency).await;
+            support::get_for_secs(&client, &py_url, Some(KEY), 1, concurrency).await;
+            let rs = support::get_for_secs(&client, &rs_url, Some(KEY), secs, concurrency).await;
+            let py = support::get_for_secs(&client, &py_url, Some(KEY), secs, concurrency).await;
+            let rs1 = support::get_for_secs(&client, &rs_url, Some(KEY), secs, 1).await;
+            let py1 = support::get_for_secs(&client, &py_url, Some(KEY), secs, 1).await;
             for (lang, many, one) in [("Rust", &rs, &rs1), ("Python", &py, &py1)] {
                 println!(
                     "{route:>20} {lang:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  \

@@ -113,6 +113,31 @@ where
     Stats::of(all, started.elapsed().as_secs_f64())
 }
 
+/// `concurrency` clients GETting `url` (with an `X-API-Key` when `key` is given) for `secs`;
+/// every answer must be 200.
+pub async fn get_for_secs(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&'static str>,
+    secs: u64,
+    concurrency: usize,
+) -> Stats {
+    let (client, url) = (client.clone(), url.to_string());
+    for_secs(secs, concurrency, move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut r = client.get(&url);
+            if let Some(key) = key {
+                r = r.header("X-API-Key", key);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let _ = r.bytes().await.unwrap();
+        }
+    })
+    .await
+}
+
 /// Tenant `bench` with `products` and `api_keys` (name, key), as a twin bench provisions it.
 pub fn tenant(products: &[&str], api_keys: &[(&str, &str)]) -> FileConfig {
     FileConfig {
