@@ -120,8 +120,8 @@ pub struct RequestState {
     /// touches the device. Until then the plugin's own reads of it need no second query.
     own_device_current: bool,
     /// Campaigns a check-in offered in this request, by id: the plugin's next calls about
-    /// that campaign (its attributes, its job counts) find it here. A device principal, the
-    /// only one that checks in, cannot change a campaign, so these stay exact.
+    /// that campaign (its attributes, its job counts) find it here. A device principal cannot
+    /// change a campaign; a tenant's calls that may empty this first.
     offered: std::collections::HashMap<i64, crate::rollout::campaigns::Campaign>,
     /// Devices a tenant principal's check-ins reached in this request, by id: a dialect
     /// that checks in two modules of one device finds it once. What a check-in uses of a
