@@ -5,6 +5,8 @@
 //! latency is counted from that due time, so a stall shows up in every request it delays
 //! (no coordinated omission). `BENCH_OUTDATED_PCT` percent of the devices (default 1) run old
 //! firmware and are offered the campaigns; the rest are up to date, as most of a fleet is.
+//! With `BENCH_WARM=1` every device first makes its first contact (32 at a time, not
+//! measured), so the run sees a fleet the server already knows rather than launch day.
 //!
 //! Prints the achieved rate, p50/p99/p99.9/max from the due time, errors, and the process's
 //! resident memory after setup and at its peak (server and load generator together). Run:
@@ -51,6 +53,7 @@ fn main() {
     let secs = support::env("BENCH_SECS", 60);
     let outdated_pct = support::env("BENCH_OUTDATED_PCT", 1) as usize;
     let postgres = std::env::var("BENCH_DB").is_ok_and(|v| v == "postgres");
+    let warm = support::env("BENCH_WARM", 0) == 1;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pg = postgres.then(pg::Postgres::start);
@@ -67,7 +70,9 @@ fn main() {
         let pid = s.catalog.product(tenant.id, "P").await.unwrap().id;
         support::bulk_devices(&s, pid, n, None).await;
         // Devices in a scattered order, as a real fleet's polls arrive.
-        let url = |k: u64| {
+        // 2,654,435,761 is prime, so k -> i visits every device once per n requests.
+        let base = server.url();
+        let url = move |k: u64| {
             let i = (k.wrapping_mul(2_654_435_761) % n as u64) as usize;
             let (mcu, wifi) = if i % 100 < outdated_pct {
                 ("1.0.0", "2.9.0")
@@ -75,8 +80,7 @@ fn main() {
                 NEWEST
             };
             format!(
-                "{}/api/v1/ota/device/?product_id=P&wifi_version={wifi}&mcu_version={mcu}&device_id=dev-{i}",
-                server.url()
+                "{base}/api/v1/ota/device/?product_id=P&wifi_version={wifi}&mcu_version={mcu}&device_id=dev-{i}"
             )
         };
         let rss_after_setup = status_mib("VmRSS");
@@ -91,6 +95,31 @@ fn main() {
             .pool_max_idle_per_host(4_096)
             .build()
             .unwrap();
+        if warm {
+            let started = Instant::now();
+            let all: Vec<u64> = (0..n as u64).collect();
+            let send = {
+                let client = client.clone();
+                let url = url.clone();
+                move |k: u64| {
+                    let (client, url) = (client.clone(), url(k));
+                    async move {
+                        let r = client
+                            .get(url)
+                            .header("Authorization", format!("token {TOKEN}"))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                    }
+                }
+            };
+            support::round(&all, 32, send).await;
+            println!(
+                "warm-up: every device's first contact in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let in_flight = Arc::new(AtomicU64::new(0));
         let offers = Arc::new(AtomicU64::new(0));
         let total = rate * secs;
@@ -153,7 +182,8 @@ fn main() {
         latencies.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "mxchip GET /api/v1/ota/device/, open loop at {rate} req/s for {secs}s over {n} devices"
+            "mxchip GET /api/v1/ota/device/, open loop at {rate} req/s for {secs}s over {n} {} devices",
+            if warm { "known" } else { "new" }
         );
         println!(
             "  sent {total}, answered 200 {} ({:.0} req/s achieved), offers {}, errors {errors}",
