@@ -6,12 +6,14 @@
 //! admissions are then timed too. Run: `cargo bench -p ota-host --bench campaign_start`
 //! (`BENCH_DEVICES` to scale).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use ota_host::Services;
-use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
+use ota_host::catalog::releases::Module;
 use ota_host::clock::SystemClock;
 use ota_host::config::{Config, FileConfig, Overrides};
 use ota_host::flows::{CampaignRequest, ScopeRequest, WaveStart, WavesRequest};
@@ -102,31 +104,7 @@ fn main() {
             seeded.elapsed().as_secs_f64()
         );
 
-        let r = s
-            .catalog
-            .create_release(
-                t.id,
-                NewRelease {
-                    product_sn: "P".into(),
-                    module: Module::Mcu,
-                    identify: 0,
-                    name: "fw 2.0".into(),
-                    version: "2.0".into(),
-                    from_version: None,
-                    payload: Payload::External {
-                        url: "https://cdn.example/fw.bin".into(),
-                        md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                        size: 1,
-                    },
-                    status: ReleaseStatus::Online,
-                    description: String::new(),
-                    customize: String::new(),
-                    mac_range: vec![],
-                    arch: None,
-                },
-            )
-            .await
-            .unwrap();
+        let r = support::online_release(&s, t.id, "P", Module::Mcu, 0, "2.0").await;
 
         let baseline = rss();
         let sampler = Sampler::start();

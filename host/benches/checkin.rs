@@ -3,11 +3,13 @@
 //! (creates the job) and repeat polls (job exists) separately; prints requests/s and p50/p99.
 //! Run: `cargo bench -p ota-host --bench checkin` (`BENCH_DEVICES`, `BENCH_SECS` to scale).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ota_host::Services;
-use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
+use ota_host::catalog::releases::Module;
 use ota_host::clock::SystemClock;
 use ota_host::config::{Config, FileConfig, Overrides};
 use ota_host::rollout::campaigns::{Action, DeviceFacts, Mode, NewCampaign, Scope, Target};
@@ -94,31 +96,7 @@ fn main() {
             .await
             .unwrap();
         for identify in 0..10 {
-            let r = s
-                .catalog
-                .create_release(
-                    t.id,
-                    NewRelease {
-                        product_sn: "P".into(),
-                        module: Module::Sub,
-                        identify,
-                        name: format!("sub {identify}"),
-                        version: "2.0".into(),
-                        from_version: None,
-                        payload: Payload::External {
-                            url: "https://cdn.example/x.bin".into(),
-                            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                            size: 1,
-                        },
-                        status: ReleaseStatus::Online,
-                        description: String::new(),
-                        customize: String::new(),
-                        mac_range: vec![],
-                        arch: None,
-                    },
-                )
-                .await
-                .unwrap();
+            let r = support::online_release(&s, t.id, "P", Module::Sub, identify, "2.0").await;
             let c = s
                 .rollout
                 .create_campaign(

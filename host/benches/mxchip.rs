@@ -148,9 +148,7 @@ fn main() {
         let get = |url: String| {
             let client = client.clone();
             async move {
-                client
-                    .get(url)
-                    .header("Authorization", format!("token {TOKEN}"))
+                support::mxchip::check(&client, url)
                     .send()
                     .await
                     .unwrap()
@@ -171,9 +169,7 @@ fn main() {
             move |url: String| {
                 let client = client.clone();
                 async move {
-                    let r = client
-                        .get(url)
-                        .header("Authorization", format!("token {TOKEN}"))
+                    let r = support::mxchip::check(&client, url)
                         .send()
                         .await
                         .unwrap();

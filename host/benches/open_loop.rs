@@ -104,9 +104,7 @@ fn main() {
                 move |k: u64| {
                     let (client, url) = (client.clone(), url(k));
                     async move {
-                        let r = client
-                            .get(url)
-                            .header("Authorization", format!("token {TOKEN}"))
+                        let r = support::mxchip::check(&client, url)
                             .send()
                             .await
                             .unwrap();
@@ -137,9 +135,7 @@ fn main() {
             let (client, url, in_flight, offers) =
                 (client.clone(), url(k), in_flight.clone(), offers.clone());
             tasks.push(tokio::spawn(async move {
-                let r = client
-                    .get(url)
-                    .header("Authorization", format!("token {TOKEN}"))
+                let r = support::mxchip::check(&client, url)
                     .send()
                     .await;
                 let outcome = match r {

@@ -20,13 +20,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ota_host::Services;
 use ota_host::auth::TokenPolicy;
-use ota_host::catalog::releases::{Module, NewRelease, Payload, ReleaseStatus};
-use ota_host::rollout::campaigns::{Action, Mode, NewCampaign, Scope, Target};
+use ota_host::catalog::releases::Module;
 use ota_host::rollout::job::JobState;
 use serde_json::{Value, json};
 use sqlx::Row;
-
-const MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
 fn type_of(module: &str) -> i64 {
     match module {
@@ -144,65 +141,17 @@ async fn native_check(
 /// Four running tasks (from versions 1-4 to 9) for a product, with the dialect's attributes.
 async fn provision(s: &Services, tenant_id: i64, product: &str) {
     let p = s.catalog.product(tenant_id, product).await.unwrap();
-    let r = s
-        .catalog
-        .create_release(
-            tenant_id,
-            NewRelease {
-                product_sn: product.into(),
-                module: Module::Mcu,
-                identify: 0,
-                name: "mcu v9".into(),
-                version: "9".into(),
-                from_version: None,
-                payload: Payload::External {
-                    url: "https://cdn.example/mcu-9.bin".into(),
-                    md5: MD5.into(),
-                    size: 65_536,
-                },
-                status: ReleaseStatus::Online,
-                description: String::new(),
-                customize: String::new(),
-                mac_range: vec![],
-                arch: None,
-            },
-        )
-        .await
-        .unwrap();
+    let r = support::online_release(s, tenant_id, product, Module::Mcu, 0, "9").await;
     for from in 1..=4 {
-        let c = s
-            .rollout
-            .create_campaign(
-                tenant_id,
-                NewCampaign {
-                    description: "bench".into(),
-                    name: format!("mcu {from} to 9"),
-                    target: Target {
-                        release_id: r.id,
-                        product_id: p.id,
-                        module: "mcu".into(),
-                        identify: 0,
-                        version: "9".into(),
-                    },
-                    from_version: Some(from.to_string()),
-                    scope: Scope::All,
-                    mode: Mode::Auto,
-                    tag: "formal".into(),
-                    retries: 0,
-                    timeout_secs: 7 * 86_400,
-                    waves: None,
-                    window: None,
-                },
-                "bench",
-            )
-            .await
-            .unwrap();
+        let name = format!("mcu {from} to 9");
+        let c =
+            support::running_campaign(s, tenant_id, p.id, &r, name, Some(from.to_string())).await;
         let attrs: Vec<(String, Option<String>)> = [
             (
                 "xlink.from_version_url",
                 format!("https://cdn.example/mcu-{from}.bin"),
             ),
-            ("xlink.from_version_md5", MD5.to_string()),
+            ("xlink.from_version_md5", support::EMPTY_MD5.to_string()),
             ("xlink.from_version_size", "65536".to_string()),
             (
                 "xlink.target_version_url",
@@ -215,10 +164,6 @@ async fn provision(s: &Services, tenant_id: i64, product: &str) {
         .collect();
         s.rollout
             .set_campaign_attributes(tenant_id, c.id, &attrs)
-            .await
-            .unwrap();
-        s.rollout
-            .act(tenant_id, c.id, Action::Start, "bench", "")
             .await
             .unwrap();
     }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ota_host::Services;
+use ota_host::catalog::releases::{Module, NewRelease, Payload, Release, ReleaseStatus};
 use ota_host::clock::SystemClock;
 use ota_host::config::{Config, FileConfig, KeyDecl, Overrides, ProductDecl, TenantDecl};
+use ota_host::rollout::campaigns::{Action, Campaign, Mode, NewCampaign, Scope, Target};
 use ota_host::server::RunningServer;
 
 /// A numeric knob from the environment, else `default`.
@@ -136,6 +138,88 @@ pub async fn get_for_secs(
         }
     })
     .await
+}
+
+/// The MD5 of no bytes: the benches' external files are never fetched.
+pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// An online release of `version` for a product's module, its file on an external URL.
+pub async fn online_release(
+    s: &Services,
+    tenant_id: i64,
+    product_sn: &str,
+    module: Module,
+    identify: i64,
+    version: &str,
+) -> Release {
+    let m = module.as_str();
+    s.catalog
+        .create_release(
+            tenant_id,
+            NewRelease {
+                product_sn: product_sn.into(),
+                module,
+                identify,
+                name: format!("{m} {version}"),
+                version: version.into(),
+                from_version: None,
+                payload: Payload::External {
+                    url: format!("https://cdn.example/{m}-{identify}-{version}.bin"),
+                    md5: EMPTY_MD5.into(),
+                    size: 4096,
+                },
+                status: ReleaseStatus::Online,
+                description: String::new(),
+                customize: String::new(),
+                mac_range: vec![],
+                arch: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// A started automatic formal campaign bringing `release` to all of the product's devices
+/// (those on `from_version` only, when given).
+pub async fn running_campaign(
+    s: &Services,
+    tenant_id: i64,
+    product_id: i64,
+    release: &Release,
+    name: String,
+    from_version: Option<String>,
+) -> Campaign {
+    let c = s
+        .rollout
+        .create_campaign(
+            tenant_id,
+            NewCampaign {
+                description: String::new(),
+                name,
+                target: Target {
+                    release_id: release.id,
+                    product_id,
+                    module: release.module.as_str().into(),
+                    identify: release.identify,
+                    version: release.version.clone(),
+                },
+                from_version,
+                scope: Scope::All,
+                mode: Mode::Auto,
+                tag: "formal".into(),
+                retries: 0,
+                timeout_secs: 7 * 86_400,
+                waves: None,
+                window: None,
+            },
+            "bench",
+        )
+        .await
+        .unwrap();
+    s.rollout
+        .act(tenant_id, c.id, Action::Start, "bench", "")
+        .await
+        .unwrap()
 }
 
 /// Tenant `bench` with `products` and `api_keys` (name, key), as a twin bench provisions it.
