@@ -30,7 +30,6 @@ pub const ENTRY_TTL: Duration = Duration::from_secs(60);
 /// must not grow memory without bound).
 const MAX_ENTRIES: usize = 200_000;
 
-#[derive(Default)]
 pub(super) struct Verified {
     state: Mutex<State>,
     /// The file a change touches on SQLite (`<database>-revoked`).
