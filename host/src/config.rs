@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub logins: LoginLimits,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Mounts keyed by plugin manifest name.
     #[serde(default)]
     pub plugins: BTreeMap<String, MountConfig>,
@@ -163,6 +165,16 @@ pub struct SecretsConfig {
     /// The master key file [default: `<data-dir>/master.key`, generated on first start];
     /// `OTA_HOST_MASTER_KEY` (hex keys, comma-separated) takes precedence over any file.
     pub master_key_file: Option<PathBuf>,
+}
+
+/// Prometheus metrics (`GET /metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct MetricsConfig {
+    /// A listener of its own serving `/metrics` (and `/readyz`) without credentials, for a
+    /// scraper on a private network. `/metrics` on the main listener, behind an operator
+    /// key, stays either way.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The background scheduler.
@@ -403,6 +415,7 @@ pub struct Config {
     pub blobs: BlobsConfig,
     pub logins: LoginLimits,
     pub secrets: SecretsConfig,
+    pub metrics: MetricsConfig,
     pub mounts: BTreeMap<String, MountConfig>,
     pub tenants: Vec<TenantDecl>,
     pub operator_keys: Vec<KeyDecl>,
@@ -416,6 +429,7 @@ pub struct Overrides {
     pub plugins_dir: Option<PathBuf>,
     pub database: Option<String>,
     pub config: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl FileConfig {
@@ -468,6 +482,9 @@ impl Config {
             blobs: file.blobs,
             logins: file.logins,
             secrets: file.secrets,
+            metrics: MetricsConfig {
+                listen: o.metrics_listen.or(file.metrics.listen),
+            },
             mounts: file.plugins,
             tenants: file.tenants,
             operator_keys: file.operator_keys,

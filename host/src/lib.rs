@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod flows;
 pub mod http;
+pub mod metrics;
 pub mod provision;
 pub mod rollout;
 pub mod runtime;
@@ -48,6 +49,8 @@ pub struct Services {
     pub rollout: rollout::Rollout,
     pub blobs: blobs::BlobStore,
     pub uploads: uploads::Uploads,
+    /// What the host counts for `/metrics`.
+    pub metrics: metrics::Metrics,
     pub clock: SharedClock,
     pub db: Db,
 }
@@ -122,6 +125,7 @@ impl Services {
                 clock.clone(),
                 Duration::from_secs(config.scheduler.deployment_timeout_secs),
             ),
+            metrics: metrics::Metrics::new(),
             clock,
             db,
         })

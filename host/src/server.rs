@@ -30,6 +30,8 @@ pub struct RunningServer {
     pub plugin_listeners: Vec<(String, SocketAddr)>,
     /// The OSS-compatible endpoint's own listener (`blobs.oss-listen`), when configured.
     pub oss_addr: Option<SocketAddr>,
+    /// The metrics listener (`metrics.listen`), when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Services,
     pub registry: Arc<Registry>,
     pub loader: Loader,
@@ -130,6 +132,11 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         None => None,
     };
     let oss_addr = oss.as_ref().map(TcpListener::local_addr).transpose()?;
+    let metrics = match config.metrics.listen {
+        Some(listen) => Some(TcpListener::bind(listen).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
     let state = AppState {
         main_url: config
             .public_url
@@ -168,6 +175,15 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         ));
         println!("OSS endpoint listening on http://{a}");
     }
+    if let (Some(l), Some(a)) = (metrics, metrics_addr) {
+        tasks.push(serve(
+            l,
+            http::metrics::open_router(state.clone()),
+            edge.clone(),
+            shutdown.clone(),
+        ));
+        println!("metrics listening on http://{a}/metrics");
+    }
     let mut plugin_listeners = Vec::new();
     // Several mounts may share an address (told apart by Host): bind each address once.
     let mut bound_addrs: std::collections::BTreeMap<SocketAddr, SocketAddr> = Default::default();
@@ -197,6 +213,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         services.rollout.clone(),
         Duration::from_millis(config.scheduler.interval_ms),
         shutdown.clone(),
+        services.metrics.clone(),
     )));
     {
         // Dead login tokens would otherwise pile up for ever; an hourly sweep is plenty.
@@ -239,6 +256,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         addr,
         plugin_listeners,
         oss_addr,
+        metrics_addr,
         services,
         registry,
         loader,

@@ -11,6 +11,7 @@ mod hot_reload;
 mod iotstack;
 mod iotstack_agent;
 mod isolation;
+mod metrics;
 mod mxchip;
 mod python_example;
 mod routes;

@@ -34,7 +34,9 @@ async fn reserved_paths_never_reach_a_plugin_whatever_its_patterns() {
     assert_eq!(body, "fallback /acme/controller/v1/x allow=[GET]");
     let (_, _, body) = send(&t, Method::GET, "/anything/else").await;
     assert_eq!(body, "fallback /anything/else allow=[]");
-    for first in ["admin", "install", "blobs", "oss", "healthz"] {
+    for first in [
+        "admin", "install", "blobs", "oss", "healthz", "readyz", "metrics",
+    ] {
         for path in [
             format!("/{first}/controller/v1/x"),
             format!("/{first}/nope"),

@@ -3,6 +3,7 @@
 //! clock; then speak real HTTP to it. `pg` starts a throwaway PostgreSQL for the same tests.
 
 pub mod pg;
+pub mod prometheus;
 pub mod python;
 
 use std::path::{Path, PathBuf};
@@ -114,7 +115,7 @@ impl TestServer {
                 data_dir: Some(dir.path().join("data")),
                 plugins_dir: Some(plugins),
                 database: opts.database,
-                config: None,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,9 @@ pub(super) struct Verified {
     state: Mutex<State>,
     /// The file a change touches on SQLite (`<database>-revoked`).
     signal: Option<std::path::PathBuf>,
+    /// Lookups answered from memory, and not, for the metrics.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// What the signal file looked like: its modification time and length, if it exists.
@@ -80,6 +84,8 @@ impl Verified {
         Verified {
             state: Default::default(),
             signal,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -121,19 +127,33 @@ impl Verified {
     }
 
     pub(super) fn key(&self, key_hash: &str) -> Option<KeyIdentity> {
-        let s = self.trusted_state()?;
-        s.keys
-            .get(key_hash)
-            .filter(|(at, _)| fresh(*at))
-            .map(|(_, id)| id.clone())
+        let found = self.trusted_state().and_then(|s| {
+            s.keys
+                .get(key_hash)
+                .filter(|(at, _)| fresh(*at))
+                .map(|(_, id)| id.clone())
+        });
+        self.counted(found)
     }
 
     pub(super) fn token(&self, realm: &str, hash: &str, now_millis: i64) -> Option<TokenIdentity> {
-        let s = self.trusted_state()?;
-        s.tokens
-            .get(&(realm.to_string(), hash.to_string()))
-            .filter(|(at, _, expires_at)| fresh(*at) && now_millis < *expires_at)
-            .map(|(_, id, _)| id.clone())
+        let found = self.trusted_state().and_then(|s| {
+            s.tokens
+                .get(&(realm.to_string(), hash.to_string()))
+                .filter(|(at, _, expires_at)| fresh(*at) && now_millis < *expires_at)
+                .map(|(_, id, _)| id.clone())
+        });
+        self.counted(found)
+    }
+
+    fn counted<T>(&self, found: Option<T>) -> Option<T> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     pub(super) fn keep_key(&self, generation: u64, key_hash: String, id: KeyIdentity) {
@@ -225,6 +245,14 @@ impl Auth {
             }
         }
         self.verified.lost();
+    }
+
+    /// Credential lookups answered from memory and from the database, since start.
+    pub fn cache_lookups(&self) -> (u64, u64) {
+        (
+            self.verified.hits.load(Ordering::Relaxed),
+            self.verified.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether verified credentials are served from memory now (the epoch is followed).

@@ -107,6 +107,14 @@ pub fn valid_sha256(s: &str) -> bool {
 }
 
 impl BlobStore {
+    /// Whether the store answers (for `/readyz`): its root is a directory this process
+    /// can list.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        let mut dir = tokio::fs::read_dir(&self.root).await?;
+        dir.next_entry().await?;
+        Ok(())
+    }
+
     /// Open the store under `root`, creating it, and load (or create once, for every replica)
     /// the URL-signing key, which is kept sealed with the host's master key.
     pub async fn open(

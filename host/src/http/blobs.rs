@@ -212,7 +212,7 @@ pub async fn serve_as(
             Ok((
                 StatusCode::OK,
                 resp_headers,
-                Body::from_stream(ReaderStream::new(file)),
+                counted(ReaderStream::new(file), &state.services.metrics),
             )
                 .into_response())
         }
@@ -227,7 +227,7 @@ pub async fn serve_as(
                 HeaderValue::from_str(&format!("bytes {start}-{end}/{}", info.size))
                     .expect("ascii"),
             );
-            let body = Body::from_stream(ReaderStream::new(file.take(len)));
+            let body = counted(ReaderStream::new(file.take(len)), &state.services.metrics);
             Ok((StatusCode::PARTIAL_CONTENT, resp_headers, body).into_response())
         }
         Ranged::Unsatisfiable => {
@@ -238,6 +238,20 @@ pub async fn serve_as(
             Ok((StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response())
         }
     }
+}
+
+/// A download body that counts the bytes as they leave (a client that hangs up early is
+/// counted for what it got).
+fn counted<S>(stream: S, metrics: &crate::metrics::Metrics) -> Body
+where
+    S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+{
+    let metrics = metrics.clone();
+    Body::from_stream(futures::StreamExt::inspect(stream, move |chunk| {
+        if let Ok(c) = chunk {
+            metrics.blob_bytes_served(c.len() as u64);
+        }
+    }))
 }
 
 /// Stream a file into the content-addressed store (never whole in memory); md5 and sha256

@@ -16,6 +16,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use super::{AppState, Listener};
+use crate::metrics::FailureKind;
 use crate::runtime::bindings::{self, Refusal};
 use crate::runtime::{CallSite, InvokeError};
 
@@ -217,6 +218,9 @@ async fn serve(
         let response = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await, &origin);
         tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
         tracing::info!(plugin = %plugin.name, %method, route = %path, status = response.status().as_u16(), request_id = %request_id, "request refused: address over its request rate");
+        let metrics = &state.services.metrics;
+        metrics.failure(&plugin.name, FailureKind::RateLimited);
+        count(metrics, &plugin, &method, &path, &response, started);
         return response;
     }
 
@@ -243,6 +247,10 @@ async fn serve(
         }
         Err(BodyProblem::TooLarge) => {
             state
+                .services
+                .metrics
+                .failure(&plugin.name, FailureKind::BodyTooLarge);
+            state
                 .runtime
                 .refuse(&plugin, &wit, Refusal::BodyTooLarge, &site)
                 .await
@@ -258,6 +266,9 @@ async fn serve(
                 .into_response();
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let metrics = &state.services.metrics;
+            metrics.failure(&plugin.name, FailureKind::BodyNotReceived);
+            count(metrics, &plugin, &method, &path, &r, started);
             return r;
         }
     };
@@ -266,6 +277,10 @@ async fn serve(
         Ok(r) => to_http(r, &origin),
         Err(e) => {
             log_failure(&e, &plugin.name, &plugin.version, &request_id);
+            state
+                .services
+                .metrics
+                .failure(&plugin.name, failure_kind(&e));
             let answer = to_http(state.runtime.fail(&plugin, &wit, &e, &site).await, &origin);
             tokio::time::sleep_until(started + tarpit(&e, &state.config.limits)).await;
             answer
@@ -283,11 +298,47 @@ async fn serve(
         request_id = %request_id,
         "request"
     );
+    count(
+        &state.services.metrics,
+        &plugin,
+        &method,
+        &path,
+        &response,
+        started,
+    );
     let mut response = response;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Count an answered plugin request under the route pattern that served it.
+fn count(
+    metrics: &crate::metrics::Metrics,
+    plugin: &crate::runtime::LoadedPlugin,
+    method: &str,
+    path: &str,
+    response: &Response,
+    started: tokio::time::Instant,
+) {
+    metrics.request(
+        &plugin.name,
+        &plugin.version,
+        plugin.route_label(method, path),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+}
+
+fn failure_kind(e: &InvokeError) -> FailureKind {
+    match e {
+        InvokeError::Busy(_) => FailureKind::Busy,
+        InvokeError::RateLimited { .. } => FailureKind::RateLimited,
+        InvokeError::Deadline(_) => FailureKind::Timeout,
+        InvokeError::OutOfMemory => FailureKind::Memory,
+        InvokeError::Trap(_) => FailureKind::Trap,
+    }
 }
 
 /// How long a refusal takes at least. A flood's refusals are answered late, so a client that

@@ -10,6 +10,7 @@ pub mod cors;
 pub mod dispatch;
 pub mod error;
 pub mod install;
+pub mod metrics;
 pub mod oss;
 
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .route("/healthz", get(|| async { "ok" }))
             .merge(admin::router())
             .merge(install::router())
+            .merge(metrics::router())
             .merge(blobs::router())
             .merge(oss::router(&state.config))
     } else {

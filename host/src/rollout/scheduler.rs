@@ -11,6 +11,11 @@ use super::Rollout;
 
 /// Run one pass; returns how many objects moved.
 pub async fn tick(rollout: &Rollout) -> u64 {
+    pass(rollout).await.iter().map(|(_, n)| n).sum()
+}
+
+/// Run one pass; returns how many objects of each kind moved.
+async fn pass(rollout: &Rollout) -> [(&'static str, u64); 6] {
     let deployments = match rollout.time_out_overdue().await {
         Ok(n) => n,
         Err(e) => {
@@ -42,16 +47,32 @@ pub async fn tick(rollout: &Rollout) -> u64 {
             "scheduler pass"
         );
     }
-    moved
+    [
+        ("deployments_timed_out", deployments),
+        ("jobs_timed_out", jobs.timed_out),
+        ("jobs_retried", jobs.retried),
+        ("campaigns_finished", jobs.finished_campaigns),
+        ("campaigns_paused", jobs.paused),
+        ("campaigns_widened", jobs.widened),
+    ]
 }
 
-/// Run passes every `interval` until `shutdown` fires.
-pub async fn run(rollout: Rollout, interval: Duration, shutdown: CancellationToken) {
+/// Run passes every `interval` until `shutdown` fires, each one timed and counted.
+pub async fn run(
+    rollout: Rollout,
+    interval: Duration,
+    shutdown: CancellationToken,
+    metrics: crate::metrics::Metrics,
+) {
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = timer.tick() => { tick(&rollout).await; }
+            _ = timer.tick() => {
+                let began = std::time::Instant::now();
+                let moved = pass(&rollout).await;
+                metrics.scheduler_pass(began.elapsed(), &moved);
+            }
             _ = shutdown.cancelled() => break,
         }
     }

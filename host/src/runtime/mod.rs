@@ -352,7 +352,11 @@ impl Runtime {
             true,
         );
         let run = async {
+            let began = Instant::now();
             let instance = plugin.pre.instantiate(&mut store).await?;
+            self.services
+                .metrics
+                .instantiated(&plugin.name, began.elapsed());
             call(instance, &mut store).await
         };
         // The epoch deadline bounds guest code; this bounds host calls (a stuck database)

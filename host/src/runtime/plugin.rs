@@ -195,6 +195,31 @@ impl LoadedPlugin {
         })
     }
 
+    /// The pattern of the route that serves this method and full request path, as the
+    /// metrics name it: a route for the method, else one for any method (the plugin then
+    /// answers "method not allowed"), else the deepest fallback, else `unmatched`.
+    pub fn route_label(&self, method: &str, path: &str) -> &str {
+        let claims = |method: &str, fallback: bool| {
+            self.routes.iter().find(|r| {
+                r.pattern.is_fallback() == fallback
+                    && ota_route_pattern::methods_overlap(&r.method, method)
+                    && r.pattern.matches(path).is_some()
+            })
+        };
+        claims(method, false)
+            .or_else(|| claims("*", false))
+            .or_else(|| {
+                self.routes
+                    .iter()
+                    .filter(|r| {
+                        ota_route_pattern::methods_overlap(&r.method, method)
+                            && r.pattern.matches(path).is_some()
+                    })
+                    .max_by_key(|r| r.pattern.fallback_depth())
+            })
+            .map_or("unmatched", |r| r.pattern.as_str())
+    }
+
     /// The depth of the deepest fallback route (`…/{*rest}`) that claims this method and
     /// full request path, if any.
     pub fn fallback_depth(&self, method: &str, path: &str) -> Option<usize> {

@@ -42,9 +42,11 @@ pub struct Registry {
 }
 
 /// First path segments the host serves itself on the main listener (`/admin/...`,
-/// `/install/...`, `/blobs/...`, `/healthz`); a plugin mounted there would be shadowed, so
+/// `/install/...`, `/blobs/...`, `/healthz`, `/readyz`, `/metrics`); a plugin mounted there would be shadowed, so
 /// it is refused.
-pub const RESERVED_SEGMENTS: &[&str] = &["admin", "install", "blobs", "oss", "healthz"];
+pub const RESERVED_SEGMENTS: &[&str] = &[
+    "admin", "install", "blobs", "oss", "healthz", "readyz", "metrics",
+];
 
 /// Whether a request path lies under a first segment the host serves itself.
 fn reserved_path(path: &str) -> bool {

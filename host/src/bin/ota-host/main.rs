@@ -53,6 +53,10 @@ enum Command {
         /// Plugins folder, watched for *.wasm changes [default: <data-dir>/plugins].
         #[arg(long, env = "OTA_HOST_PLUGINS")]
         plugins: Option<PathBuf>,
+        /// A listener of its own for `/metrics` without credentials (on the main listener
+        /// it needs an operator key).
+        #[arg(long, env = "OTA_HOST_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Manage tenants.
     #[command(subcommand)]
@@ -190,9 +194,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let mut o = overrides(&cli.global);
     match cli.command {
-        Command::Serve { listen, plugins } => {
+        Command::Serve {
+            listen,
+            plugins,
+            metrics_listen,
+        } => {
             o.listen = listen;
             o.plugins_dir = plugins;
+            o.metrics_listen = metrics_listen;
             let config = Config::resolve(o)?;
             let server = server::start(config, clock).await?;
             let token = server.shutdown_token();

@@ -391,6 +391,21 @@ pub struct Stats {
     pub total: i64,
 }
 
+/// Where a running or paused campaign stands (see [`Rollout::progress`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub name: String,
+    pub status: CampaignStatus,
+    /// Jobs by state (the states it has).
+    pub jobs: Vec<(String, i64)>,
+    /// Failed and timed-out jobs over finished ones since the guard was last reset.
+    pub failure_ratio: f64,
+    /// The share at which the campaign pauses itself, if it has a failure guard.
+    pub failure_threshold: Option<f64>,
+}
+
 /// What the scheduler pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobTick {

@@ -30,6 +30,60 @@ impl Rollout {
         })
     }
 
+    /// Where every running or paused campaign stands, for the metrics and the dashboard:
+    /// jobs by state, and the failure share as the guard counts it (failed and timed-out
+    /// over finished jobs since the guard was last reset).
+    pub async fn progress(&self) -> Result<Vec<Progress>, RolloutError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.tenant_id, c.name, c.status, c.max_failure_pct, j.state, COUNT(j.id), \
+               SUM(CASE WHEN j.updated_at > COALESCE(c.guard_since, -1) THEN 1 ELSE 0 END) \
+             FROM campaigns c LEFT JOIN jobs j ON j.campaign_id = c.id \
+             WHERE c.deleted_at IS NULL AND c.status IN ('running', 'paused') \
+             GROUP BY c.id, c.tenant_id, c.name, c.status, c.max_failure_pct, j.state \
+             ORDER BY c.id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut out: Vec<Progress> = Vec::new();
+        let (mut failing, mut finished) = (0i64, 0i64);
+        for r in &rows {
+            let id: i64 = r.get(0);
+            if out.last().is_none_or(|p| p.id != id) {
+                if let Some(p) = out.last_mut() {
+                    p.failure_ratio = ratio(failing, finished);
+                }
+                (failing, finished) = (0, 0);
+                let pct: Option<i64> = r.get(4);
+                out.push(Progress {
+                    id,
+                    tenant_id: r.get(1),
+                    name: r.get(2),
+                    status: CampaignStatus::parse(&r.get::<String, _>(3)),
+                    jobs: Vec::new(),
+                    failure_ratio: 0.0,
+                    failure_threshold: pct.map(|p| p as f64 / 100.0),
+                });
+            }
+            let Some(state) = r.get::<Option<String>, _>(5) else {
+                continue; // a campaign without jobs
+            };
+            let since_guard: i64 = r.get::<Option<i64>, _>(7).unwrap_or(0);
+            match state.as_str() {
+                "failed" | "timed-out" => {
+                    (failing, finished) = (failing + since_guard, finished + since_guard)
+                }
+                "succeeded" => finished += since_guard,
+                _ => {}
+            }
+            let p = out.last_mut().expect("pushed above");
+            p.jobs.push((state, r.get(6)));
+        }
+        if let Some(p) = out.last_mut() {
+            p.failure_ratio = ratio(failing, finished);
+        }
+        Ok(out)
+    }
+
     /// How many of a campaign's jobs are in one of `states` (all when empty); the campaign
     /// was loaded for its tenant.
     pub async fn count_jobs(&self, c: &Campaign, states: &[JobState]) -> Result<i64, RolloutError> {
@@ -124,5 +178,13 @@ impl Rollout {
                 detail: r.get(3),
             })
             .collect())
+    }
+}
+
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
     }
 }

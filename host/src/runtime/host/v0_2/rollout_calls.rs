@@ -50,6 +50,9 @@ impl rollout::Host for RequestState {
             .report_deployment(d.id, status, log_line.as_deref())
             .await
             .map_err(|e| self.flow_err(e))?;
+        self.services
+            .metrics
+            .deployment_report(&self.plugin.name, status.as_str());
         self.wit_deployment(d).await
     }
 
@@ -402,6 +405,9 @@ impl rollout::Host for RequestState {
             )
             .await
             .map_err(|e| self.flow_err(e))?;
+        self.services
+            .metrics
+            .check_in(&self.plugin.name, offer.is_some());
         let Some(offer) = offer else {
             return Ok(None);
         };
@@ -472,6 +478,9 @@ impl rollout::Host for RequestState {
             )
             .await
             .map_err(|e| self.flow_err(e))?;
+        self.services
+            .metrics
+            .job_report(&self.plugin.name, job.state.as_str());
         self.wit_job(job).await
     }
 
