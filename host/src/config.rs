@@ -200,6 +200,15 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct BlobsConfig {
+    /// Where firmware files are kept: an S3-compatible bucket (`s3://bucket/prefix`, with
+    /// endpoint, region and credentials from the `AWS_*` environment), `file:///dir`, or a
+    /// directory [default: `<data-dir>/blobs`]. Replicas that share a database must share
+    /// this too.
+    pub store: Option<String>,
+    /// Options of an `s3://` store, over the `AWS_*` environment: any of `object_store`'s
+    /// S3 keys (`aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_secret_access_key`,
+    /// `aws_allow_http`, `aws_virtual_hosted_style_request`, ...).
+    pub store_options: BTreeMap<String, String>,
     /// Largest accepted upload, in MiB.
     pub max_upload_mib: u64,
     /// Refuse downloads without a valid `exp` + `sig` (signed, expiring link).
@@ -223,6 +232,8 @@ pub struct BlobsConfig {
 impl Default for BlobsConfig {
     fn default() -> Self {
         BlobsConfig {
+            store: None,
+            store_options: BTreeMap::new(),
             max_upload_mib: 1024,
             require_signed_urls: false,
             url_ttl_secs: 86_400,
@@ -430,6 +441,7 @@ pub struct Overrides {
     pub database: Option<String>,
     pub config: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
+    pub blob_store: Option<String>,
 }
 
 impl FileConfig {
@@ -479,7 +491,10 @@ impl Config {
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_string()),
             limits: file.limits,
             scheduler: file.scheduler,
-            blobs: file.blobs,
+            blobs: BlobsConfig {
+                store: o.blob_store.or(file.blobs.store),
+                ..file.blobs
+            },
             logins: file.logins,
             secrets: file.secrets,
             metrics: MetricsConfig {
@@ -559,6 +574,17 @@ impl Config {
             .master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Where firmware files are kept.
+    pub fn blob_location(&self) -> crate::blobs::BlobLocation {
+        match &self.blobs.store {
+            Some(url) => crate::blobs::BlobLocation::Url {
+                url: url.clone(),
+                options: self.blobs.store_options.clone(),
+            },
+            None => crate::blobs::BlobLocation::Dir(self.data_dir.join("blobs")),
+        }
     }
 
     /// The mount of a plugin (defaults when the operator configured none).

@@ -82,17 +82,13 @@ impl Services {
             std::fs::create_dir_all(&config.data_dir)?;
         }
         let db = Db::connect(&config.database).await?;
-        let blobs = blobs::BlobStore::open(
-            config.data_dir.join("blobs"),
-            db.clone(),
-            clock.clone(),
-            &sealer,
-        )
-        .await?
-        .with_url_policy(blobs::UrlPolicy {
-            require_signed: config.blobs.require_signed_urls,
-            ttl_secs: config.blobs.url_ttl_secs,
-        });
+        let blobs =
+            blobs::BlobStore::open(&config.blob_location(), db.clone(), clock.clone(), &sealer)
+                .await?
+                .with_url_policy(blobs::UrlPolicy {
+                    require_signed: config.blobs.require_signed_urls,
+                    ttl_secs: config.blobs.url_ttl_secs,
+                });
         let auth = auth::Auth::new(db.clone(), clock.clone(), sealer.clone())
             .with_login_limits(&config.logins);
         let uploads = uploads::Uploads::new(

@@ -14,6 +14,7 @@ mod isolation;
 mod metrics;
 mod mxchip;
 mod python_example;
+mod replicas;
 mod routes;
 mod sandbox;
 mod secrets;

@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod prometheus;
 pub mod python;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

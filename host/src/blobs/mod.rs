@@ -1,18 +1,25 @@
-//! Firmware files. Uploads are streamed to a temporary file while MD5 and SHA-256 are
-//! computed, checked against what the uploader declared, and only then moved to their
-//! content address (`<root>/sha256/ab/abcdef…`); a mismatch keeps nothing. Downloads are
-//! served by `http::blobs` with Range and ETag, optionally behind signed, expiring URLs whose
-//! key is shared by every replica through the database.
+//! Firmware files. Uploads are streamed to a staging object (`tmp/…`, a multipart upload
+//! when large) while MD5, SHA-256 and CRC-64 are computed, checked against what the uploader
+//! declared, and only then moved to their content address (`sha256/ab/abcdef…`); a mismatch
+//! keeps nothing. The objects live in a local directory or an S3-compatible bucket
+//! ([`objects`]), the facts about them in the database. Downloads are served by
+//! `http::blobs` with Range and ETag, optionally behind signed, expiring URLs whose key is
+//! shared by every replica through the database.
 
-use std::path::{Path, PathBuf};
+mod objects;
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio::io::AsyncWriteExt;
+
+use objects::Objects;
 
 use crate::clock::SharedClock;
 use crate::secrets::Sealer;
@@ -37,6 +44,8 @@ pub enum BlobError {
     Interrupted(String),
     #[error("blob storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("blob store: {0}")]
+    Store(#[from] object_store::Error),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
     #[error(transparent)]
@@ -73,7 +82,7 @@ const URL_KEY: &str = "host_secrets.blob-url-key";
 /// The content-addressed store.
 #[derive(Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    objects: Objects,
     db: Db,
     clock: SharedClock,
     signing_key: std::sync::Arc<[u8; 32]>,
@@ -107,26 +116,30 @@ pub fn valid_sha256(s: &str) -> bool {
 }
 
 impl BlobStore {
-    /// Whether the store answers (for `/readyz`): its root is a directory this process
-    /// can list.
-    pub async fn check(&self) -> Result<(), BlobError> {
-        let mut dir = tokio::fs::read_dir(&self.root).await?;
-        dir.next_entry().await?;
-        Ok(())
-    }
-
-    /// Open the store under `root`, creating it, and load (or create once, for every replica)
-    /// the URL-signing key, which is kept sealed with the host's master key.
+    /// Open the store `location` names (see [`BlobLocation`]), and load (or create once,
+    /// for every replica) the URL-signing key, which is kept sealed with the host's master
+    /// key.
     pub async fn open(
-        root: PathBuf,
+        location: &BlobLocation,
         db: Db,
         clock: SharedClock,
         sealer: &Sealer,
     ) -> Result<Self, BlobError> {
-        // Partial uploads of a previous run (crash, kill) are garbage.
-        let _ = tokio::fs::remove_dir_all(root.join("tmp")).await;
-        tokio::fs::create_dir_all(root.join("tmp")).await?;
-        tokio::fs::create_dir_all(root.join("sha256")).await?;
+        let objects = match location {
+            BlobLocation::Dir(root) => Objects::local(root.clone())?,
+            BlobLocation::Url { url, options } => Objects::from_url(url, options)?,
+        };
+        match objects.sweep_stale_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                uploads = n,
+                store = objects.name(),
+                "dropped uploads left over from a crash"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, store = objects.name(), "cannot sweep stale uploads")
+            }
+        }
         let fresh: [u8; 32] = rand::random();
         sqlx::query(
             "INSERT INTO host_secrets (name, value) VALUES ('blob-url-key', $1) ON CONFLICT (name) DO NOTHING",
@@ -157,7 +170,7 @@ impl BlobStore {
         hex::decode_to_slice(plain, &mut key)
             .map_err(|e| BlobError::Invalid(format!("corrupt signing key: {e}")))?;
         Ok(BlobStore {
-            root,
+            objects,
             db,
             clock,
             signing_key: std::sync::Arc::new(key),
@@ -165,9 +178,21 @@ impl BlobStore {
         })
     }
 
-    /// Where a blob's bytes live.
-    pub fn path(&self, sha256: &str) -> PathBuf {
-        self.root.join("sha256").join(&sha256[..2]).join(sha256)
+    /// Whether the store answers (for `/readyz`).
+    pub async fn check(&self) -> Result<(), BlobError> {
+        self.objects.check().await
+    }
+
+    /// The bytes of a stored blob, all of them or the inclusive range `first..=last`.
+    pub async fn read(
+        &self,
+        sha256: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
+        if !valid_sha256(sha256) {
+            return Err(BlobError::NotFound(sha256.to_string()));
+        }
+        self.objects.read(&address(sha256), range).await
     }
 
     /// Stream an upload into the store. Nothing is kept unless every declared fact matches.
@@ -195,12 +220,9 @@ impl BlobStore {
         {
             return Err(BlobError::TooLarge(max_size));
         }
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{:032x}", rand::random::<u128>()));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
+        let tmp = format!("tmp/{:032x}", rand::random::<u128>());
+        let mut upload = self.objects.writer(&tmp);
+        let received = async {
             let (mut md5, mut sha, mut size) = (Md5::new(), Sha256::new(), 0u64);
             let mut crc = CRC64.digest();
             while let Some(chunk) = body.next().await {
@@ -217,31 +239,36 @@ impl BlobStore {
                 md5.update(&chunk);
                 sha.update(&chunk);
                 crc.update(&chunk);
-                file.write_all(&chunk).await?;
+                upload.put(chunk).await?;
             }
-            file.sync_all().await?;
-            let info = BlobInfo {
+            Ok(BlobInfo {
                 sha256: hex::encode(sha.finalize()),
                 md5: hex::encode(md5.finalize()),
                 size,
                 created_at: self.clock.now_millis(),
                 crc64: Some(crc.finalize()),
-            };
-            check(&info, expect)?;
-            Ok(info)
+            })
         }
         .await;
-        let stored = match result {
-            Ok(info) => self.settle(&tmp, &info).await.map(|()| info),
-            Err(e) => Err(e),
-        };
-        let info = match stored {
+        let info = match received {
             Ok(info) => info,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
+                // Parts already sent are discarded with the multipart upload.
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(error = %abort, "could not abort a refused upload");
+                }
                 return Err(e);
             }
         };
+        upload.shutdown().await?;
+        let stored = match check(&info, expect) {
+            Ok(()) => self.settle(&tmp, &info).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            let _ = self.objects.delete(&tmp).await;
+            return Err(e);
+        }
         sqlx::query(
             "INSERT INTO blobs (sha256, md5, size, created_at, crc64) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (sha256) DO UPDATE SET crc64 = COALESCE(blobs.crc64, excluded.crc64)",
@@ -258,15 +285,13 @@ impl BlobStore {
     }
 
     /// Move a verified upload to its content address (or drop it: same content is stored).
-    async fn settle(&self, tmp: &Path, info: &BlobInfo) -> Result<(), BlobError> {
-        let dest = self.path(&info.sha256);
-        if tokio::fs::try_exists(&dest).await? {
-            tokio::fs::remove_file(tmp).await?;
+    async fn settle(&self, tmp: &str, info: &BlobInfo) -> Result<(), BlobError> {
+        let dest = address(&info.sha256);
+        if self.objects.exists(&dest).await? {
+            self.objects.delete(tmp).await
         } else {
-            tokio::fs::create_dir_all(dest.parent().unwrap_or(Path::new("."))).await?;
-            tokio::fs::rename(tmp, &dest).await?;
+            self.objects.rename(tmp, &dest).await
         }
-        Ok(())
     }
 
     /// Facts about a stored blob.
@@ -337,6 +362,23 @@ impl BlobStore {
         }
         Ok(())
     }
+}
+
+/// Where the blob with this SHA-256 lives in the store.
+fn address(sha256: &str) -> String {
+    format!("sha256/{}/{sha256}", &sha256[..2])
+}
+
+/// Where blobs are kept: a directory (the default, `<data-dir>/blobs`) or a store URL
+/// (`s3://bucket/prefix`, `file:///dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    Dir(PathBuf),
+    /// A store URL and the options of an `s3://` one (see `config::BlobsConfig`).
+    Url {
+        url: String,
+        options: std::collections::BTreeMap<String, String>,
+    },
 }
 
 fn check(info: &BlobInfo, expect: &Expect) -> Result<(), BlobError> {

@@ -4,8 +4,6 @@
 //! can make mandatory. `POST /admin/api/v1/blobs` streams an upload into the store, checking
 //! the `md5`, `sha256` and `size` the uploader declares in the query.
 
-use std::io::SeekFrom;
-
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,9 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::admin::Operator;
 use super::error::{ApiError, ErrorBody};
@@ -70,6 +65,7 @@ impl From<BlobError> for ApiError {
             BlobError::NotFound(_) => ApiError::NotFound(e.to_string()),
             BlobError::BadSignature | BlobError::Expired => ApiError::Forbidden(e.to_string()),
             BlobError::Io(e) => ApiError::Internal(e.to_string()),
+            BlobError::Store(e) => ApiError::Internal(e.to_string()),
             BlobError::Storage(e) => ApiError::Internal(e.to_string()),
             BlobError::Secret(e) => ApiError::Internal(e.to_string()),
         }
@@ -201,25 +197,24 @@ pub async fn serve_as(
         Some(tag) if tag.trim() != etag => None,
         _ => header_str(header::RANGE),
     };
-    let mut file = tokio::fs::File::open(blobs.path(sha256))
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("blob {sha256} is recorded but unreadable: {e}"))
-        })?;
+    let unreadable =
+        |e: BlobError| ApiError::Internal(format!("blob {sha256} is recorded but unreadable: {e}"));
     match parse_range(range_header, info.size) {
         Ranged::Whole => {
+            let bytes = blobs.read(sha256, None).await.map_err(unreadable)?;
             resp_headers.insert(header::CONTENT_LENGTH, info.size.into());
             Ok((
                 StatusCode::OK,
                 resp_headers,
-                counted(ReaderStream::new(file), &state.services.metrics),
+                counted(bytes, &state.services.metrics),
             )
                 .into_response())
         }
         Ranged::Part(start, end) => {
-            file.seek(SeekFrom::Start(start))
+            let bytes = blobs
+                .read(sha256, Some((start, end)))
                 .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                .map_err(unreadable)?;
             let len = end - start + 1;
             resp_headers.insert(header::CONTENT_LENGTH, len.into());
             resp_headers.insert(
@@ -227,7 +222,7 @@ pub async fn serve_as(
                 HeaderValue::from_str(&format!("bytes {start}-{end}/{}", info.size))
                     .expect("ascii"),
             );
-            let body = counted(ReaderStream::new(file.take(len)), &state.services.metrics);
+            let body = counted(bytes, &state.services.metrics);
             Ok((StatusCode::PARTIAL_CONTENT, resp_headers, body).into_response())
         }
         Ranged::Unsatisfiable => {

@@ -176,7 +176,10 @@ impl From<BlobError> for OssError {
                 "MalformedPOSTRequest",
                 format!("The body of your POST request is not well-formed: {m}"),
             ),
-            e @ (BlobError::Io(_) | BlobError::Storage(_) | BlobError::Secret(_)) => internal(e),
+            e @ (BlobError::Io(_)
+            | BlobError::Store(_)
+            | BlobError::Storage(_)
+            | BlobError::Secret(_)) => internal(e),
             e => oss(StatusCode::BAD_REQUEST, "InvalidArgument", e.to_string()),
         }
     }

@@ -41,6 +41,11 @@ struct Global {
     /// TOML configuration file (see README, "Configuration").
     #[arg(long, global = true, env = "OTA_HOST_CONFIG")]
     config: Option<PathBuf>,
+    /// Where firmware files are kept: s3://bucket/prefix (endpoint and credentials from
+    /// AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ALLOW_HTTP=true
+    /// for a plain-http endpoint), file:///dir or a directory [default: <data-dir>/blobs].
+    #[arg(long, global = true, env = "OTA_HOST_BLOB_STORE")]
+    blob_store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +147,7 @@ fn overrides(g: &Global) -> Overrides {
         data_dir: g.data_dir.clone(),
         database: g.database.clone(),
         config: g.config.clone(),
+        blob_store: g.blob_store.clone(),
         ..Default::default()
     }
 }

@@ -1,0 +1,210 @@
+//! Two replicas on one PostgreSQL and one S3-compatible bucket (moto on loopback), as an
+//! operator runs them behind a load balancer: a firmware uploaded through one downloads
+//! (with Range and ETag) through the other, an upload refused for a wrong MD5 leaves
+//! nothing in the bucket (no object, no open multipart upload), and an OSS PostObject
+//! upload through one is registered through the other's MXChip API and served by it.
+
+use std::path::Path;
+
+use md5::Digest;
+use ota_tests::pg::Postgres;
+use ota_tests::s3::S3;
+use ota_tests::{OPERATOR_KEY, Options, TestServer, admin};
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+/// The name clients reach both replicas by (the load balancer's); every request says it.
+const HOST: &str = "ota.test";
+
+async fn replica(database: &str, s3: &S3, key_file: &Path) -> TestServer {
+    let (database, key_file) = (database.to_string(), key_file.to_path_buf());
+    let options = s3.env();
+    let bucket = s3.bucket.clone();
+    TestServer::start(Options {
+        plugins: vec![("mxchip.wasm", "mxchip")],
+        database: Some(database),
+        configure: Box::new(move |f| {
+            f.blobs.store = Some(format!("s3://{bucket}/fleet"));
+            // The same settings the AWS_* environment gives, as config-file options.
+            for (name, value) in options {
+                let key = match name {
+                    "AWS_ENDPOINT_URL" => "aws_endpoint".to_string(),
+                    other => other.to_ascii_lowercase(),
+                };
+                f.blobs.store_options.insert(key, value);
+            }
+            // Replicas share the master key that seals the database's secrets.
+            f.secrets.master_key_file = Some(key_file);
+        }),
+    })
+    .await
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(bytes))
+}
+
+fn firmware(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// A request to `t` as the load balancer forwards it.
+fn via(t: &TestServer, method: Method, path: &str) -> reqwest::RequestBuilder {
+    t.http.request(method, t.url(path)).header("host", HOST)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_database_and_one_bucket() {
+    let Some(s3) = S3::start("ota-blobs").await else {
+        return;
+    };
+    let pg = Postgres::start();
+    let database = pg.create_database();
+    let shared = tempfile::tempdir().unwrap();
+    let key_file = shared.path().join("master.key");
+    let a = replica(&database, &s3, &key_file).await;
+    let b = replica(&database, &s3, &key_file).await;
+
+    // 12 MiB and a bit: a multipart upload to the bucket, through A.
+    let data = firmware((12 << 20) + 5);
+    let r = via(
+        &a,
+        Method::POST,
+        &format!("/admin/api/v1/blobs?md5={}", md5_hex(&data)),
+    )
+    .bearer_auth(OPERATOR_KEY)
+    .body(data.clone())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let up: Value = r.json().await.unwrap();
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    let keys = s3.keys().await;
+    assert!(
+        keys.contains(&format!("fleet/sha256/{}/{sha}", &sha[..2])),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.starts_with("fleet/tmp/")),
+        "{keys:?}"
+    );
+    assert!(
+        !a.dir.path().join("data/blobs/sha256").exists(),
+        "nothing on A's own disk"
+    );
+
+    // Through B: the whole file, a range, and the ETag's 304.
+    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{sha}\""));
+    assert_eq!(md5_hex(&r.bytes().await.unwrap()), md5_hex(&data));
+    let (first, last) = ((9 << 20) - 3, (9 << 20) + 99);
+    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+        .header("range", format!("bytes={first}-{last}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes {first}-{last}/{}", data.len())
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[first..=last]);
+    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    // A refused upload through B keeps nothing: no object, no open multipart upload.
+    let other = firmware((10 << 20) + 1);
+    let r = via(
+        &b,
+        Method::POST,
+        &format!("/admin/api/v1/blobs?md5={}", "0".repeat(32)),
+    )
+    .bearer_auth(OPERATOR_KEY)
+    .body(other)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(s3.keys().await, keys, "the bucket is as it was");
+    assert_eq!(s3.open_multipart_uploads().await, 0);
+
+    // OSS: B hands out the upload form and takes the PostObject; A's MXChip API registers
+    // the object and A serves it.
+    let (s, k) = admin(
+        &a,
+        Method::POST,
+        "/admin/api/v1/api-keys",
+        Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    let token = format!("token {}", k["key"].as_str().unwrap());
+    let r = via(&b, Method::GET, "/oss_token/ota/")
+        .header("authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let tok: Value = r.json().await.unwrap();
+    let tok = &tok["data"];
+    assert_eq!(tok["host"], format!("http://{HOST}/oss/acme"), "{tok}");
+    let image = firmware(300_001);
+    let key = "ota/fw-2.0.0.bin";
+    let mut form = Form::new();
+    for (name, value) in [
+        ("key", key),
+        ("OSSAccessKeyId", tok["accessid"].as_str().unwrap()),
+        ("policy", tok["policy"].as_str().unwrap()),
+        ("Signature", tok["signature"].as_str().unwrap()),
+    ] {
+        form = form.text(name, value.to_string());
+    }
+    form = form.part("file", Part::bytes(image.clone()).file_name("fw.bin"));
+    let r = via(&b, Method::POST, "/oss/acme")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let file_url = format!("http://{HOST}/oss/acme/{key}");
+    let r = via(&a, Method::POST, "/api/v1/ota/fqhmuglv1fybql33/files/")
+        .header("authorization", &token)
+        .json(
+            &json!({"file_name": "fw.bin", "file_url": file_url, "md5": md5_hex(&image),
+                      "size": image.len().to_string(), "version": "2.0.0", "ug_type": 0}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["meta"]["code"], 0, "{created}");
+    let r = via(&a, Method::GET, &format!("/oss/acme/{key}"))
+        .header("range", "bytes=299990-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &image[299_990..]);
+
+    for t in [&a, &b] {
+        let r = t.http.get(t.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"database": "ok", "blobs": "ok"}));
+    }
+    a.stop().await;
+    b.stop().await;
+    drop(pg);
+}
