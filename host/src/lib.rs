@@ -13,6 +13,7 @@ pub mod flows;
 pub mod http;
 pub mod metrics;
 pub mod provision;
+pub mod pushes;
 pub mod rollout;
 pub mod runtime;
 pub mod secrets;
@@ -49,6 +50,8 @@ pub struct Services {
     pub rollout: rollout::Rollout,
     pub blobs: blobs::BlobStore,
     pub uploads: uploads::Uploads,
+    /// Plugins pushed for every replica.
+    pub pushes: pushes::Pushes,
     /// What the host counts for `/metrics`.
     pub metrics: metrics::Metrics,
     pub clock: SharedClock,
@@ -112,6 +115,7 @@ impl Services {
             );
         }
         Ok(Services {
+            pushes: pushes::Pushes::new(db.clone(), blobs.clone(), clock.clone()),
             blobs,
             uploads,
             auth,

@@ -250,6 +250,16 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
             auth.follow_revocations(shutdown).await
         }));
     }
+    tasks.push(tokio::spawn(crate::runtime::fleet::follow(
+        loader.clone(),
+        services.pushes.clone(),
+        crate::runtime::fleet::Replica {
+            id: format!("{addr}/{:08x}", rand::random::<u32>()),
+            url: state.main_url.to_string(),
+            started_at: clock.now_millis(),
+        },
+        shutdown.clone(),
+    )));
     println!("listening on http://{addr}");
     guard.disarm();
     Ok(RunningServer {

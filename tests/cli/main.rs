@@ -15,6 +15,7 @@ mod diagnostics;
 mod openapi;
 mod oss2;
 mod plugin_kit;
+mod push;
 #[path = "../support/python.rs"]
 mod python;
 mod secrets;

@@ -2,14 +2,17 @@
 //! operator runs them behind a load balancer: a firmware uploaded through one downloads
 //! (with Range and ETag) through the other, an upload refused for a wrong MD5 leaves
 //! nothing in the bucket (no object, no open multipart upload), and an OSS PostObject
-//! upload through one is registered through the other's MXChip API and served by it.
+//! upload through one is registered through the other's MXChip API and served by it. A
+//! plugin pushed to one serves on both within seconds, and a rollback through the other
+//! returns both to the previous version.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use md5::Digest;
 use ota_tests::pg::Postgres;
 use ota_tests::s3::S3;
-use ota_tests::{OPERATOR_KEY, Options, TestServer, admin};
+use ota_tests::{OPERATOR_KEY, Options, TestServer, admin, built_plugin, eventually};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -204,6 +207,134 @@ async fn two_replicas_share_one_database_and_one_bucket() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v, json!({"database": "ok", "blobs": "ok"}));
     }
+    a.stop().await;
+    b.stop().await;
+    drop(pg);
+}
+
+/// What `/misbehave/ok` answers on `t`, if it is served.
+async fn misbehave(t: &TestServer) -> Option<String> {
+    let r = t.http.get(t.url("/misbehave/ok")).send().await.ok()?;
+    (r.status() == 200).then_some(())?;
+    r.text().await.ok()
+}
+
+/// Both replicas answer `want` within `limit`.
+async fn both_serve(a: &TestServer, b: &TestServer, want: &str, limit: Duration) -> bool {
+    eventually(limit, || async {
+        misbehave(a).await.as_deref() == Some(want) && misbehave(b).await.as_deref() == Some(want)
+    })
+    .await
+}
+
+async fn push(t: &TestServer, plugin: &str) -> (u16, Value) {
+    let r = t
+        .http
+        .post(t.url("/admin/api/v1/plugins"))
+        .bearer_auth(OPERATOR_KEY)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(built_plugin(plugin)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
+    let Some(s3) = S3::start("ota-plugins").await else {
+        return;
+    };
+    let pg = Postgres::start();
+    let database = pg.create_database();
+    let shared = tempfile::tempdir().unwrap();
+    let key_file = shared.path().join("master.key");
+    let a = replica(&database, &s3, &key_file).await;
+    let b = replica(&database, &s3, &key_file).await;
+    assert_eq!(misbehave(&b).await, None, "not served before the push");
+
+    let pushed_at = Instant::now();
+    let (s, p) = push(&a, "misbehave").await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(
+        (&p["name"], &p["version"], &p["state"], &p["pushed_by"]),
+        (
+            &json!("misbehave"),
+            &json!("0.1.0"),
+            &json!("serving"),
+            &json!("ops")
+        )
+    );
+    assert!(
+        both_serve(&a, &b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await,
+        "the push did not serve on both replicas within 5 s"
+    );
+    eprintln!("push to serving on both: {:?}", pushed_at.elapsed());
+
+    let (s, p) = push(&a, "misbehave-v2").await;
+    assert_eq!((s, &p["version"]), (201, &json!("2.0.0")), "{p}");
+    assert!(both_serve(&a, &b, "misbehave 2.0.0 ok", Duration::from_secs(5)).await);
+    // Each replica reports what it serves.
+    let reported = eventually(Duration::from_secs(10), || async {
+        let (_, inv) = a.admin_get("/admin/plugins").await;
+        let replicas = inv["replicas"].as_array().cloned().unwrap_or_default();
+        replicas.len() == 2
+            && replicas.iter().all(|r| {
+                r["plugins"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["name"] == "misbehave" && p["version"] == "2.0.0")
+                })
+            })
+    })
+    .await;
+    assert!(reported, "{}", a.admin_get("/admin/plugins").await.1);
+
+    // Rolled back through B: both serve 0.1.0 again; there is nothing before that.
+    let (s, p) = admin(
+        &b,
+        Method::POST,
+        "/admin/api/v1/plugins/misbehave/rollback",
+        None,
+    )
+    .await;
+    assert_eq!((s, &p["version"]), (200, &json!("0.1.0")), "{p}");
+    assert!(both_serve(&a, &b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await);
+    let (s, e) = admin(
+        &b,
+        Method::POST,
+        "/admin/api/v1/plugins/misbehave/rollback",
+        None,
+    )
+    .await;
+    assert_eq!((s, &e["error"]["code"]), (409, &json!("conflict")), "{e}");
+    let (s, _) = admin(
+        &b,
+        Method::POST,
+        "/admin/api/v1/plugins/nothing/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, list) = admin(&a, Method::GET, "/admin/api/v1/plugins", None).await;
+    let states: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["version"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("2.0.0", "retired"), ("0.1.0", "serving")]);
+
+    // Not a plugin: refused, and nothing changes.
+    let r = a
+        .http
+        .post(a.url("/admin/api/v1/plugins"))
+        .bearer_auth(OPERATOR_KEY)
+        .body(b"\0asm not really".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(misbehave(&b).await.as_deref(), Some("misbehave 0.1.0 ok"));
     a.stop().await;
     b.stop().await;
     drop(pg);

@@ -9,6 +9,7 @@ pub mod bindings;
 pub mod budget;
 pub mod check;
 pub mod contract;
+pub mod fleet;
 pub mod guest_output;
 pub mod host;
 pub mod plugin;

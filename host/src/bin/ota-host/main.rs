@@ -124,6 +124,16 @@ enum PluginCmd {
         #[arg(long)]
         seed: Option<PathBuf>,
     },
+    /// Push a plugin file to every replica sharing the database (validated first, like
+    /// `check`); the version it replaces is kept for `rollback`.
+    Push { file: PathBuf },
+    /// Serve the previous pushed version of a plugin again, on every replica.
+    Rollback {
+        /// The plugin's manifest name.
+        name: String,
+    },
+    /// List the pushed versions of every plugin, newest first.
+    Pushed,
     /// Start a new dialect: a standalone project (outside any workspace) with two example
     /// routes, built into a component with one command: Rust (`cargo build --release`, with a
     /// test) or Python (componentize-py from PyPI).
@@ -240,6 +250,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(cmd) => accounts::secrets(&Config::resolve(o)?, clock, cmd).await,
         Command::UploadKey(cmd) => accounts::upload_key(&open(o, clock).await?, cmd).await,
         Command::Device(cmd) => accounts::device(&open(o, clock).await?, cmd).await,
+        Command::Plugin(PluginCmd::Push { file }) => {
+            let manifest = ota_host::runtime::check::check_file(&file).await?;
+            let (name, version) = (
+                manifest["name"].as_str().unwrap_or_default(),
+                manifest["version"].as_str().unwrap_or_default(),
+            );
+            let s = open(o, clock).await?;
+            let pushed = s
+                .pushes
+                .push(name, version, std::fs::read(&file)?, "cli")
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&pushed)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Rollback { name }) => {
+            let pushed = open(o, clock).await?.pushes.rollback(&name).await?;
+            println!("{}", serde_json::to_string_pretty(&pushed)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Pushed) => {
+            let all = open(o, clock).await?.pushes.list().await?;
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(())
+        }
         Command::Plugin(PluginCmd::Check { file }) => {
             let manifest = ota_host::runtime::check::check_file(&file).await?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);

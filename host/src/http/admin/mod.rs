@@ -11,6 +11,7 @@ mod campaigns;
 mod document;
 mod keys;
 mod logins;
+mod plugins;
 mod releases;
 mod tenants;
 
@@ -74,6 +75,7 @@ fn document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(app_keys::router())
         .merge(releases::router())
         .merge(campaigns::router())
+        .merge(plugins::router())
         .merge(super::blobs::admin_router())
         .split_for_parts();
     document::SharedRefusals.modify(&mut doc);
@@ -227,6 +229,9 @@ impl FromRequestParts<AppState> for Operator {
 struct Inventory {
     plugins: Vec<PluginInfo>,
     failures: Vec<FailureInfo>,
+    /// Every replica on this database heard from in the last 30 seconds, with the plugin
+    /// versions it serves (this one included, once it has reported).
+    replicas: Vec<crate::pushes::ReplicaReport>,
 }
 
 /// A loaded plugin.
@@ -309,7 +314,11 @@ struct FailureInfo {
 /// error of every refused file.
 #[utoipa::path(get, path = "/admin/plugins", tag = "plugins", operation_id = "list_plugins",
     responses((status = 200, body = Inventory)))]
-async fn list_plugins(_op: Operator, State(state): State<AppState>) -> Json<Inventory> {
+async fn list_plugins(
+    _op: Operator,
+    State(state): State<AppState>,
+) -> Result<Json<Inventory>, ApiError> {
+    let replicas = state.services.pushes.replicas(30_000).await?;
     let snap = state.registry.snapshot();
     let last_error = |f: &crate::runtime::registry::LoadFailure| LastError {
         at: f.at,
@@ -359,7 +368,11 @@ async fn list_plugins(_op: Operator, State(state): State<AppState>) -> Json<Inve
             serving: snap.plugins.contains_key(file),
         })
         .collect();
-    Json(Inventory { plugins, failures })
+    Ok(Json(Inventory {
+        plugins,
+        failures,
+        replicas,
+    }))
 }
 
 #[cfg(test)]
@@ -457,7 +470,8 @@ mod tests {
         assert_eq!(fields("CreatedApiKey"), ["info", "key"]);
         assert!(fields("CreateCampaign").contains(&"release_id".to_string()));
         assert!(fields("CreateRelease").contains(&"blob_sha256".to_string()));
-        assert_eq!(fields("Inventory"), ["failures", "plugins"]);
+        assert_eq!(fields("Inventory"), ["failures", "plugins", "replicas"]);
+        assert!(fields("Pushed").contains(&"state".to_string()));
     }
 
     #[test]
