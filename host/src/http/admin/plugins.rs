@@ -59,7 +59,7 @@ async fn list_pushed(
     path = "/admin/api/v1/plugins",
     tag = "plugins",
     operation_id = "push_plugin",
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The `.wasm` file's bytes (any content type is taken)"),
     responses(
         (status = 201, body = Pushed),
         (status = 400, description = "not a plugin this host can load", body = ErrorBody),
