@@ -301,6 +301,10 @@ pub struct MountConfig {
     /// Cross-origin access for browser apps on other origins (`[plugins.<name>.cors]`); none
     /// by default.
     pub cors: Option<CorsConfig>,
+    /// What tells a plugin's clients apart when a canary version takes a share of its
+    /// requests: `header:<name>` or `query:<name>` [default: the `Authorization` or
+    /// `X-API-Key` header, else the client's address].
+    pub canary_key: Option<String>,
 }
 
 /// CORS as the host answers it for one party (a plugin mount, the OSS upload endpoint): the
@@ -559,6 +563,15 @@ impl Config {
             if let Some(c) = &m.cors {
                 c.check(&format!("plugins.{name}.cors"))?;
             }
+            if let Some(k) = &m.canary_key
+                && !k
+                    .split_once(':')
+                    .is_some_and(|(kind, n)| matches!(kind, "header" | "query") && !n.is_empty())
+            {
+                return bad(format!(
+                    "plugins.{name}.canary-key must be header:<name> or query:<name>"
+                ));
+            }
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -651,6 +664,39 @@ mod tests {
         let file: FileConfig = toml::from_str("[plugins.x]\nauth = \"anonymous\"").unwrap();
         assert!(Config::from_parts(file, Overrides::default()).is_err());
         assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn canary_keys_and_blob_stores_resolve() {
+        let resolve =
+            |toml: &str| Config::from_parts(toml::from_str(toml).unwrap(), Overrides::default());
+        assert!(resolve("[plugins.x]\ncanary-key = \"query:device_id\"").is_ok());
+        assert!(resolve("[plugins.x]\ncanary-key = \"header:x-device\"").is_ok());
+        for bad in ["cookie:x", "query:", "device_id"] {
+            assert!(resolve(&format!("[plugins.x]\ncanary-key = \"{bad}\"")).is_err());
+        }
+        let c = resolve("[blobs]\nstore = \"s3://b/p\"\nstore-options = { aws_region = \"x\" }")
+            .unwrap();
+        assert!(matches!(
+            c.blob_location(),
+            crate::blobs::BlobLocation::Url { url, options } if url == "s3://b/p" && options.len() == 1
+        ));
+        let flag = Overrides {
+            blob_store: Some("s3://other".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(toml::from_str("[blobs]\nstore = \"s3://b\"").unwrap(), flag)
+            .unwrap();
+        assert_eq!(
+            c.blobs.store.as_deref(),
+            Some("s3://other"),
+            "the flag wins"
+        );
+        let c = resolve("").unwrap();
+        assert_eq!(
+            c.blob_location(),
+            crate::blobs::BlobLocation::Dir(c.data_dir.join("blobs"))
+        );
     }
 
     #[test]

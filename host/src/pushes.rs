@@ -1,6 +1,7 @@
 //! Plugins pushed once for every replica sharing the database: each pushed version's
-//! component is stored as a blob, and per plugin name one version is `serving` and the one
-//! before it is kept (`previous`) for a rollback. Replicas follow the serving set
+//! component is stored as a blob, and per plugin name one version is `serving`, the one
+//! before it is kept (`previous`) for a rollback, and a `canary` may serve a share of the
+//! requests until it is promoted or rolled back. Replicas follow the serving set
 //! (`runtime::fleet`) and report here, every few seconds, which versions they serve.
 
 use serde::Serialize;
@@ -33,8 +34,10 @@ pub struct Pushed {
     /// Lower-case hex SHA-256 of the component.
     pub sha256: String,
     pub size: i64,
-    /// `serving`, `previous` (what a rollback returns to) or `retired`.
+    /// `serving`, `canary`, `previous` (what a rollback returns to) or `retired`.
     pub state: String,
+    /// A canary's share of the plugin's requests, in percent.
+    pub canary_percent: Option<i64>,
     pub pushed_by: String,
     /// Unix milliseconds.
     pub pushed_at: i64,
@@ -62,7 +65,8 @@ pub struct Serving {
     pub sha256: String,
 }
 
-const COLUMNS: &str = "id, name, version, sha256, size, state, pushed_by, pushed_at";
+const COLUMNS: &str =
+    "id, name, version, sha256, size, state, pushed_by, pushed_at, canary_percent";
 
 fn pushed(r: &sqlx::any::AnyRow) -> Pushed {
     Pushed {
@@ -74,6 +78,7 @@ fn pushed(r: &sqlx::any::AnyRow) -> Pushed {
         state: r.get(5),
         pushed_by: r.get(6),
         pushed_at: r.get(7),
+        canary_percent: r.get(8),
     }
 }
 
@@ -91,14 +96,17 @@ impl Pushes {
     }
 
     /// Store a component the caller validated (its manifest said `name` and `version`) and
-    /// make it the serving version; the one it replaces is kept for a rollback. Pushing the
-    /// bytes that serve already changes nothing.
+    /// make it the serving version, the one it replaces kept for a rollback; or, with
+    /// `canary`, let it serve that percentage of the plugin's requests beside the serving
+    /// version (replacing an earlier canary). Pushing the bytes that serve already changes
+    /// nothing.
     pub async fn push(
         &self,
         name: &str,
         version: &str,
         component: Vec<u8>,
         by: &str,
+        canary: Option<u8>,
     ) -> Result<Pushed, PushError> {
         let size = component.len() as u64;
         let chunks =
@@ -116,37 +124,107 @@ impl Pushes {
         {
             return Ok(c);
         }
+        if canary.is_some() && current.is_none() {
+            return Err(PushError::Conflict(format!(
+                "plugin {name} has no pushed serving version for a canary to run beside; push it \
+                 without a canary first"
+            )));
+        }
+        // A new version supersedes any canary.
         sqlx::query(
-            "UPDATE plugin_pushes SET state = 'retired' WHERE name = $1 AND state = 'previous'",
+            "UPDATE plugin_pushes SET state = 'retired' WHERE name = $1 AND state = 'canary'",
         )
         .bind(name)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE plugin_pushes SET state = 'previous' WHERE name = $1 AND state = 'serving'",
-        )
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+        if canary.is_none() {
+            sqlx::query(
+                "UPDATE plugin_pushes SET state = 'retired' WHERE name = $1 AND state = 'previous'",
+            )
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE plugin_pushes SET state = 'previous' WHERE name = $1 AND state = 'serving'",
+            )
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
         let row = sqlx::query(&format!(
-            "INSERT INTO plugin_pushes (name, version, sha256, size, state, pushed_by, pushed_at) \
-             VALUES ($1, $2, $3, $4, 'serving', $5, $6) RETURNING {COLUMNS}"
+            "INSERT INTO plugin_pushes (name, version, sha256, size, state, pushed_by, pushed_at, canary_percent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         ))
         .bind(name)
         .bind(version)
         .bind(&blob.sha256)
         .bind(size as i64)
+        .bind(if canary.is_some() { "canary" } else { "serving" })
         .bind(by)
         .bind(self.clock.now_millis())
+        .bind(canary.map(|p| i64::from(p.min(100))))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(pushed(&row))
     }
 
-    /// Serve the previous version of `name` again; the one serving now is retired.
+    /// Make the canary of `name` its serving version, for every request; the version it
+    /// replaces is kept for a rollback.
+    pub async fn promote(&self, name: &str) -> Result<Pushed, PushError> {
+        let mut tx = self.db.pool().begin().await?;
+        let canary = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM plugin_pushes WHERE name = $1 AND state = 'canary'"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| pushed(&r))
+        .ok_or_else(|| PushError::NotFound(format!("plugin {name} has no canary")))?;
+        for (from, to) in [("previous", "retired"), ("serving", "previous")] {
+            sqlx::query("UPDATE plugin_pushes SET state = $1 WHERE name = $2 AND state = $3")
+                .bind(to)
+                .bind(name)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE plugin_pushes SET state = 'serving', canary_percent = NULL WHERE id = $1",
+        )
+        .bind(canary.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Pushed {
+            state: "serving".into(),
+            canary_percent: None,
+            ..canary
+        })
+    }
+
+    /// Undo the last step for `name`: end its canary if it has one (answering the version
+    /// that keeps serving), else serve the previous version again (the one serving now is
+    /// retired).
     pub async fn rollback(&self, name: &str) -> Result<Pushed, PushError> {
         let mut tx = self.db.pool().begin().await?;
+        let ended = sqlx::query(
+            "UPDATE plugin_pushes SET state = 'retired' WHERE name = $1 AND state = 'canary'",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if ended > 0 {
+            let serving = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM plugin_pushes WHERE name = $1 AND state = 'serving'"
+            ))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(pushed(&serving));
+        }
         let previous = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM plugin_pushes WHERE name = $1 AND state = 'previous'"
         ))
@@ -194,10 +272,10 @@ impl Pushes {
         Ok(rows.iter().map(pushed).collect())
     }
 
-    /// The serving version of every pushed plugin.
+    /// The serving version and the canary (if any) of every pushed plugin.
     pub async fn serving(&self) -> Result<Vec<Pushed>, PushError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM plugin_pushes WHERE state = 'serving' ORDER BY name"
+            "SELECT {COLUMNS} FROM plugin_pushes WHERE state IN ('serving', 'canary') ORDER BY name, id"
         ))
         .fetch_all(self.db.pool())
         .await?;

@@ -69,6 +69,21 @@ async fn pushes_and_rollbacks_from_the_command_line_reach_the_running_server() {
     assert!(ok);
     let all: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(all.as_array().map(Vec::len), Some(2), "{out}");
+    // A canary taking every request, ended, then again and promoted.
+    let v2 = built("misbehave-v2");
+    let (ok, out, err) = ota(&data, &["plugin", "push", &v2, "--canary", "100"]);
+    assert!(ok && out.contains("\"canary\""), "{out}{err}");
+    assert!(serves(&url, "misbehave 2.0.0 ok").await, "the canary");
+    let (ok, _, err) = ota(&data, &["plugin", "rollback", "misbehave"]);
+    assert!(ok, "{err}");
+    assert!(serves(&url, "misbehave 0.1.0 ok").await, "the canary ended");
+    let (ok, _, err) = ota(&data, &["plugin", "push", &v2, "--canary", "100"]);
+    assert!(ok, "{err}");
+    assert!(serves(&url, "misbehave 2.0.0 ok").await);
+    let (ok, out, err) = ota(&data, &["plugin", "promote", "misbehave"]);
+    assert!(ok && out.contains("\"serving\""), "{out}{err}");
+    let (ok, _, err) = ota(&data, &["plugin", "push", &v2, "--canary", "101"]);
+    assert!(!ok && err.contains("101"), "{err}");
     // Not a plugin: refused before anything is stored.
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm junk").unwrap();

@@ -719,6 +719,7 @@ async fn the_openapi_document_describes_the_routes() {
         "GET /admin/api/v1/plugins".into(),
         "POST /admin/api/v1/plugins".into(),
         "POST /admin/api/v1/plugins/{name}/rollback".into(),
+        "POST /admin/api/v1/plugins/{name}/promote".into(),
         format!("GET {tenant}/products"),
         format!("POST {tenant}/products"),
         format!("GET {tenant}/products/{{sn}}"),

@@ -4,7 +4,8 @@
 //! nothing in the bucket (no object, no open multipart upload), and an OSS PostObject
 //! upload through one is registered through the other's MXChip API and served by it. A
 //! plugin pushed to one serves on both within seconds, and a rollback through the other
-//! returns both to the previous version.
+//! returns both to the previous version. A canary at 10% serves about a tenth of the devices,
+//! each device the same version on either replica, until it is promoted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -324,6 +325,99 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         .collect();
     assert_eq!(states, [("2.0.0", "retired"), ("0.1.0", "serving")]);
 
+    // A canary: 10% of the devices (by their credential) get 2.0.0, each consistently, on
+    // either replica; then it is promoted.
+    let r = a
+        .http
+        .post(a.url("/admin/api/v1/plugins?canary_percent=10"))
+        .bearer_auth(OPERATOR_KEY)
+        .body(std::fs::read(built_plugin("misbehave-v2")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&c["state"], &c["canary_percent"]),
+        (&json!("canary"), &json!(10)),
+        "{c}"
+    );
+    for t in [&a, &b] {
+        let running = eventually(Duration::from_secs(5), || async {
+            let (_, inv) = t.admin_get("/admin/plugins").await;
+            inv["canaries"][0]["version"] == "2.0.0" && inv["canaries"][0]["percent"] == 10
+        })
+        .await;
+        assert!(running, "{}", t.admin_get("/admin/plugins").await.1);
+    }
+    let as_device = |t: &TestServer, device: usize| {
+        let r = t
+            .http
+            .get(t.url("/misbehave/ok"))
+            .header("authorization", format!("Bearer device-{device}"))
+            .send();
+        async move { r.await.unwrap().text().await.unwrap() }
+    };
+    let mut canaried = 0;
+    for device in 0..400 {
+        let on_a = as_device(&a, device).await;
+        assert_eq!(
+            on_a,
+            as_device(&b, device).await,
+            "device {device} saw two versions"
+        );
+        assert_eq!(
+            on_a,
+            as_device(&a, device).await,
+            "device {device} saw two versions"
+        );
+        if on_a == "misbehave 2.0.0 ok" {
+            canaried += 1;
+        } else {
+            assert_eq!(on_a, "misbehave 0.1.0 ok");
+        }
+    }
+    // 10% of 400 is 40; the binomial's standard deviation is 6.
+    assert!(
+        (20..=60).contains(&canaried),
+        "{canaried} of 400 devices got the canary"
+    );
+    let (s, p) = admin(
+        &b,
+        Method::POST,
+        "/admin/api/v1/plugins/misbehave/promote",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, &p["version"], &p["state"]),
+        (200, &json!("2.0.0"), &json!("serving")),
+        "{p}"
+    );
+    let promoted = eventually(Duration::from_secs(5), || async {
+        for device in 0..20 {
+            for t in [&a, &b] {
+                if as_device(t, device).await != "misbehave 2.0.0 ok" {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        promoted,
+        "every device gets 2.0.0 once the canary is promoted"
+    );
+    let (s, _) = admin(
+        &b,
+        Method::POST,
+        "/admin/api/v1/plugins/misbehave/promote",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "no canary any more");
+
     // Not a plugin: refused, and nothing changes.
     let r = a
         .http
@@ -334,7 +428,7 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(misbehave(&b).await.as_deref(), Some("misbehave 0.1.0 ok"));
+    assert_eq!(misbehave(&b).await.as_deref(), Some("misbehave 2.0.0 ok"));
     a.stop().await;
     b.stop().await;
     drop(pg);

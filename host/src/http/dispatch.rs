@@ -146,6 +146,10 @@ pub async fn dispatch(
         )
             .into_response();
     };
+    let key_spec = plugin.mount.canary_key.clone();
+    let plugin = state.registry.version_for(plugin, || {
+        canary_hash(&plugin_key(key_spec.as_deref(), &parts))
+    });
     let req = Request::from_parts(parts, body);
     let Some(cors) = state.cors.of(&plugin.name).cloned() else {
         return serve(state, listener, plugin, rel_path, started, req).await;
@@ -162,6 +166,43 @@ pub async fn dispatch(
         Ok(response) => response,
         Err(never) => match never {},
     }
+}
+
+/// Who asks, as the plugin's mount names it (`canary-key`), for choosing between its stable
+/// and canary versions; only computed while it has a canary.
+fn plugin_key(spec: Option<&str>, parts: &axum::http::request::Parts) -> String {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let client = || {
+        parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default()
+    };
+    match spec.and_then(|k| k.split_once(':')) {
+        Some(("header", name)) => header(name).unwrap_or_else(client),
+        Some(("query", name)) => form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(client),
+        _ => header("authorization")
+            .or_else(|| header("x-api-key"))
+            .unwrap_or_else(client),
+    }
+}
+
+/// The same 64-bit hash of a key on every replica (so a device sees one version whichever
+/// replica it reaches).
+fn canary_hash(key: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Hand a routed request to its plugin and answer what it answers (or its failure).

@@ -2,8 +2,9 @@
 //! serving version of each pushed plugin is compared with what the plugins folder holds as
 //! `<plugins>/<name>.wasm`; when it differs, the component is fetched from the blob store,
 //! checked against its SHA-256, written aside and renamed into place, and loaded at once
-//! (the folder watcher then sees bytes that already serve). Every [`REPORT_EVERY`] the
-//! replica reports what it serves, for `GET /admin/plugins`.
+//! (the folder watcher then sees bytes that already serve). A canary is loaded beside the
+//! plugin's serving version, from the blob store, and takes its share of the requests. Every
+//! [`REPORT_EVERY`] the replica reports what it serves, for `GET /admin/plugins`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub async fn follow(loader: Loader, pushes: Pushes, me: Replica, shutdown: Cance
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut applied: HashMap<String, String> = HashMap::new();
+    // Canaries running here: plugin name -> (sha256, percent).
+    let mut canaries: HashMap<String, (String, i64)> = HashMap::new();
     let mut failing: HashMap<String, String> = HashMap::new();
     let mut last_report: Option<tokio::time::Instant> = None;
     loop {
@@ -44,7 +47,9 @@ pub async fn follow(loader: Loader, pushes: Pushes, me: Replica, shutdown: Cance
         }
         match pushes.serving().await {
             Ok(serving) => {
-                for p in serving {
+                let (wanted, stable): (Vec<Pushed>, Vec<Pushed>) =
+                    serving.into_iter().partition(|p| p.state == "canary");
+                for p in stable {
                     if applied.get(&p.name) == Some(&p.sha256) {
                         continue;
                     }
@@ -58,6 +63,36 @@ pub async fn follow(loader: Loader, pushes: Pushes, me: Replica, shutdown: Cance
                             if failing.get(&p.name) != Some(&why) {
                                 tracing::warn!(plugin = %p.name, version = %p.version, reason = %why, "cannot take the pushed plugin yet");
                                 failing.insert(p.name.clone(), why);
+                            }
+                        }
+                    }
+                }
+                let ended: Vec<String> = canaries
+                    .keys()
+                    .filter(|name| !wanted.iter().any(|c| &c.name == *name))
+                    .cloned()
+                    .collect();
+                for name in ended {
+                    canaries.remove(&name);
+                    if loader.registry.clear_canary(&name) {
+                        tracing::info!(plugin = %name, "canary ended");
+                    }
+                }
+                for c in wanted {
+                    let percent = c.canary_percent.unwrap_or(0);
+                    if canaries.get(&c.name) == Some(&(c.sha256.clone(), percent)) {
+                        continue;
+                    }
+                    let key = format!("{} canary", c.name);
+                    match start_canary(&loader, &pushes, &c, percent).await {
+                        Ok(()) => {
+                            failing.remove(&key);
+                            canaries.insert(c.name.clone(), (c.sha256.clone(), percent));
+                        }
+                        Err(why) => {
+                            if failing.get(&key) != Some(&why) {
+                                tracing::warn!(plugin = %c.name, version = %c.version, reason = %why, "cannot start the canary yet");
+                                failing.insert(key, why);
                             }
                         }
                     }
@@ -128,5 +163,45 @@ async fn apply(loader: &Loader, pushes: &Pushes, p: &Pushed) -> Result<(), Strin
         return Err(reason);
     }
     tracing::info!(plugin = %p.name, version = %p.version, sha256 = %&p.sha256[..12], "serving a pushed plugin");
+    Ok(())
+}
+
+/// Load a canary from the blob store beside the plugin's serving version.
+async fn start_canary(
+    loader: &Loader,
+    pushes: &Pushes,
+    c: &Pushed,
+    percent: i64,
+) -> Result<(), String> {
+    let bytes = pushes.component(c).await.map_err(|e| e.to_string())?;
+    if hex::encode(sha2::Sha256::digest(&bytes)) != c.sha256 {
+        return Err("the stored component does not match its SHA-256".into());
+    }
+    let label = loader
+        .config
+        .data_dir
+        .join("canary")
+        .join(format!("{}.wasm", c.name));
+    let config = loader.config.clone();
+    let plugin = loader
+        .runtime
+        .load(
+            &label,
+            bytes,
+            |name| config.mount(name),
+            loader.clock.now_millis(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if plugin.name != c.name {
+        return Err(format!(
+            "the component is plugin {}, not {}",
+            plugin.name, c.name
+        ));
+    }
+    loader
+        .registry
+        .set_canary(plugin, percent.clamp(0, 100) as u8)?;
+    tracing::info!(plugin = %c.name, version = %c.version, percent, "canary serving");
     Ok(())
 }

@@ -31,6 +31,16 @@ pub struct Snapshot {
     pub plugins: BTreeMap<PathBuf, Arc<LoadedPlugin>>,
     /// The last load error per file (cleared when the file loads or disappears).
     pub failures: BTreeMap<PathBuf, LoadFailure>,
+    /// Canary versions by plugin name: each serves a share of its plugin's requests.
+    pub canaries: BTreeMap<String, Canary>,
+}
+
+/// A new version of a loaded plugin serving `percent` of its requests (by a hash of who
+/// asks, so each device or credential sees one version) until promoted or rolled back.
+#[derive(Clone)]
+pub struct Canary {
+    pub plugin: Arc<LoadedPlugin>,
+    pub percent: u8,
 }
 
 /// The live registry.
@@ -144,6 +154,7 @@ impl Registry {
         let mut next = Snapshot {
             plugins: cur.plugins.clone(),
             failures: cur.failures.clone(),
+            canaries: cur.canaries.clone(),
         };
         f(&mut next)?;
         self.current.store(Arc::new(next));
@@ -180,6 +191,52 @@ impl Registry {
             Ok(())
         });
         removed
+    }
+
+    /// Let `plugin` (a new version of a loaded plugin of the same name) serve `percent` of
+    /// that plugin's requests, replacing any canary it had.
+    pub fn set_canary(&self, plugin: LoadedPlugin, percent: u8) -> Result<(), String> {
+        self.update(|s| {
+            if !s.plugins.values().any(|p| p.name == plugin.name) {
+                return Err(format!(
+                    "no version of {} serves here to run a canary beside",
+                    plugin.name
+                ));
+            }
+            s.canaries.insert(
+                plugin.name.clone(),
+                Canary {
+                    plugin: Arc::new(plugin),
+                    percent: percent.min(100),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Stop the canary of `name`, if it has one; answers whether it had.
+    pub fn clear_canary(&self, name: &str) -> bool {
+        let mut had = false;
+        let _ = self.update(|s| {
+            had = s.canaries.remove(name).is_some();
+            Ok(())
+        });
+        had
+    }
+
+    /// The version that serves a request `routed` to a plugin from someone whose hash `who`
+    /// computes (asked only when the plugin has a canary): the canary for hashes in its
+    /// share, else the plugin itself.
+    pub fn version_for(
+        &self,
+        routed: Arc<LoadedPlugin>,
+        who: impl FnOnce() -> u64,
+    ) -> Arc<LoadedPlugin> {
+        let snap = self.current.load();
+        match snap.canaries.get(&routed.name) {
+            Some(c) if who() % 100 < u64::from(c.percent) => c.plugin.clone(),
+            _ => routed,
+        }
     }
 
     /// Record why a file was refused; whatever it served before keeps serving.

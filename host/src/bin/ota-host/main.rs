@@ -126,8 +126,20 @@ enum PluginCmd {
     },
     /// Push a plugin file to every replica sharing the database (validated first, like
     /// `check`); the version it replaces is kept for `rollback`.
-    Push { file: PathBuf },
-    /// Serve the previous pushed version of a plugin again, on every replica.
+    Push {
+        file: PathBuf,
+        /// Serve it to this percentage of the plugin's requests only, beside the serving
+        /// version, until `promote` or `rollback`.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        canary: Option<u8>,
+    },
+    /// Make a plugin's canary its serving version, for every request on every replica.
+    Promote {
+        /// The plugin's manifest name.
+        name: String,
+    },
+    /// End a plugin's canary, or (without one) serve its previous pushed version again, on
+    /// every replica.
     Rollback {
         /// The plugin's manifest name.
         name: String,
@@ -250,7 +262,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(cmd) => accounts::secrets(&Config::resolve(o)?, clock, cmd).await,
         Command::UploadKey(cmd) => accounts::upload_key(&open(o, clock).await?, cmd).await,
         Command::Device(cmd) => accounts::device(&open(o, clock).await?, cmd).await,
-        Command::Plugin(PluginCmd::Push { file }) => {
+        Command::Plugin(PluginCmd::Promote { name }) => {
+            let pushed = open(o, clock).await?.pushes.promote(&name).await?;
+            println!("{}", serde_json::to_string_pretty(&pushed)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Push { file, canary }) => {
             let manifest = ota_host::runtime::check::check_file(&file).await?;
             let (name, version) = (
                 manifest["name"].as_str().unwrap_or_default(),
@@ -259,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = open(o, clock).await?;
             let pushed = s
                 .pushes
-                .push(name, version, std::fs::read(&file)?, "cli")
+                .push(name, version, std::fs::read(&file)?, "cli", canary)
                 .await?;
             println!("{}", serde_json::to_string_pretty(&pushed)?);
             Ok(())

@@ -229,9 +229,22 @@ impl FromRequestParts<AppState> for Operator {
 struct Inventory {
     plugins: Vec<PluginInfo>,
     failures: Vec<FailureInfo>,
+    /// Canary versions serving a share of their plugin's requests here.
+    canaries: Vec<CanaryInfo>,
     /// Every replica on this database heard from in the last 30 seconds, with the plugin
     /// versions it serves (this one included, once it has reported).
     replicas: Vec<crate::pushes::ReplicaReport>,
+}
+
+/// A canary version beside a loaded plugin.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct CanaryInfo {
+    name: String,
+    version: String,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    sha256: String,
+    /// Its share of the plugin's requests.
+    percent: u8,
 }
 
 /// A loaded plugin.
@@ -368,9 +381,20 @@ async fn list_plugins(
             serving: snap.plugins.contains_key(file),
         })
         .collect();
+    let canaries = snap
+        .canaries
+        .values()
+        .map(|c| CanaryInfo {
+            name: c.plugin.name.clone(),
+            version: c.plugin.version.clone(),
+            sha256: c.plugin.hash.clone(),
+            percent: c.percent,
+        })
+        .collect();
     Ok(Json(Inventory {
         plugins,
         failures,
+        canaries,
         replicas,
     }))
 }
@@ -470,7 +494,10 @@ mod tests {
         assert_eq!(fields("CreatedApiKey"), ["info", "key"]);
         assert!(fields("CreateCampaign").contains(&"release_id".to_string()));
         assert!(fields("CreateRelease").contains(&"blob_sha256".to_string()));
-        assert_eq!(fields("Inventory"), ["failures", "plugins", "replicas"]);
+        assert_eq!(
+            fields("Inventory"),
+            ["canaries", "failures", "plugins", "replicas"]
+        );
         assert!(fields("Pushed").contains(&"state".to_string()));
     }
 
