@@ -45,6 +45,41 @@ async fn replica(database: &str, s3: &S3, key_file: &Path) -> TestServer {
     .await
 }
 
+/// Two replicas on one fresh PostgreSQL database and one moto bucket, sharing a master key;
+/// `None` without python3 outside CI.
+struct Fleet {
+    a: TestServer,
+    b: TestServer,
+    s3: S3,
+    // Kept for as long as the replicas run.
+    _pg: Postgres,
+    _shared: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn start(bucket: &str) -> Option<Fleet> {
+        let s3 = S3::start(bucket).await?;
+        let pg = Postgres::start();
+        let database = pg.create_database();
+        let shared = tempfile::tempdir().unwrap();
+        let key_file = shared.path().join("master.key");
+        let a = replica(&database, &s3, &key_file).await;
+        let b = replica(&database, &s3, &key_file).await;
+        Some(Fleet {
+            a,
+            b,
+            s3,
+            _pg: pg,
+            _shared: shared,
+        })
+    }
+
+    async fn stop(self) {
+        self.a.stop().await;
+        self.b.stop().await;
+    }
+}
+
 fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(md5::Md5::digest(bytes))
 }
@@ -62,20 +97,15 @@ fn via(t: &TestServer, method: Method, path: &str) -> reqwest::RequestBuilder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_database_and_one_bucket() {
-    let Some(s3) = S3::start("ota-blobs").await else {
+    let Some(fleet) = Fleet::start("ota-blobs").await else {
         return;
     };
-    let pg = Postgres::start();
-    let database = pg.create_database();
-    let shared = tempfile::tempdir().unwrap();
-    let key_file = shared.path().join("master.key");
-    let a = replica(&database, &s3, &key_file).await;
-    let b = replica(&database, &s3, &key_file).await;
+    let (a, b, s3) = (&fleet.a, &fleet.b, &fleet.s3);
 
     // 12 MiB and a bit: a multipart upload to the bucket, through A.
     let data = firmware((12 << 20) + 5);
     let r = via(
-        &a,
+        a,
         Method::POST,
         &format!("/admin/api/v1/blobs?md5={}", md5_hex(&data)),
     )
@@ -102,7 +132,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     );
 
     // Through B: the whole file, a range, and the ETag's 304.
-    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+    let r = via(b, Method::GET, &format!("/blobs/{sha}"))
         .send()
         .await
         .unwrap();
@@ -111,7 +141,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     assert_eq!(etag, format!("\"{sha}\""));
     assert_eq!(md5_hex(&r.bytes().await.unwrap()), md5_hex(&data));
     let (first, last) = ((9 << 20) - 3, (9 << 20) + 99);
-    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+    let r = via(b, Method::GET, &format!("/blobs/{sha}"))
         .header("range", format!("bytes={first}-{last}"))
         .send()
         .await
@@ -122,7 +152,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
         format!("bytes {first}-{last}/{}", data.len())
     );
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[first..=last]);
-    let r = via(&b, Method::GET, &format!("/blobs/{sha}"))
+    let r = via(b, Method::GET, &format!("/blobs/{sha}"))
         .header("if-none-match", &etag)
         .send()
         .await
@@ -132,7 +162,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     // A refused upload through B keeps nothing: no object, no open multipart upload.
     let other = firmware((10 << 20) + 1);
     let r = via(
-        &b,
+        b,
         Method::POST,
         &format!("/admin/api/v1/blobs?md5={}", "0".repeat(32)),
     )
@@ -148,7 +178,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     // OSS: B hands out the upload form and takes the PostObject; A's MXChip API registers
     // the object and A serves it.
     let (s, k) = admin(
-        &a,
+        a,
         Method::POST,
         "/admin/api/v1/api-keys",
         Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
@@ -156,7 +186,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     .await;
     assert_eq!(s, 201, "{k}");
     let token = format!("token {}", k["key"].as_str().unwrap());
-    let r = via(&b, Method::GET, "/oss_token/ota/")
+    let r = via(b, Method::GET, "/oss_token/ota/")
         .header("authorization", &token)
         .send()
         .await
@@ -176,14 +206,14 @@ async fn two_replicas_share_one_database_and_one_bucket() {
         form = form.text(name, value.to_string());
     }
     form = form.part("file", Part::bytes(image.clone()).file_name("fw.bin"));
-    let r = via(&b, Method::POST, "/oss/acme")
+    let r = via(b, Method::POST, "/oss/acme")
         .multipart(form)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
     let file_url = format!("http://{HOST}/oss/acme/{key}");
-    let r = via(&a, Method::POST, "/api/v1/ota/fqhmuglv1fybql33/files/")
+    let r = via(a, Method::POST, "/api/v1/ota/fqhmuglv1fybql33/files/")
         .header("authorization", &token)
         .json(
             &json!({"file_name": "fw.bin", "file_url": file_url, "md5": md5_hex(&image),
@@ -194,7 +224,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
         .unwrap();
     let created: Value = r.json().await.unwrap();
     assert_eq!(created["meta"]["code"], 0, "{created}");
-    let r = via(&a, Method::GET, &format!("/oss/acme/{key}"))
+    let r = via(a, Method::GET, &format!("/oss/acme/{key}"))
         .header("range", "bytes=299990-")
         .send()
         .await
@@ -202,15 +232,13 @@ async fn two_replicas_share_one_database_and_one_bucket() {
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &image[299_990..]);
 
-    for t in [&a, &b] {
+    for t in [a, b] {
         let r = t.http.get(t.url("/readyz")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v, json!({"database": "ok", "blobs": "ok"}));
     }
-    a.stop().await;
-    b.stop().await;
-    drop(pg);
+    fleet.stop().await;
 }
 
 /// What `/misbehave/ok` answers on `t`, if it is served.
@@ -243,19 +271,14 @@ async fn push(t: &TestServer, plugin: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
-    let Some(s3) = S3::start("ota-plugins").await else {
+    let Some(fleet) = Fleet::start("ota-plugins").await else {
         return;
     };
-    let pg = Postgres::start();
-    let database = pg.create_database();
-    let shared = tempfile::tempdir().unwrap();
-    let key_file = shared.path().join("master.key");
-    let a = replica(&database, &s3, &key_file).await;
-    let b = replica(&database, &s3, &key_file).await;
-    assert_eq!(misbehave(&b).await, None, "not served before the push");
+    let (a, b) = (&fleet.a, &fleet.b);
+    assert_eq!(misbehave(b).await, None, "not served before the push");
 
     let pushed_at = Instant::now();
-    let (s, p) = push(&a, "misbehave").await;
+    let (s, p) = push(a, "misbehave").await;
     assert_eq!(s, 201, "{p}");
     assert_eq!(
         (&p["name"], &p["version"], &p["state"], &p["pushed_by"]),
@@ -267,14 +290,14 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         )
     );
     assert!(
-        both_serve(&a, &b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await,
+        both_serve(a, b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await,
         "the push did not serve on both replicas within 5 s"
     );
     eprintln!("push to serving on both: {:?}", pushed_at.elapsed());
 
-    let (s, p) = push(&a, "misbehave-v2").await;
+    let (s, p) = push(a, "misbehave-v2").await;
     assert_eq!((s, &p["version"]), (201, &json!("2.0.0")), "{p}");
-    assert!(both_serve(&a, &b, "misbehave 2.0.0 ok", Duration::from_secs(5)).await);
+    assert!(both_serve(a, b, "misbehave 2.0.0 ok", Duration::from_secs(5)).await);
     // Each replica reports what it serves.
     let reported = eventually(Duration::from_secs(10), || async {
         let (_, inv) = a.admin_get("/admin/plugins").await;
@@ -292,16 +315,16 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
 
     // Rolled back through B: both serve 0.1.0 again; there is nothing before that.
     let (s, p) = admin(
-        &b,
+        b,
         Method::POST,
         "/admin/api/v1/plugins/misbehave/rollback",
         None,
     )
     .await;
     assert_eq!((s, &p["version"]), (200, &json!("0.1.0")), "{p}");
-    assert!(both_serve(&a, &b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await);
+    assert!(both_serve(a, b, "misbehave 0.1.0 ok", Duration::from_secs(5)).await);
     let (s, e) = admin(
-        &b,
+        b,
         Method::POST,
         "/admin/api/v1/plugins/misbehave/rollback",
         None,
@@ -309,14 +332,14 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
     .await;
     assert_eq!((s, &e["error"]["code"]), (409, &json!("conflict")), "{e}");
     let (s, _) = admin(
-        &b,
+        b,
         Method::POST,
         "/admin/api/v1/plugins/nothing/rollback",
         None,
     )
     .await;
     assert_eq!(s, 404);
-    let (_, list) = admin(&a, Method::GET, "/admin/api/v1/plugins", None).await;
+    let (_, list) = admin(a, Method::GET, "/admin/api/v1/plugins", None).await;
     let states: Vec<(&str, &str)> = list["items"]
         .as_array()
         .unwrap()
@@ -342,7 +365,7 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         (&json!("canary"), &json!(10)),
         "{c}"
     );
-    for t in [&a, &b] {
+    for t in [a, b] {
         let running = eventually(Duration::from_secs(5), || async {
             let (_, inv) = t.admin_get("/admin/plugins").await;
             inv["canaries"][0]["version"] == "2.0.0" && inv["canaries"][0]["percent"] == 10
@@ -360,15 +383,15 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
     };
     let mut canaried = 0;
     for device in 0..400 {
-        let on_a = as_device(&a, device).await;
+        let on_a = as_device(a, device).await;
         assert_eq!(
             on_a,
-            as_device(&b, device).await,
+            as_device(b, device).await,
             "device {device} saw two versions"
         );
         assert_eq!(
             on_a,
-            as_device(&a, device).await,
+            as_device(a, device).await,
             "device {device} saw two versions"
         );
         if on_a == "misbehave 2.0.0 ok" {
@@ -383,7 +406,7 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         "{canaried} of 400 devices got the canary"
     );
     let (s, p) = admin(
-        &b,
+        b,
         Method::POST,
         "/admin/api/v1/plugins/misbehave/promote",
         None,
@@ -396,7 +419,7 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
     );
     let promoted = eventually(Duration::from_secs(5), || async {
         for device in 0..20 {
-            for t in [&a, &b] {
+            for t in [a, b] {
                 if as_device(t, device).await != "misbehave 2.0.0 ok" {
                     return false;
                 }
@@ -410,7 +433,7 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         "every device gets 2.0.0 once the canary is promoted"
     );
     let (s, _) = admin(
-        &b,
+        b,
         Method::POST,
         "/admin/api/v1/plugins/misbehave/promote",
         None,
@@ -428,8 +451,6 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(misbehave(&b).await.as_deref(), Some("misbehave 2.0.0 ok"));
-    a.stop().await;
-    b.stop().await;
-    drop(pg);
+    assert_eq!(misbehave(b).await.as_deref(), Some("misbehave 2.0.0 ok"));
+    fleet.stop().await;
 }
