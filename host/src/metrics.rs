@@ -326,6 +326,8 @@ pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
     pub contract: String,
+    /// A canary beside the plugin's serving version.
+    pub canary: bool,
     /// Calls running now, and the plugin's instance quota.
     pub in_use: u32,
     pub instances: u32,
@@ -373,6 +375,8 @@ struct PluginInfoLabels {
     plugin: String,
     version: String,
     contract: String,
+    /// `serving`, or `canary` for a version taking a share of the plugin's requests.
+    role: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -449,8 +453,12 @@ impl Scrape {
                     plugin: p.name.clone(),
                     version: p.version.clone(),
                     contract: p.contract.clone(),
+                    role: if p.canary { "canary" } else { "serving" },
                 })
                 .set(1);
+            if p.canary {
+                continue; // its instances are the plugin's, counted once
+            }
             let key = PluginLabels {
                 plugin: p.name.clone(),
             };
@@ -459,7 +467,7 @@ impl Scrape {
         }
         r.register(
             "plugin_info",
-            "Loaded plugins: version and contract (always 1)",
+            "Loaded plugins and canaries: version, contract and role (always 1)",
             plugins,
         );
         r.register(

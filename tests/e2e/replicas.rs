@@ -405,6 +405,37 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         (20..=60).contains(&canaried),
         "{canaried} of 400 devices got the canary"
     );
+    // The metrics tell the two versions apart, for comparing their error rates.
+    let metrics = a
+        .http
+        .get(a.url("/metrics"))
+        .bearer_auth(OPERATOR_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |parts: &[&str]| metrics.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(line(&[
+        "ota_plugin_info{",
+        "version=\"2.0.0\"",
+        "role=\"canary\"",
+        "} 1"
+    ]));
+    assert!(line(&[
+        "ota_plugin_info{",
+        "version=\"0.1.0\"",
+        "role=\"serving\"",
+        "} 1"
+    ]));
+    for version in ["0.1.0", "2.0.0"] {
+        assert!(line(&[
+            "ota_plugin_requests_total{plugin=\"misbehave\"",
+            &format!("version=\"{version}\""),
+            "status=\"200\""
+        ]));
+    }
     let (s, p) = admin(
         b,
         Method::POST,

@@ -55,16 +55,19 @@ async fn metrics(state: AppState) -> Result<Response, ApiError> {
         .map(|t| (t.id, t.name))
         .collect();
     let snap = state.registry.snapshot();
+    let loaded = |p: &crate::runtime::LoadedPlugin, canary: bool| LoadedPlugin {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        contract: p.contract.clone(),
+        canary,
+        in_use: p.budget.in_use() as u32,
+        instances: p.budget.shares().instances as u32,
+    };
     let plugins = snap
         .plugins
         .values()
-        .map(|p| LoadedPlugin {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            contract: p.contract.clone(),
-            in_use: p.budget.in_use() as u32,
-            instances: p.budget.shares().instances as u32,
-        })
+        .map(|p| loaded(p, false))
+        .chain(snap.canaries.values().map(|c| loaded(&c.plugin, true)))
         .collect();
     let pool = s.db.pool();
     let (auth_cache_hits, auth_cache_misses) = s.auth.cache_lookups();
