@@ -31,6 +31,15 @@ struct RequestLabels {
     status: u16,
 }
 
+/// A plugin version's answers, server errors apart (kept for the replica reports, not
+/// exported: `plugin_requests` has the detail).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    plugin: String,
+    version: String,
+    server_error: bool,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
@@ -103,6 +112,7 @@ impl FailureKind {
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    outcomes: Family<OutcomeLabels, Counter>,
     latency: Histograms<PluginLabels>,
     instantiate: Histograms<PluginLabels>,
     failures: Family<FailureLabels, Counter>,
@@ -196,6 +206,7 @@ impl Metrics {
         Metrics(Arc::new(Inner {
             registry,
             requests,
+            outcomes: Family::default(),
             latency,
             instantiate,
             failures,
@@ -222,11 +233,36 @@ impl Metrics {
             })
             .inc();
         self.0
+            .outcomes
+            .get_or_create(&OutcomeLabels {
+                plugin: plugin.into(),
+                version: version.into(),
+                server_error: status >= 500,
+            })
+            .inc();
+        self.0
             .latency
             .get_or_create(&PluginLabels {
                 plugin: plugin.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Requests a plugin version answered since start, and how many of them were server
+    /// errors (5xx).
+    pub fn answered(&self, plugin: &str, version: &str) -> (u64, u64) {
+        let count = |server_error| {
+            self.0
+                .outcomes
+                .get(&OutcomeLabels {
+                    plugin: plugin.into(),
+                    version: version.into(),
+                    server_error,
+                })
+                .map_or(0, |c| c.get())
+        };
+        let errors = count(true);
+        (count(false) + errors, errors)
     }
 
     /// A fresh instance of `plugin` took `took` to make.
@@ -545,6 +581,23 @@ mod tests {
             200,
             Duration::from_millis(4),
         );
+        m.request(
+            "xlink",
+            "1.0.0",
+            "/v2/upgrade/{id}",
+            503,
+            Duration::from_millis(1),
+        );
+        m.request(
+            "xlink",
+            "2.0.0",
+            "/v2/upgrade/{id}",
+            404,
+            Duration::from_millis(1),
+        );
+        assert_eq!(m.answered("xlink", "1.0.0"), (3, 1));
+        assert_eq!(m.answered("xlink", "2.0.0"), (1, 0));
+        assert_eq!(m.answered("ctwing", "1.0.0"), (0, 0));
         m.failure("xlink", FailureKind::Busy);
         m.check_in("xlink", true);
         let text = m.render(&Scrape {
@@ -563,7 +616,7 @@ mod tests {
         for line in [
             "ota_campaign_info{campaign=\"7\",tenant=\"acme\",name=\"spring\",status=\"running\"} 1",
             "ota_plugin_requests_total{plugin=\"xlink\",version=\"1.0.0\",route=\"/v2/upgrade/{id}\",status=\"200\"} 2",
-            "ota_plugin_request_duration_seconds_count{plugin=\"xlink\"} 2",
+            "ota_plugin_request_duration_seconds_count{plugin=\"xlink\"} 4",
             "ota_plugin_failures_total{plugin=\"xlink\",kind=\"busy\"} 1",
             "ota_check_ins_total{dialect=\"xlink\",offered=\"true\"} 1",
             "ota_campaign_jobs{campaign=\"7\",state=\"queued\"} 5",

@@ -63,6 +63,12 @@ pub struct Serving {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    /// Requests this version answered on the replica since it started, and how many were
+    /// server errors (5xx): two reports apart give its request and error rates.
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub server_errors: u64,
 }
 
 const COLUMNS: &str =

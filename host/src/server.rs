@@ -253,6 +253,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     tasks.push(tokio::spawn(crate::runtime::fleet::follow(
         loader.clone(),
         services.pushes.clone(),
+        services.metrics.clone(),
         crate::runtime::fleet::Replica {
             id: format!("{addr}/{:08x}", rand::random::<u32>()),
             url: state.main_url.to_string(),

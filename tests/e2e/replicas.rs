@@ -305,8 +305,13 @@ async fn a_plugin_pushed_to_one_replica_serves_on_every_replica() {
         replicas.len() == 2
             && replicas.iter().all(|r| {
                 r["plugins"].as_array().is_some_and(|ps| {
-                    ps.iter()
-                        .any(|p| p["name"] == "misbehave" && p["version"] == "2.0.0")
+                    // With what it answered: both_serve asked both.
+                    ps.iter().any(|p| {
+                        p["name"] == "misbehave"
+                            && p["version"] == "2.0.0"
+                            && p["requests"].as_u64() > Some(0)
+                            && p["server_errors"] == 0
+                    })
                 })
             })
     })

@@ -32,7 +32,13 @@ pub struct Replica {
 }
 
 /// Follow pushes and report until `shutdown`.
-pub async fn follow(loader: Loader, pushes: Pushes, me: Replica, shutdown: CancellationToken) {
+pub async fn follow(
+    loader: Loader,
+    pushes: Pushes,
+    metrics: crate::metrics::Metrics,
+    me: Replica,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut applied: HashMap<String, String> = HashMap::new();
@@ -101,15 +107,20 @@ pub async fn follow(loader: Loader, pushes: Pushes, me: Replica, shutdown: Cance
             Err(e) => tracing::debug!(error = %e, "cannot read pushed plugins"),
         }
         if last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
-            let plugins: Vec<Serving> = loader
-                .registry
-                .snapshot()
+            let snap = loader.registry.snapshot();
+            let plugins: Vec<Serving> = snap
                 .plugins
                 .values()
-                .map(|p| Serving {
-                    name: p.name.clone(),
-                    version: p.version.clone(),
-                    sha256: p.hash.clone(),
+                .chain(snap.canaries.values().map(|c| &c.plugin))
+                .map(|p| {
+                    let (requests, server_errors) = metrics.answered(&p.name, &p.version);
+                    Serving {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                        sha256: p.hash.clone(),
+                        requests,
+                        server_errors,
+                    }
                 })
                 .collect();
             match pushes
