@@ -288,9 +288,10 @@ impl Pushes {
         Ok(rows.iter().map(pushed).collect())
     }
 
-    /// A pushed component's bytes.
+    /// A pushed component's bytes, checked against its SHA-256.
     pub async fn component(&self, p: &Pushed) -> Result<Vec<u8>, PushError> {
         use futures::TryStreamExt;
+        use sha2::Digest;
         let chunks: Vec<bytes::Bytes> = self
             .blobs
             .read(&p.sha256, None)
@@ -298,7 +299,14 @@ impl Pushes {
             .try_collect()
             .await
             .map_err(BlobError::from)?;
-        Ok(chunks.concat())
+        let bytes = chunks.concat();
+        if hex::encode(sha2::Sha256::digest(&bytes)) != p.sha256 {
+            return Err(PushError::Conflict(format!(
+                "the stored component of {} {} does not match its SHA-256",
+                p.name, p.version
+            )));
+        }
+        Ok(bytes)
     }
 
     /// Record what replica `id` serves now.

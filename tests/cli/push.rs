@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{BIN, listening, ota};
+use super::{ota, serve};
 
 fn built(name: &str) -> String {
     Path::new(ota_host::bundled::BUILD_DIR)
@@ -45,15 +45,7 @@ async fn pushes_and_rollbacks_from_the_command_line_reach_the_running_server() {
             &serde_json::json!("serving")
         )
     );
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("OTA_HOST_DATA_DIR", &data)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (url, _) = listening(&mut child);
+    let (mut child, url, _) = serve(&data);
     assert!(serves(&url, "misbehave 0.1.0 ok").await);
 
     let (ok, _, err) = ota(&data, &["plugin", "push", &built("misbehave-v2")]);

@@ -63,11 +63,7 @@ async fn admin_plugins_lists_what_is_loaded_for_operators_only() {
 #[tokio::test]
 async fn mounts_by_host_header_and_by_own_listener() {
     use ota_host::config::MountConfig;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ota_tests::free_port();
     let own: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t = TestServer::start(Options {
         plugins: vec![

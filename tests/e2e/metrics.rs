@@ -18,15 +18,8 @@ async fn start() -> (TestServer, String) {
         ..Default::default()
     })
     .await;
-    let (s, b) = admin(
-        &t,
-        Method::POST,
-        "/admin/api/v1/api-keys",
-        Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    (t, b["key"].as_str().unwrap().to_string())
+    let (token, _) = crate::mxchip::console_token(&t).await;
+    (t, token)
 }
 
 /// An MXChip call with the console's token: status and JSON body.

@@ -95,8 +95,15 @@ async fn start_with(max_bytes: u64, oss_listener: bool) -> (TestServer, String, 
         ..Default::default()
     })
     .await;
+    let (token, id) = console_token(&t).await;
+    (t, token, id)
+}
+
+/// A tenant API key in the shape MXChip's console uses (40 hex characters), made through the
+/// admin API; answers the key and its id.
+pub(crate) async fn console_token(t: &TestServer) -> (String, i64) {
     let (s, b) = admin(
-        &t,
+        t,
         Method::POST,
         "/admin/api/v1/api-keys",
         Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
@@ -105,7 +112,7 @@ async fn start_with(max_bytes: u64, oss_listener: bool) -> (TestServer, String, 
     assert_eq!(s, 201, "{b}");
     let token = b["key"].as_str().unwrap().to_string();
     assert!(token.len() == 40 && token.bytes().all(|c| c.is_ascii_hexdigit()));
-    (t, token, b["info"]["id"].as_i64().unwrap())
+    (token, b["info"]["id"].as_i64().unwrap())
 }
 
 async fn device_count(t: &TestServer) -> Option<u64> {

@@ -177,15 +177,7 @@ async fn two_replicas_share_one_database_and_one_bucket() {
 
     // OSS: B hands out the upload form and takes the PostObject; A's MXChip API registers
     // the object and A serves it.
-    let (s, k) = admin(
-        a,
-        Method::POST,
-        "/admin/api/v1/api-keys",
-        Some(json!({"tenant": "acme", "name": "mxchip-console", "format": "hex40"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{k}");
-    let token = format!("token {}", k["key"].as_str().unwrap());
+    let token = format!("token {}", crate::mxchip::console_token(a).await.0);
     let r = via(b, Method::GET, "/oss_token/ota/")
         .header("authorization", &token)
         .send()

@@ -20,11 +20,7 @@ impl S3 {
     /// Start moto and create `bucket`; `None` without python3 outside CI.
     pub async fn start(bucket: &str) -> Option<S3> {
         let venv = super::python::venv("moto", &[MOTO])?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let child = Command::new(venv.join("bin/python"))
             .args([
                 "-m",
