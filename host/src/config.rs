@@ -185,6 +185,8 @@ pub struct SchedulerConfig {
     pub interval_ms: u64,
     /// An IoTStack deployment still unfinished this long after creation becomes `timeout`.
     pub deployment_timeout_secs: u64,
+    /// How often where each running campaign stands is recorded for the dashboard's charts.
+    pub progress_sample_secs: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -192,6 +194,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             interval_ms: 1_000,
             deployment_timeout_secs: 3_600,
+            progress_sample_secs: 60,
         }
     }
 }
@@ -548,6 +551,9 @@ impl Config {
         }
         if self.scheduler.interval_ms == 0 {
             return bad("scheduler.interval-ms must be positive".into());
+        }
+        if self.scheduler.progress_sample_secs == 0 {
+            return bad("scheduler.progress-sample-secs must be positive".into());
         }
         for (name, m) in &self.mounts {
             if !m.prefix.is_empty() && (!m.prefix.starts_with('/') || m.prefix.ends_with('/')) {

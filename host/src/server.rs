@@ -158,6 +158,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
             config.limits.requests_per_ip_per_sec,
         )),
         cors: Arc::new(http::cors::ByMount::new(&config)),
+        ui_rates: Default::default(),
         config: config.clone(),
     };
     tasks.push(serve(
@@ -212,6 +213,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
     tasks.push(tokio::spawn(rollout::scheduler::run(
         services.rollout.clone(),
         Duration::from_millis(config.scheduler.interval_ms),
+        Duration::from_secs(config.scheduler.progress_sample_secs),
         shutdown.clone(),
         services.metrics.clone(),
     )));

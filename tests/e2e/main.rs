@@ -7,6 +7,7 @@ mod compat;
 mod contract;
 mod cors;
 mod ctwing;
+mod dashboard;
 mod hot_reload;
 mod iotstack;
 mod iotstack_agent;

@@ -1124,6 +1124,22 @@ async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
     assert_eq!(da.unwrap() + db.unwrap(), n, "deployments");
     let stats = b.rollout.stats(t.id, c.id).await.unwrap();
     assert_eq!(stats.by_state.get("timed-out"), Some(&(n as i64)));
+
+    // Both replicas sample the dashboard's progress at once: one sample is written.
+    let every = std::time::Duration::from_secs(60);
+    let (sa, sb) = tokio::join!(
+        a.rollout.sample_progress(every),
+        b.rollout.sample_progress(every)
+    );
+    assert_eq!(sa.unwrap() + sb.unwrap(), 1, "one sample per period");
+    clock.advance_secs(60);
+    assert_eq!(b.rollout.sample_progress(every).await.unwrap(), 1);
+    let samples = a.rollout.samples(c.id, 100).await.unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[1].counts.get("timed-out"), Some(&(n as i64)));
+    assert_eq!(samples[1].failure_ratio, 1.0);
+    let now = a.rollout.progress_of(&[c.id]).await.unwrap();
+    assert_eq!(now[0].jobs, vec![("timed-out".to_string(), n as i64)]);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! with real plugin components from the build, a provisioned tenant and keys, and a manual
 //! clock; then speak real HTTP to it. `pg` starts a throwaway PostgreSQL for the same tests.
 
+pub mod browser;
 pub mod pg;
 pub mod prometheus;
 pub mod python;

@@ -581,6 +581,28 @@ impl Catalog {
         ))
     }
 
+    /// Devices of any tenant whose serial number, name, IMEI or MAC contains `text` (case
+    /// does not matter), newest first, at most `limit` (the dashboard's device search).
+    pub async fn search_devices(
+        &self,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<Device>, CatalogError> {
+        let pattern = crate::rollout::search::like_pattern(text.trim());
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} WHERE LOWER(d.sn) LIKE $1 ESCAPE '\\' \
+               OR LOWER(COALESCE(d.name, '')) LIKE $1 ESCAPE '\\' \
+               OR LOWER(COALESCE(d.imei, '')) LIKE $1 ESCAPE '\\' \
+               OR LOWER(COALESCE(d.mac, '')) LIKE $1 ESCAPE '\\' \
+             ORDER BY d.id DESC LIMIT $2"
+        ))
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(device_from).collect())
+    }
+
     /// Create or replace a device's install configuration.
     pub async fn put_install_config(
         &self,

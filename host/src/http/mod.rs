@@ -1,5 +1,5 @@
 //! The HTTP edge: one axum router per listener. Host-owned routes (`/admin/*`, `/install/*`,
-//! `/blobs/*`, `/oss/*`, `/healthz`; see `runtime::registry::RESERVED_SEGMENTS`) are matched first;
+//! `/blobs/*`, `/oss/*`, `/ui/*`, `/healthz`; see `runtime::registry::RESERVED_SEGMENTS`) are matched first;
 //! everything else is dispatched to the plugin whose mount and routes claim it. Errors of host routes are typed ([`error::ApiError`]) and turned into
 //! responses here, once.
 
@@ -12,6 +12,7 @@ pub mod error;
 pub mod install;
 pub mod metrics;
 pub mod oss;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// The base URL of the OSS-compatible endpoint's own listener, when one is configured:
     /// buckets are then `<oss_url>/<bucket>`, else `<host>/oss/<bucket>`.
     pub oss_url: Option<Arc<str>>,
+    /// The dashboard's memory of replica reports, for rates between two of them.
+    pub ui_rates: Arc<ui::Rates>,
 }
 
 /// Which listener a request arrived on: `None` for the main one, else a plugin's own.
@@ -54,6 +57,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .merge(admin::router())
             .merge(install::router())
             .merge(metrics::router())
+            .merge(ui::router())
             .merge(blobs::router())
             .merge(oss::router(&state.config))
     } else {

@@ -57,21 +57,31 @@ async fn pass(rollout: &Rollout) -> [(&'static str, u64); 6] {
     ]
 }
 
-/// Run passes every `interval` until `shutdown` fires, each one timed and counted.
+/// Run passes every `interval` until `shutdown` fires, each one timed and counted, and
+/// sample campaign progress every `sample_every` (the dashboard's charts).
 pub async fn run(
     rollout: Rollout,
     interval: Duration,
+    sample_every: Duration,
     shutdown: CancellationToken,
     metrics: crate::metrics::Metrics,
 ) {
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sampled: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = timer.tick() => {
                 let began = std::time::Instant::now();
                 let moved = pass(&rollout).await;
                 metrics.scheduler_pass(began.elapsed(), &moved);
+                // Sampling reads every open job, so it runs on its own, slower clock.
+                if sampled.is_none_or(|at| at.elapsed() >= sample_every) {
+                    sampled = Some(std::time::Instant::now());
+                    if let Err(e) = rollout.sample_progress(sample_every).await {
+                        tracing::warn!(error = %e, "scheduler: progress sample failed; retrying next interval");
+                    }
+                }
             }
             _ = shutdown.cancelled() => break,
         }

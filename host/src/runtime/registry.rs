@@ -55,7 +55,7 @@ pub struct Registry {
 /// `/install/...`, `/blobs/...`, `/healthz`, `/readyz`, `/metrics`); a plugin mounted there would be shadowed, so
 /// it is refused.
 pub const RESERVED_SEGMENTS: &[&str] = &[
-    "admin", "install", "blobs", "oss", "healthz", "readyz", "metrics",
+    "admin", "install", "blobs", "oss", "healthz", "readyz", "metrics", "ui",
 ];
 
 /// Whether a request path lies under a first segment the host serves itself.

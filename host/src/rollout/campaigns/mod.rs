@@ -22,6 +22,9 @@ mod checkin;
 mod jobs;
 mod lifecycle;
 mod queries;
+mod samples;
+
+pub use samples::Sample;
 
 /// Where a campaign stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -90,6 +93,11 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether a campaign in `status` allows this action.
+    pub fn allowed_in(self, status: CampaignStatus) -> bool {
+        self.rule().0.contains(&status.as_str())
+    }
+
     fn rule(self) -> (&'static [&'static str], CampaignStatus) {
         match self {
             Action::Submit => (&["draft"], CampaignStatus::Pending),
@@ -107,7 +115,7 @@ impl Action {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Action::Submit => "submit",
             Action::Approve => "approve",

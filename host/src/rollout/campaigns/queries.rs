@@ -34,16 +34,41 @@ impl Rollout {
     /// jobs by state, and the failure share as the guard counts it (failed and timed-out
     /// over finished jobs since the guard was last reset).
     pub async fn progress(&self) -> Result<Vec<Progress>, RolloutError> {
-        let rows = sqlx::query(
+        self.progress_where("c.status IN ('running', 'paused')", &[])
+            .await
+    }
+
+    /// Where each of the live campaigns `ids` stands, whatever its status (the dashboard),
+    /// by id.
+    pub async fn progress_of(&self, ids: &[i64]) -> Result<Vec<Progress>, RolloutError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        self.progress_where(&format!("c.id IN ({})", marks.join(", ")), ids)
+            .await
+    }
+
+    /// [`Rollout::progress`] of the live campaigns matching `cond` (fixed SQL text, its
+    /// `$1`, `$2`, ... bound to `binds`).
+    async fn progress_where(
+        &self,
+        cond: &str,
+        binds: &[i64],
+    ) -> Result<Vec<Progress>, RolloutError> {
+        let sql = format!(
             "SELECT c.id, c.tenant_id, c.name, c.status, c.max_failure_pct, j.state, COUNT(j.id), \
                SUM(CASE WHEN j.updated_at > COALESCE(c.guard_since, -1) THEN 1 ELSE 0 END) \
              FROM campaigns c LEFT JOIN jobs j ON j.campaign_id = c.id \
-             WHERE c.deleted_at IS NULL AND c.status IN ('running', 'paused') \
+             WHERE c.deleted_at IS NULL AND {cond} \
              GROUP BY c.id, c.tenant_id, c.name, c.status, c.max_failure_pct, j.state \
-             ORDER BY c.id",
-        )
-        .fetch_all(self.db.pool())
-        .await?;
+             ORDER BY c.id"
+        );
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let rows = q.fetch_all(self.db.pool()).await?;
         let mut out: Vec<Progress> = Vec::new();
         let (mut failing, mut finished) = (0i64, 0i64);
         for r in &rows {
