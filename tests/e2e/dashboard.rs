@@ -232,10 +232,22 @@ async fn pages_need_a_live_operator_key_and_actions_their_own_origin() {
     assert_eq!((s, to.as_str()), (303, "/ui/campaigns"));
     let (s, _, body) = page(&t, &c, "/ui/plugins").await;
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("data-plugin=\"mxchip\"") && body.contains("ota:dialect@"));
+    let contract = format!("ota:dialect@{}", ota_host::runtime::bindings::CONTRACT);
+    assert!(
+        body.contains("data-plugin=\"mxchip\"") && body.contains(&contract),
+        "{body}"
+    );
     let r = c.get(t.url("/ui/campaigns")).send().await.unwrap();
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Nothing inline may run or style the page; nothing may frame it.
+    for directive in [
+        "default-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(r.headers()["cache-control"], "no-store");
     // Unknown dashboard paths are the dashboard's own 404, never a plugin's.
     let (s, _, body) = page(&t, &c, "/ui/nothing/here").await;
@@ -255,17 +267,46 @@ async fn pages_need_a_live_operator_key_and_actions_their_own_origin() {
         assert_eq!(r.status(), 200, "{asset}");
     }
 
+    // Uploaded files are served sandboxed: a page among them cannot act on the dashboard.
+    let r = t
+        .http
+        .post(t.url("/admin/api/v1/blobs"))
+        .bearer_auth(OPERATOR_KEY)
+        .body("<script>fetch('/ui/campaigns/1/actions/cancel', {method: 'POST'})</script>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let sha = r.json::<Value>().await.unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = t
+        .http
+        .get(t.url(&format!("/blobs/{sha}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-security-policy"], "sandbox");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
     // A campaign to act on.
     let (id, _) = running_campaign(&t).await;
-    let action = |origin: &'static str| {
+    let action = |header: &'static str, value: &'static str| {
         c.post(t.url(&format!("/ui/campaigns/{id}/actions/pause")))
-            .header("Origin", origin)
+            .header(header, value)
             .header("HX-Request", "true")
             .send()
     };
-    // From another site's page: refused, and nothing changed.
-    let r = action("http://evil.example").await.unwrap();
-    assert_eq!(r.status(), 403);
+    // From another site's page, by either header browsers send: refused, nothing changed.
+    for (header, value) in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+    ] {
+        let r = action(header, value).await.unwrap();
+        assert_eq!(r.status(), 403, "{header}: {value}");
+    }
     let (_, b) = admin(&t, Method::GET, &format!("{ADMIN}/campaigns/{id}"), None).await;
     assert_eq!(b["status"], "running");
     // From its own page: paused, the panel answering with the outcome.
@@ -273,6 +314,7 @@ async fn pages_need_a_live_operator_key_and_actions_their_own_origin() {
     let r = c
         .post(t.url(&format!("/ui/campaigns/{id}/actions/pause")))
         .header("Origin", own.as_str())
+        .header("Sec-Fetch-Site", "same-origin")
         .send()
         .await
         .unwrap();
@@ -297,8 +339,51 @@ async fn pages_need_a_live_operator_key_and_actions_their_own_origin() {
     assert_eq!(body.matches("data-device=").count(), 2, "d-1 and d-10");
     let (_, _, body) = page(&t, &c, "/ui/devices/rows?q=%25").await;
     assert!(body.contains("No device matches"), "{body}");
+    let (_, _, body) = page(&t, &c, "/ui/devices/rows?q=").await;
+    assert_eq!(
+        body.matches("data-device=").count(),
+        10,
+        "no text: every device"
+    );
     let (_, _, body) = page(&t, &c, "/ui/releases").await;
     assert!(body.contains("Spring fixes") && body.contains("1.0.9") && body.contains(TENANT));
+
+    // Logging out ends the session on the server: its token no longer opens a page.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = plain
+        .post(t.url("/ui/login"))
+        .form(&[("key", OPERATOR_KEY)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(OPERATOR_KEY),
+        "the key itself never goes to the browser"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let with = |path: &str| {
+        plain
+            .get(t.url(path))
+            .header("Cookie", session.as_str())
+            .send()
+    };
+    assert_eq!(with("/ui/releases").await.unwrap().status(), 200);
+    let r = plain
+        .post(t.url("/ui/logout"))
+        .header("Cookie", session.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(with("/ui/releases").await.unwrap().status(), 303);
 
     // A second operator logs in; revoking their key ends their session at once.
     let (s, k) = admin(
@@ -392,7 +477,9 @@ async fn a_browser_logs_in_checks_a_running_campaign_and_pauses_it() {
         }
     });
     // The server runs on this test's runtime: the script runs beside it, not blocking it.
-    let run = tokio::process::Command::new(&browser.python)
+    // Its own process group, so a timeout ends Chromium too, not only the script.
+    let child = tokio::process::Command::new(&browser.python)
+        .process_group(0)
         .arg(&script)
         .env("BASE_URL", format!("http://{}", t.server.addr))
         .env("OPERATOR_KEY", OPERATOR_KEY)
@@ -400,12 +487,20 @@ async fn a_browser_logs_in_checks_a_running_campaign_and_pauses_it() {
         .env("CAMPAIGN_ID", id.to_string())
         .env("CHROMIUM", &browser.chromium)
         .env("OUT_DIR", &out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let done = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser script finished within 4 minutes")
+        .spawn()
         .unwrap();
+    let group = child.id().expect("the script is running");
+    let Ok(done) = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await
+    else {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{group}")])
+            .status();
+        panic!("the browser script did not finish within 4 minutes");
+    };
+    let done = done.unwrap();
     ticking.abort();
     let says = format!(
         "{}{}",

@@ -77,7 +77,8 @@ def main():
         expect(row.locator(".status")).to_have_text("running")
         shot(page, "02-campaigns.png")
 
-        row.locator("a").click()
+        # The list refreshes every 5 s; following the link by its address cannot race it.
+        page.goto(BASE + row.locator("a").get_attribute("href"))
         expect(page).to_have_url(re.compile(rf"/ui/campaigns/{CAMPAIGN}$"))
         detail = admin(f"/admin/api/v1/tenants/{TENANT}/campaigns/{CAMPAIGN}")
         by_state = detail["stats"]["by_state"]
@@ -89,7 +90,7 @@ def main():
         finished = failing + by_state.get("succeeded", 0)
         expect(page.locator("#failure")).to_have_text(f"{100 * failing / finished:.1f}%")
         expect(page.locator("#threshold")).to_have_text(f"{detail['max_failure_pct']:.1f}%")
-        expect(page.locator("#waves")).to_contain_text(f"{detail['stats']['total']} of {detail['wave_cap']} admitted")
+        expect(page.locator("#waves")).to_contain_text(f"at most {detail['wave_cap']} devices")
         # uPlot drew both charts from the samples.
         expect(page.locator("#chart-jobs canvas")).to_have_count(1)
         expect(page.locator("#chart-failure canvas")).to_have_count(1)
@@ -98,6 +99,7 @@ def main():
             problems.append(f"the chart has {points} points")
         shot(page, "03-campaign.png")
 
+        page.wait_for_function("() => window.htmx !== undefined")
         page.click("button[data-action='pause']")
         expect(page.locator("#status")).to_have_text("paused", timeout=15_000)
         expect(page.locator("button[data-action='resume']")).to_be_visible()
@@ -108,6 +110,10 @@ def main():
 
         page.click("nav >> text=Devices")
         expect(page).to_have_url(re.compile(r"/ui/devices"))
+        # htmx is deferred: typing before it has bound the field would go unheard.
+        page.wait_for_load_state("load")
+        page.wait_for_function("() => window.htmx !== undefined")
+        expect(page.locator("tr[data-device]")).to_have_count(10)
         page.fill("input[name=q]", "d-1")
         expect(page.locator("tr[data-device]")).to_have_count(2)  # d-1 and d-10
         shot(page, "05-devices.png")

@@ -1138,6 +1138,9 @@ async fn replicas_race(a: &Services, b: &Services, clock: &ManualClock) {
     assert_eq!(samples.len(), 2);
     assert_eq!(samples[1].counts.get("timed-out"), Some(&(n as i64)));
     assert_eq!(samples[1].failure_ratio, 1.0);
+    // Thinned in the database, the newest sample is the one kept.
+    let newest = a.rollout.samples(c.id, 1).await.unwrap();
+    assert_eq!(newest, vec![samples[1].clone()]);
     let now = a.rollout.progress_of(&[c.id]).await.unwrap();
     assert_eq!(now[0].jobs, vec![("timed-out".to_string(), n as i64)]);
 }

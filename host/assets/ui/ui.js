@@ -1,7 +1,9 @@
-// The campaign page's charts: reads /ui/campaigns/{id}/series (the scheduler's progress
-// samples and this moment) and hands it to uPlot, once on load and every 15 s after.
-// Elements with `data-series` name the URL; `data-kind` says which chart: "jobs" (jobs by
-// state) or "failure" (failure share in percent against the guard's threshold).
+// The dashboard's script, on every page. It shows why an htmx request failed (htmx leaves
+// the page as it was on an error answer). On the campaign page it draws the charts: it
+// reads /ui/campaigns/{id}/series (the scheduler's progress samples and this moment) and
+// hands it to uPlot, once on load and every 15 s after. Elements with `data-series` name the
+// URL; `data-kind` says which chart: "jobs" (jobs by state) or "failure" (failure share in
+// percent against the guard's threshold).
 (function () {
   "use strict";
   var style = getComputedStyle(document.documentElement);
@@ -64,8 +66,37 @@
       .catch(function (e) { console.warn("chart data unavailable", e); });
   }
 
+  // The error page's own message when there is one, else the status.
+  function failed(status, html) {
+    var message = "The server answered " + status + ".";
+    if (html) {
+      var shown = new DOMParser().parseFromString(html, "text/html").querySelector(".flash.bad");
+      if (shown) {
+        message = shown.textContent;
+      }
+    }
+    var flash = document.getElementById("request-error");
+    if (!flash) {
+      flash = document.createElement("p");
+      flash.id = "request-error";
+      flash.className = "flash bad";
+      flash.setAttribute("role", "alert");
+      document.querySelector("main").prepend(flash);
+    }
+    flash.textContent = message;
+  }
+
+  document.addEventListener("htmx:responseError", function (e) {
+    failed(e.detail.xhr.status, e.detail.xhr.responseText);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    failed("nothing (the server could not be reached)", null);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
-    load();
-    setInterval(load, 15000);
+    if (window.uPlot) {
+      load();
+      setInterval(load, 15000);
+    }
   });
 })();

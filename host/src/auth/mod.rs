@@ -5,6 +5,7 @@
 
 mod attempts;
 mod logins;
+mod sessions;
 mod signed;
 pub mod verified;
 

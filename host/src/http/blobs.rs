@@ -182,6 +182,17 @@ pub async fn serve_as(
         "content-md5-hex",
         HeaderValue::from_str(&info.md5).expect("hex"),
     );
+    // Uploaded bytes may be a page (OSS objects keep the uploader's content type): opened in
+    // a browser, it runs in a sandbox with no origin, so it cannot act on this host's
+    // dashboard with the operator's cookie.
+    resp_headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    resp_headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if header_str(header::IF_NONE_MATCH).is_some_and(|v| {
         v.split(',').any(|t| {

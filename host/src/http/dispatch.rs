@@ -458,5 +458,63 @@ fn to_http(r: bindings::Response, o: &Origin<'_>) -> Response {
         };
         tracing::warn!(%plugin, %version, %request_id, header = %name.escape_debug(), reason, "dropped a response header");
     }
+    sandbox_pages(headers);
     response
+}
+
+/// A plugin answer a browser could run as a page (HTML, XML, SVG, or no type to sniff)
+/// is sandboxed unless the plugin set its own policy: a page echoing what a client sent
+/// must not act on this host's dashboard with an operator's cookie.
+fn sandbox_pages(headers: &mut axum::http::HeaderMap) {
+    let runnable = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| {
+            let t = t.to_ascii_lowercase();
+            ["html", "xml", "svg"].iter().any(|k| t.contains(k))
+        });
+    if runnable && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_a_browser_could_run_as_pages_are_sandboxed() {
+        let csp = |content_type: Option<&str>, own: Option<&str>| {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(t) = content_type {
+                h.insert(header::CONTENT_TYPE, t.parse().unwrap());
+            }
+            if let Some(p) = own {
+                h.insert(header::CONTENT_SECURITY_POLICY, p.parse().unwrap());
+            }
+            sandbox_pages(&mut h);
+            h.get(header::CONTENT_SECURITY_POLICY)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            csp(Some("text/html; charset=utf-8"), None).as_deref(),
+            Some("sandbox")
+        );
+        assert_eq!(csp(Some("image/svg+xml"), None).as_deref(), Some("sandbox"));
+        assert_eq!(
+            csp(Some("application/xml"), None).as_deref(),
+            Some("sandbox")
+        );
+        assert_eq!(csp(None, None).as_deref(), Some("sandbox"), "sniffable");
+        assert_eq!(csp(Some("application/json"), None), None);
+        assert_eq!(csp(Some("application/octet-stream"), None), None);
+        // A plugin that sets its own policy keeps it.
+        assert_eq!(
+            csp(Some("text/html"), Some("default-src 'none'")).as_deref(),
+            Some("default-src 'none'")
+        );
+    }
 }

@@ -142,6 +142,8 @@ pub struct Rollout {
     deployment_timeout: Duration,
     active: std::sync::Arc<campaigns::ActiveCache>,
     following: std::sync::Arc<feed::Following>,
+    /// The sampling period last sampled (see `campaigns/samples.rs`).
+    sampled_period: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Open deployment jobs: created (init) or reported in progress (processing).
@@ -175,6 +177,7 @@ impl Rollout {
             deployment_timeout,
             active: Default::default(),
             following: Default::default(),
+            sampled_period: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         }
     }
 

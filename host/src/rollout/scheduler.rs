@@ -68,19 +68,15 @@ pub async fn run(
 ) {
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sampled: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = timer.tick() => {
                 let began = std::time::Instant::now();
                 let moved = pass(&rollout).await;
                 metrics.scheduler_pass(began.elapsed(), &moved);
-                // Sampling reads every open job, so it runs on its own, slower clock.
-                if sampled.is_none_or(|at| at.elapsed() >= sample_every) {
-                    sampled = Some(std::time::Instant::now());
-                    if let Err(e) = rollout.sample_progress(sample_every).await {
-                        tracing::warn!(error = %e, "scheduler: progress sample failed; retrying next interval");
-                    }
+                // A no-op until the next sampling period begins.
+                if let Err(e) = rollout.sample_progress(sample_every).await {
+                    tracing::warn!(error = %e, "scheduler: progress sample failed");
                 }
             }
             _ = shutdown.cancelled() => break,

@@ -21,8 +21,11 @@ use crate::rollout::job::JobState;
 /// Campaigns listed per tenant (newest first).
 const PER_TENANT: i64 = 100;
 
+/// Op log entries a campaign's page shows.
+const LOG_SHOWN: i64 = 20;
+
 /// Most points a chart draws; longer histories are thinned evenly.
-const CHART_POINTS: usize = 600;
+const CHART_POINTS: i64 = 600;
 
 /// The actions the dashboard offers, in button order; only those the status allows show.
 const ACTIONS: &[Action] = &[
@@ -250,13 +253,9 @@ async fn load_panel(
 ) -> Result<Panel, UiError> {
     let progress = st.services.rollout.progress_of(&[c.id]).await?;
     let standing = Standing::of(progress.first());
-    let devices = match c.wave_cap {
-        Some(_) => st.services.catalog.count_devices(c.product_id).await?,
-        None => 0,
-    };
     let waves = c.wave_cap.map(|cap| {
         let mut w = format!(
-            "{} of {cap} admitted (the product has {devices} devices)",
+            "{} of at most {cap} devices admitted so far",
             standing.total.min(cap)
         );
         if let (Some(step), Some(secs)) = (c.wave_step, c.wave_interval_secs) {
@@ -270,14 +269,12 @@ async fn load_panel(
         }
         w
     });
-    let log: Vec<LogRow> = st
+    let log = st
         .services
         .rollout
-        .campaign_log(c.tenant_id, c.id)
+        .recent_log(c.id, LOG_SHOWN)
         .await?
         .into_iter()
-        .rev()
-        .take(20)
         .map(|e| LogRow {
             at: when(Some(e.at)),
             actor: e.actor,
@@ -305,7 +302,7 @@ async fn show(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let c = st.services.rollout.campaign_by_id(id).await?;
+    let c = st.services.rollout.live_campaign(id).await?;
     let tenant = st.services.auth.tenant_by_id(c.tenant_id).await?.name;
     let release = match st.services.catalog.release(c.tenant_id, c.release_id).await {
         Ok(r) => format!("{} {} (#{})", r.name, r.version, r.id),
@@ -336,7 +333,7 @@ async fn panel(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let c = st.services.rollout.campaign_by_id(id).await?;
+    let c = st.services.rollout.live_campaign(id).await?;
     Ok(ok(&PanelFragment {
         panel: load_panel(&st, &c, None).await?,
     }))
@@ -354,7 +351,7 @@ async fn act(
         .copied()
         .find(|a| a.name() == action)
         .ok_or_else(|| ApiError::NotFound(format!("no action {action:?}")))?;
-    let c = st.services.rollout.campaign_by_id(id).await?;
+    let c = st.services.rollout.live_campaign(id).await?;
     let outcome = st
         .services
         .rollout
@@ -390,7 +387,7 @@ async fn series(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    let c = st.services.rollout.campaign_by_id(id).await?;
+    let c = st.services.rollout.live_campaign(id).await?;
     let mut samples = st.services.rollout.samples(id, CHART_POINTS).await?;
     if let Some(now) = st.services.rollout.progress_of(&[id]).await?.pop() {
         samples.push(crate::rollout::campaigns::Sample {

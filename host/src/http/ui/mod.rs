@@ -72,7 +72,8 @@ pub(crate) enum Tab {
     Plugins,
 }
 
-/// A dashboard error, shown as a page (or, to htmx, as the fragment it swaps in).
+/// A dashboard error, answered as a page; when an htmx request gets one, `ui.js` shows its
+/// message above the page instead.
 pub(crate) struct UiError(pub ApiError);
 
 impl<E: Into<ApiError>> From<E> for UiError {

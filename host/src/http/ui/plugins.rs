@@ -1,7 +1,7 @@
 //! The plugins page: what this replica loaded (version, contract, mount, load errors),
 //! canaries, pushed versions, and every replica's request and server-error rates per plugin
 //! version. Replicas report cumulative counts every 2 s; [`Rates`] keeps the previous report
-//! of each so two of them give a rate.
+//! this page read of each, so two reads give a rate (the table refreshes every 5 s).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,8 +29,9 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/plugins/replicas", get(replicas))
 }
 
-/// Which replica, plugin and version a count belongs to.
-type Key = (String, String, String);
+/// Which replica (and its start, so a restart starts afresh), plugin and version a count
+/// belongs to.
+type Key = (String, i64, String, String);
 
 /// One report's counts of one plugin version on one replica.
 #[derive(Clone, Copy)]
@@ -40,8 +41,8 @@ struct Count {
     server_errors: u64,
 }
 
-/// The last two different reports of each replica's plugin versions, so a page can show
-/// rates; keys no longer reported are dropped at the next read.
+/// The last two different reports the dashboard read of each replica's plugin versions, so
+/// a page can show rates; keys no longer reported are dropped at the next read.
 #[derive(Default)]
 pub struct Rates(Mutex<HashMap<Key, (Option<Count>, Count)>>);
 
@@ -53,7 +54,12 @@ impl Rates {
         let mut out = HashMap::new();
         for r in reports {
             for p in &r.plugins {
-                let key = (r.id.clone(), p.name.clone(), p.version.clone());
+                let key = (
+                    r.id.clone(),
+                    r.started_at,
+                    p.name.clone(),
+                    p.version.clone(),
+                );
                 let now = Count {
                     seen_at: r.seen_at,
                     requests: p.requests,
@@ -65,7 +71,6 @@ impl Rates {
                 }
                 let rate = entry.0.and_then(|before| {
                     let secs = (entry.1.seen_at - before.seen_at) as f64 / 1000.0;
-                    // A restarted replica starts counting again: no rate across it.
                     (secs > 0.0 && entry.1.requests >= before.requests).then(|| {
                         (
                             (entry.1.requests - before.requests) as f64 / secs,
@@ -153,7 +158,12 @@ async fn replica_rows(st: &AppState) -> Result<Vec<ReplicaRow>, UiError> {
     let mut rows = Vec::new();
     for r in &reports {
         for p in &r.plugins {
-            let key = (r.id.clone(), p.name.clone(), p.version.clone());
+            let key = (
+                r.id.clone(),
+                r.started_at,
+                p.name.clone(),
+                p.version.clone(),
+            );
             let (rate, error_rate) = match rates.get(&key).copied().flatten() {
                 Some((req, err)) => (
                     format!("{req:.1}/s"),
@@ -257,18 +267,18 @@ mod tests {
     use super::*;
     use crate::pushes::Serving;
 
-    fn report(seen_at: i64, requests: u64, server_errors: u64) -> Vec<ReplicaReport> {
+    fn report(started_at: i64, seen_at: i64, requests: u64, errors: u64) -> Vec<ReplicaReport> {
         vec![ReplicaReport {
             id: "a".into(),
             url: "http://a".into(),
-            started_at: 0,
+            started_at,
             seen_at,
             plugins: vec![Serving {
                 name: "mxchip".into(),
                 version: "1.0.0".into(),
                 sha256: String::new(),
                 requests,
-                server_errors,
+                server_errors: errors,
             }],
         }]
     }
@@ -276,16 +286,28 @@ mod tests {
     #[test]
     fn two_reports_apart_give_a_rate() {
         let rates = Rates::default();
-        let key = ("a".to_string(), "mxchip".to_string(), "1.0.0".to_string());
-        assert_eq!(rates.update(&report(1_000, 10, 0))[&key], None);
+        let key = |started: i64| ("a".to_string(), started, "mxchip".into(), "1.0.0".into());
+        assert_eq!(rates.update(&report(0, 1_000, 10, 0))[&key(0)], None);
         // The same report read again keeps waiting for a newer one.
-        assert_eq!(rates.update(&report(1_000, 10, 0))[&key], None);
-        assert_eq!(rates.update(&report(3_000, 30, 4))[&key], Some((10.0, 2.0)));
+        assert_eq!(rates.update(&report(0, 1_000, 10, 0))[&key(0)], None);
+        assert_eq!(
+            rates.update(&report(0, 3_000, 30, 4))[&key(0)],
+            Some((10.0, 2.0))
+        );
         // Read again before the next report: the same rate.
-        assert_eq!(rates.update(&report(3_000, 30, 4))[&key], Some((10.0, 2.0)));
-        // A restart (counts fell) gives no rate until the next report.
-        assert_eq!(rates.update(&report(5_000, 2, 0))[&key], None);
-        assert_eq!(rates.update(&report(7_000, 12, 0))[&key], Some((5.0, 0.0)));
+        assert_eq!(
+            rates.update(&report(0, 3_000, 30, 4))[&key(0)],
+            Some((10.0, 2.0))
+        );
+        // A restart counts afresh, even past the old counts: no rate across it.
+        assert_eq!(
+            rates.update(&report(4_000, 5_000, 40, 0))[&key(4_000)],
+            None
+        );
+        assert_eq!(
+            rates.update(&report(4_000, 7_000, 50, 0))[&key(4_000)],
+            Some((5.0, 0.0))
+        );
         // A version no longer reported is forgotten.
         rates.update(&[]);
         assert!(rates.0.lock().unwrap().is_empty());

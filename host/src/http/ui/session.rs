@@ -1,12 +1,13 @@
-//! Logging in to the dashboard with an operator API key. The key is kept in an HttpOnly,
-//! SameSite=Strict cookie scoped to `/ui` and verified on every request exactly as the admin
-//! API verifies its header, so revoking the key ends every session it opened at once.
+//! Logging in to the dashboard. An operator types an API key once and gets a session
+//! (`auth::sessions`) whose random token rides in an HttpOnly, SameSite=Strict cookie scoped
+//! to `/ui`, so the key never sits in the browser; logging out or revoking the key ends it.
+//! State changes must come from the dashboard's own pages (`Sec-Fetch-Site`, else `Origin`).
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -14,15 +15,15 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 
 use super::{Tab, UiError, page};
-use crate::auth::{KeyIdentity, Role};
+use crate::auth::KeyIdentity;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
-/// The cookie that carries the operator key.
-const COOKIE: &str = "ota_ui_key";
+/// The cookie that carries the session token.
+const COOKIE: &str = "ota_ui_session";
 
-/// How long a login lasts without being renewed.
-const LIFETIME: time::Duration = time::Duration::hours(12);
+/// How long a login lasts; then the operator logs in again.
+const LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -30,24 +31,23 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/logout", post(logout))
 }
 
-/// A logged-in operator. Extracting it refuses a request without a valid operator key
-/// (a page is sent to the login form, an htmx request is told to go there) and a state
-/// change from another origin.
+/// A logged-in operator. Extracting it refuses a request without a live session (a page is
+/// sent to the login form, an htmx request is told to go there) and a state change from
+/// another origin.
 pub(crate) struct Session(pub KeyIdentity);
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        if !matches!(parts.method, Method::GET | Method::HEAD) && !same_origin(&parts.headers) {
-            return Err(UiError(ApiError::Forbidden(
-                "a dashboard action must come from the dashboard's own pages".into(),
-            ))
-            .into_response());
+        if !matches!(parts.method, Method::GET | Method::HEAD)
+            && !same_origin(&parts.headers, &parts.uri, state)
+        {
+            return Err(cross_origin());
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(key) = jar.get(COOKIE)
-            && let Ok(id) = verify(state, key.value()).await
+        if let Some(token) = jar.get(COOKIE)
+            && let Ok(id) = state.services.auth.session(token.value()).await
         {
             return Ok(Session(id));
         }
@@ -55,30 +55,38 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// The operator behind `key`, if it is a live operator key.
-async fn verify(state: &AppState, key: &str) -> Result<KeyIdentity, ApiError> {
-    let id = state.services.auth.verify_api_key(key).await?;
-    if id.role != Role::Operator {
-        return Err(ApiError::Forbidden(
-            "the dashboard needs an operator key".into(),
-        ));
-    }
-    Ok(id)
+fn cross_origin() -> Response {
+    UiError(ApiError::Forbidden(
+        "a dashboard action must come from the dashboard's own pages".into(),
+    ))
+    .into_response()
 }
 
-/// Whether a state-changing request comes from this host's own pages: browsers send
-/// `Origin` with every POST, and it must name the host the request was sent to. The cookie
-/// is SameSite=Strict too; this is the second lock.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether a state-changing request comes from this host's own pages. Browsers say so in
+/// `Sec-Fetch-Site`; older ones send `Origin`, which must name this host as the browser
+/// reached it (`public-url`, or the `Host` it sent). The cookie is SameSite=Strict too.
+fn same_origin(headers: &HeaderMap, uri: &Uri, state: &AppState) -> bool {
     let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    match (get(header::ORIGIN), get(header::HOST)) {
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
-        (Some(_), None) => false,
-        // Not a browser (curl, a script): no ambient cookie risk.
-        (None, _) => true,
+    if let Some(site) = get("sec-fetch-site") {
+        return site == "same-origin";
     }
+    let Some(origin) = get("origin") else {
+        // Not a browser (curl, a script): no ambient cookie to abuse.
+        return true;
+    };
+    let public = state
+        .config
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/'));
+    // HTTP/2 names the host in the request's authority, not a `Host` header.
+    let host = get("host").or_else(|| uri.authority().map(|a| a.as_str()));
+    public.is_some_and(|p| p.eq_ignore_ascii_case(origin))
+        || host.is_some_and(|h| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(h))
+        })
 }
 
 /// Where an unauthenticated request goes: htmx follows `HX-Redirect`; a page is redirected
@@ -100,8 +108,11 @@ fn to_login(parts: &Parts) -> Response {
 
 /// A return address after login, only ever a dashboard path on this host.
 fn safe_next(next: &str) -> Option<&str> {
-    (next.starts_with("/ui/") && !next.starts_with("/ui/login") && !next.contains('\\'))
-        .then_some(next)
+    (next.starts_with("/ui/")
+        && !next.starts_with("/ui/login")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control))
+    .then_some(next)
 }
 
 #[derive(Deserialize, Default)]
@@ -141,20 +152,29 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    // Logging someone in under another's key from a foreign page is refused too.
+    if !same_origin(&headers, &uri, &state) {
+        return cross_origin();
+    }
     let next = safe_next(&f.next).unwrap_or("/ui/campaigns").to_string();
-    let key = f.key.trim();
-    match verify(&state, key).await {
-        Ok(_) => {
-            let secure = https(&state, &headers);
-            let cookie = Cookie::build((COOKIE, key.to_string()))
+    match state
+        .services
+        .auth
+        .open_session(f.key.trim(), LIFETIME)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok((token, _)) => {
+            let cookie = Cookie::build((COOKIE, token))
                 .path("/ui")
                 .http_only(true)
                 .same_site(SameSite::Strict)
-                .secure(secure)
-                .max_age(LIFETIME)
+                .secure(https(&state, &headers))
+                .max_age(time::Duration::seconds(LIFETIME.as_secs() as i64))
                 .build();
             (jar.add(cookie), Redirect::to(&next)).into_response()
         }
@@ -192,9 +212,16 @@ fn https(state: &AppState, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-async fn logout(_: Session, jar: CookieJar) -> Response {
+async fn logout(
+    _: Session,
+    State(state): State<AppState>,
+    jar: CookieJar,
+) -> Result<Response, UiError> {
+    if let Some(token) = jar.get(COOKIE) {
+        state.services.auth.close_session(token.value()).await?;
+    }
     let gone = Cookie::build((COOKIE, "")).path("/ui").build();
-    (jar.remove(gone), Redirect::to("/ui/login")).into_response()
+    Ok((jar.remove(gone), Redirect::to("/ui/login")).into_response())
 }
 
 #[cfg(test)]
@@ -213,24 +240,8 @@ mod tests {
     }
 
     #[test]
-    fn a_state_change_must_name_this_host_as_its_origin() {
-        let headers = |origin: Option<&str>, host: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::HOST, host.parse().unwrap());
-            if let Some(o) = origin {
-                h.insert(header::ORIGIN, o.parse().unwrap());
-            }
-            h
-        };
-        assert!(same_origin(&headers(
-            Some("http://127.0.0.1:8080"),
-            "127.0.0.1:8080"
-        )));
-        assert!(!same_origin(&headers(
-            Some("http://evil.example"),
-            "127.0.0.1:8080"
-        )));
-        assert!(!same_origin(&headers(Some("null"), "127.0.0.1:8080")));
-        assert!(same_origin(&headers(None, "127.0.0.1:8080")));
+    fn control_characters_never_reach_a_location_header() {
+        assert_eq!(safe_next("/ui/devices?q=a\r\nSet-Cookie:x"), None);
+        assert_eq!(safe_next("/ui/\u{7f}"), None);
     }
 }

@@ -115,6 +115,18 @@ impl Rollout {
         Ok(campaign_from(&row))
     }
 
+    /// A campaign not deleted, by id alone, whatever its tenant (the operators' dashboard).
+    pub async fn live_campaign(&self, id: i64) -> Result<Campaign, RolloutError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
+        Ok(campaign_from(&row))
+    }
+
     /// The tenant's live campaigns, newest first, filtered.
     pub async fn list_campaigns(
         &self,

@@ -181,6 +181,27 @@ impl Rollout {
         self.campaign_attributes(&c).await
     }
 
+    /// The newest `n` entries of a campaign's op log, newest first.
+    pub async fn recent_log(&self, id: i64, n: i64) -> Result<Vec<LogEntry>, RolloutError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, detail FROM campaign_log WHERE campaign_id = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(id)
+        .bind(n)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                detail: r.get(3),
+            })
+            .collect())
+    }
+
     /// A campaign's op log, oldest first.
     pub async fn campaign_log(
         &self,

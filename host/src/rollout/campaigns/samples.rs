@@ -1,8 +1,10 @@
 //! Progress over time: the scheduler samples where every running or paused campaign stands
-//! (jobs by state, the guard's failure share) every `scheduler.progress-sample-secs`, and
-//! the dashboard charts the samples. Replicas sharing a database sample in turn, not each.
+//! (jobs by state, the guard's failure share) once per `scheduler.progress-sample-secs`
+//! period of the shared clock, and the dashboard charts the samples. Every replica samples;
+//! a unique (campaign, period start) keeps one row per period.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
@@ -19,13 +21,18 @@ pub struct Sample {
 }
 
 impl Rollout {
-    /// Record a sample of every running or paused campaign not yet sampled (by any replica)
-    /// in the current period of length `every`; returns how many were written.
+    /// Record a sample of every running or paused campaign, once per period of length
+    /// `every` (called on every scheduler pass, it reads the jobs only when a new period has
+    /// begun); returns how many were written.
     pub async fn sample_progress(&self, every: Duration) -> Result<u64, RolloutError> {
         let period = (every.as_millis() as i64).max(1);
+        let now = self.clock.now_millis().div_euclid(period);
+        if self.sampled_period.swap(now, Ordering::Relaxed) == now {
+            return Ok(0);
+        }
         // Stamped with the period's start, so two replicas' samples of one period collide
         // on the unique (campaign, at) and one is kept.
-        let at = self.clock.now_millis().div_euclid(period) * period;
+        let at = now * period;
         let mut written = 0;
         for p in self.progress().await? {
             let counts: BTreeMap<&str, i64> =
@@ -46,17 +53,26 @@ impl Rollout {
         Ok(written)
     }
 
-    /// A campaign's samples, oldest first, thinned evenly to at most `max_points` (the last
-    /// one always kept).
-    pub async fn samples(&self, id: i64, max_points: usize) -> Result<Vec<Sample>, RolloutError> {
+    /// A campaign's samples, oldest first, thinned evenly in the database to at most
+    /// `max_points` (every n-th counted back from the newest, which is always kept).
+    pub async fn samples(&self, id: i64, max_points: i64) -> Result<Vec<Sample>, RolloutError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM campaign_samples WHERE campaign_id = $1")
+                .bind(id)
+                .fetch_one(self.db.pool())
+                .await?;
+        let step = (total + max_points.max(1) - 1) / max_points.max(1);
         let rows = sqlx::query(
-            "SELECT at, counts, failure_ratio FROM campaign_samples WHERE campaign_id = $1 \
-             ORDER BY at, id",
+            "SELECT at, counts, failure_ratio FROM ( \
+               SELECT at, counts, failure_ratio, ROW_NUMBER() OVER (ORDER BY at DESC) - 1 AS back \
+               FROM campaign_samples WHERE campaign_id = $1) s \
+             WHERE back % $2 = 0 ORDER BY at",
         )
         .bind(id)
+        .bind(step.max(1))
         .fetch_all(self.db.pool())
         .await?;
-        Ok(thin(rows, max_points)
+        Ok(rows
             .iter()
             .map(|r| Sample {
                 at: r.get(0),
@@ -64,33 +80,5 @@ impl Rollout {
                 failure_ratio: r.get(2),
             })
             .collect())
-    }
-}
-
-/// Every n-th item, counted back from the last, so at most `max` remain and the newest is
-/// among them.
-fn thin<T>(items: Vec<T>, max: usize) -> Vec<T> {
-    let step = items.len().div_ceil(max.max(1)).max(1);
-    let last = items.len().saturating_sub(1);
-    items
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| (last - i).is_multiple_of(step))
-        .map(|(_, item)| item)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thinning_keeps_the_newest_and_at_most_max() {
-        let idx = |n: usize, max: usize| thin((0..n).collect::<Vec<_>>(), max);
-        assert_eq!(idx(5, 10), vec![0, 1, 2, 3, 4]);
-        assert_eq!(idx(10, 5), vec![1, 3, 5, 7, 9]);
-        assert!(idx(1000, 300).len() <= 300);
-        assert_eq!(idx(1000, 300).last(), Some(&999));
-        assert!(idx(0, 5).is_empty());
     }
 }
