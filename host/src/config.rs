@@ -214,6 +214,10 @@ pub struct BlobsConfig {
     pub store_options: BTreeMap<String, String>,
     /// Largest accepted upload, in MiB.
     pub max_upload_mib: u64,
+    /// Uploads streaming in at once over the host (each holds up to ~24 MiB of buffers).
+    pub uploads_in_flight: usize,
+    /// Uploads streaming in at once per party (an operator key, a tenant's signed forms).
+    pub uploads_per_party: usize,
     /// Refuse downloads without a valid `exp` + `sig` (signed, expiring link).
     pub require_signed_urls: bool,
     /// Lifetime of the signed links the host hands out, in seconds.
@@ -238,6 +242,8 @@ impl Default for BlobsConfig {
             store: None,
             store_options: BTreeMap::new(),
             max_upload_mib: 1024,
+            uploads_in_flight: 16,
+            uploads_per_party: 4,
             require_signed_urls: false,
             url_ttl_secs: 86_400,
             oss_cors: CorsConfig {

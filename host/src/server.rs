@@ -158,6 +158,10 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
             config.limits.requests_per_ip_per_sec,
         )),
         cors: Arc::new(http::cors::ByMount::new(&config)),
+        upload_slots: Arc::new(crate::blobs::UploadSlots::new(
+            config.blobs.uploads_in_flight,
+            config.blobs.uploads_per_party,
+        )),
         ui_rates: Default::default(),
         config: config.clone(),
     };

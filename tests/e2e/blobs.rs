@@ -236,3 +236,110 @@ async fn signed_links_expire_and_can_be_required() {
     assert_eq!(t.http.get(&signed).send().await.unwrap().status(), 403);
     t.stop().await;
 }
+
+/// An upload whose body arrives only as the test sends it: the sender, and the answer.
+fn held_upload(
+    t: &TestServer,
+    key: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<u16>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
+    let req = t
+        .http
+        .post(t.url("/admin/api/v1/blobs"))
+        .bearer_auth(key)
+        .body(body);
+    let answer = tokio::spawn(async move { req.send().await.unwrap().status().as_u16() });
+    (tx, answer)
+}
+
+fn tokio_stream_of(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}
+
+#[tokio::test]
+async fn uploads_in_flight_are_bounded_per_key_and_over_the_host() {
+    let t = TestServer::start(Options {
+        configure: Box::new(|f: &mut FileConfig| {
+            f.blobs.uploads_per_party = 1;
+            f.blobs.uploads_in_flight = 2;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut keys = Vec::new();
+    for name in ["second", "third"] {
+        let r = t
+            .http
+            .post(t.url("/admin/api/v1/api-keys"))
+            .bearer_auth(OPERATOR_KEY)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let b: Value = r.json().await.unwrap();
+        keys.push(b["key"].as_str().unwrap().to_string());
+    }
+    let small = |key: String| {
+        let req = t
+            .http
+            .post(t.url("/admin/api/v1/blobs"))
+            .bearer_auth(key)
+            .body(firmware(1000));
+        async move {
+            let r = req.send().await.unwrap();
+            let retry = r.headers().get("retry-after").cloned();
+            (r.status().as_u16(), retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    // One key streams slowly: its next upload is refused at once, in the API's shape.
+    let (a, a_answer) = held_upload(&t, OPERATOR_KEY);
+    a.send(Ok(firmware(64 * 1024))).await.unwrap();
+    // Let it reach the handler before this key's next upload can race it for the place.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !a_answer.is_finished(),
+        "the slow upload was answered early"
+    );
+    assert!(
+        ota_tests::eventually(std::time::Duration::from_secs(5), || async {
+            small(OPERATOR_KEY.to_string()).await.0 == 429
+        })
+        .await
+    );
+    let (s, retry, e) = small(OPERATOR_KEY.to_string()).await;
+    assert_eq!((s, retry.unwrap()), (429, "1".parse().unwrap()));
+    assert_eq!(e["error"]["code"], "too_many_requests");
+    // Another key is not held up by it.
+    let (s, _, b) = small(keys[0].clone()).await;
+    assert_eq!(s, 201, "{b}");
+    // With two slow uploads the host is full: a third key waits its turn too.
+    let (b_tx, b_answer) = held_upload(&t, &keys[0]);
+    b_tx.send(Ok(firmware(1024))).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !b_answer.is_finished(),
+        "the second slow upload was answered early"
+    );
+    assert!(
+        ota_tests::eventually(std::time::Duration::from_secs(5), || async {
+            small(keys[1].clone()).await.0 == 429
+        })
+        .await
+    );
+    // Finished uploads give their places back.
+    a.send(Ok(firmware(10))).await.unwrap();
+    drop(a);
+    drop(b_tx);
+    assert_eq!(a_answer.await.unwrap(), 201);
+    assert_eq!(b_answer.await.unwrap(), 201);
+    assert_eq!(small(keys[1].clone()).await.0, 201);
+    assert_eq!(small(OPERATOR_KEY.to_string()).await.0, 201);
+    t.stop().await;
+}

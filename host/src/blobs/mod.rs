@@ -7,6 +7,9 @@
 //! shared by every replica through the database.
 
 mod objects;
+mod slots;
+
+pub use slots::{Slot, SlotRefused, UploadSlots};
 
 use std::path::PathBuf;
 

@@ -274,15 +274,20 @@ where
         (status = 201, body = Uploaded),
         (status = 400, description = "declared facts that are malformed or do not match the file", body = ErrorBody),
         (status = 413, description = "the file (or its declared size) is over the upload limit", body = ErrorBody),
+        (status = 429, description = "too many uploads in flight (this key's or the host's); retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 async fn upload(
-    _op: Operator,
+    Operator(op): Operator,
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
     Query(declared): Query<Declared>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Held until the upload ends, whichever way; refused before any of the body is read.
+    let _slot = state
+        .upload_slots
+        .take(&format!("operator:{}", op.key_id))?;
     // The document types `size` as an `int64`: beyond it is malformed, not merely too large.
     if declared.size.is_some_and(|s| s > i64::MAX as u64) {
         return Err(ApiError::BadRequest(format!(

@@ -40,6 +40,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Over a budget: retry later (answered with `Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -69,11 +73,16 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "internal error in host route");
         }
         let (status, code) = self.parts();
-        (
+        let mut r = (
             status,
             Json(json!({ "error": { "code": code, "message": self.to_string() } })),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -111,6 +120,12 @@ impl From<crate::flows::FlowError> for ApiError {
             FlowError::ReleaseState(m) => ApiError::Conflict(m),
             FlowError::Invalid(m) => ApiError::BadRequest(m),
         }
+    }
+}
+
+impl From<crate::blobs::SlotRefused> for ApiError {
+    fn from(e: crate::blobs::SlotRefused) -> Self {
+        ApiError::TooManyRequests(e.to_string())
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     /// The base URL of the OSS-compatible endpoint's own listener, when one is configured:
     /// buckets are then `<oss_url>/<bucket>`, else `<host>/oss/<bucket>`.
     pub oss_url: Option<Arc<str>>,
+    /// Uploads streaming in, bounded over the host and per party.
+    pub upload_slots: Arc<crate::blobs::UploadSlots>,
     /// The dashboard's memory of replica reports, for rates between two of them.
     pub ui_rates: Arc<ui::Rates>,
 }

@@ -394,6 +394,18 @@ async fn upload(
             .max_size()
             .unwrap_or(u64::MAX)
             .min(uploads.max_bytes());
+        // Bounded per tenant and over the host, before the file is read (OSS clients retry
+        // a 503).
+        let _slot = state
+            .upload_slots
+            .take(&format!("tenant:{}", tenant.id))
+            .map_err(|e| {
+                oss(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            })?;
         let info = state
             .services
             .blobs
