@@ -33,6 +33,15 @@ pub(super) fn router() -> Router<AppState> {
 /// belongs to.
 type Key = (String, i64, String, String);
 
+fn key_of(r: &ReplicaReport, p: &crate::pushes::Serving) -> Key {
+    (
+        r.id.clone(),
+        r.started_at,
+        p.name.clone(),
+        p.version.clone(),
+    )
+}
+
 /// One report's counts of one plugin version on one replica.
 #[derive(Clone, Copy)]
 struct Count {
@@ -54,12 +63,7 @@ impl Rates {
         let mut out = HashMap::new();
         for r in reports {
             for p in &r.plugins {
-                let key = (
-                    r.id.clone(),
-                    r.started_at,
-                    p.name.clone(),
-                    p.version.clone(),
-                );
+                let key = key_of(r, p);
                 let now = Count {
                     seen_at: r.seen_at,
                     requests: p.requests,
@@ -158,12 +162,7 @@ async fn replica_rows(st: &AppState) -> Result<Vec<ReplicaRow>, UiError> {
     let mut rows = Vec::new();
     for r in &reports {
         for p in &r.plugins {
-            let key = (
-                r.id.clone(),
-                r.started_at,
-                p.name.clone(),
-                p.version.clone(),
-            );
+            let key = key_of(r, p);
             let (rate, error_rate) = match rates.get(&key).copied().flatten() {
                 Some((req, err)) => (
                     format!("{req:.1}/s"),

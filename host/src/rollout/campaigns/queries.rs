@@ -191,15 +191,7 @@ impl Rollout {
         .bind(n)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| LogEntry {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                detail: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(log_entry).collect())
     }
 
     /// A campaign's op log, oldest first.
@@ -215,15 +207,17 @@ impl Rollout {
         .bind(id)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| LogEntry {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                detail: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(log_entry).collect())
+    }
+}
+
+/// An op log row (`at, actor, action, detail`).
+fn log_entry(r: &sqlx::any::AnyRow) -> LogEntry {
+    LogEntry {
+        at: r.get(0),
+        actor: r.get(1),
+        action: r.get(2),
+        detail: r.get(3),
     }
 }
 
