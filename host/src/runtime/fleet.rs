@@ -154,16 +154,13 @@ async fn apply(loader: &Loader, pushes: &Pushes, p: &Pushed) -> Result<(), Strin
             .map_err(|e| format!("renaming into {}: {e}", path.display()))?;
     }
     loader.sync_file(&path).await;
-    let serving = loader
-        .registry
-        .snapshot()
+    let snap = loader.registry.snapshot();
+    let serving = snap
         .plugins
         .values()
         .any(|l| l.name == p.name && l.hash == p.sha256);
     if !serving {
-        let reason = loader
-            .registry
-            .snapshot()
+        let reason = snap
             .failures
             .get(&super::watcher::canonical_file(&path))
             .map(|f| f.reason.clone())

@@ -52,8 +52,8 @@ pub struct Registry {
 }
 
 /// First path segments the host serves itself on the main listener (`/admin/...`,
-/// `/install/...`, `/blobs/...`, `/healthz`, `/readyz`, `/metrics`); a plugin mounted there would be shadowed, so
-/// it is refused.
+/// `/install/...`, `/blobs/...`, `/oss/...`, `/healthz`, `/readyz`, `/metrics`, `/ui/...`);
+/// a plugin mounted there would be shadowed, so it is refused.
 pub const RESERVED_SEGMENTS: &[&str] = &[
     "admin", "install", "blobs", "oss", "healthz", "readyz", "metrics", "ui",
 ];
