@@ -87,7 +87,7 @@ async fn native_check(
         if let Some(offer) = s.check_in(&device, module, 0, current).await.unwrap() {
             let r = s
                 .catalog
-                .release(tenant.id, offer.campaign.release_id)
+                .offered_release(tenant.id, offer.campaign.release_id)
                 .await
                 .unwrap();
             files.push(json!({

@@ -100,7 +100,11 @@ async fn native_check(
         );
     };
     let c = offer.campaign;
-    let r = s.catalog.release(c.tenant_id, c.release_id).await.unwrap();
+    let r = s
+        .catalog
+        .offered_release(c.tenant_id, c.release_id)
+        .await
+        .unwrap();
     let attrs: HashMap<String, String> = s
         .rollout
         .campaign_attributes(&c)

@@ -98,6 +98,8 @@ pub struct Limits {
     pub plugin_memory_budget_mib: u64,
     /// How long a call may wait for one of its plugin's instances before it is answered busy.
     pub plugin_queue_ms: u64,
+    /// Connections in the database pool [default: 8 on SQLite, 16 on PostgreSQL].
+    pub database_connections: Option<u32>,
 }
 
 impl Default for Limits {
@@ -119,6 +121,7 @@ impl Default for Limits {
             plugin_cpu_slots: None,
             plugin_memory_budget_mib: 256,
             plugin_queue_ms: 250,
+            database_connections: None,
         }
     }
 }

@@ -84,7 +84,7 @@ impl Services {
             // The default SQLite file lives in the data dir, which may not exist yet.
             std::fs::create_dir_all(&config.data_dir)?;
         }
-        let db = Db::connect(&config.database).await?;
+        let db = Db::connect(&config.database, config.limits.database_connections).await?;
         let blobs =
             blobs::BlobStore::open(&config.blob_location(), db.clone(), clock.clone(), &sealer)
                 .await?

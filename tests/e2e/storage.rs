@@ -351,6 +351,7 @@ async fn storage_and_dialects_on_postgres() {
     s.db.close().await;
     let (s, clock) = open(pg.create_database(), dir.path()).await;
     model_suite(&s, &clock).await;
+    caches_follow_local_changes(&s).await;
     s.db.close().await;
 
     // Two replicas (two pools, as two host processes would have) race their schedulers over
@@ -463,6 +464,77 @@ fn auto_for_all(
         waves,
         window: None,
     }
+}
+
+/// The hot path's caches (a campaign's attributes, the release an offer names) follow a
+/// change made by this process at once, on either backend.
+async fn caches_follow_local_changes(s: &Services) {
+    use ota_host::catalog::releases::{Payload, ReleasePatch, ReleaseStatus};
+    let t = s.auth.ensure_tenant("caches").await.unwrap();
+    let p = s.catalog.create_product(t.id, "C", "caches").await.unwrap();
+    let target = online_mcu_release(s, t.id, &p, "5").await;
+    let release_id = target.release_id;
+    let c = s
+        .rollout
+        .create_campaign(t.id, auto_for_all("caches", target, 600, None), "ops")
+        .await
+        .unwrap();
+    let attr = |v: &str| vec![("x.url".to_string(), Some(v.to_string()))];
+    for v in ["one", "two"] {
+        s.rollout
+            .set_campaign_attributes(t.id, c.id, &attr(v))
+            .await
+            .unwrap();
+        let read = s.rollout.campaign_attributes(&c).await.unwrap();
+        assert_eq!(read, vec![("x.url".to_string(), v.to_string())]);
+    }
+
+    let offered = s.catalog.offered_release(t.id, release_id).await.unwrap();
+    assert_eq!(
+        offered.external_url.as_deref(),
+        Some("https://cdn.example/fw.bin")
+    );
+    let moved = Payload::External {
+        url: "https://cdn.example/moved.bin".into(),
+        md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+        size: 10,
+    };
+    s.catalog
+        .update_release(
+            t.id,
+            release_id,
+            ReleasePatch {
+                name: None,
+                version: None,
+                payload: Some(moved),
+                description: None,
+                customize: None,
+                mac_range: None,
+            },
+        )
+        .await
+        .unwrap();
+    let offered = s.catalog.offered_release(t.id, release_id).await.unwrap();
+    assert_eq!(
+        offered.external_url.as_deref(),
+        Some("https://cdn.example/moved.bin")
+    );
+    s.catalog
+        .set_release_status(t.id, release_id, ReleaseStatus::Test)
+        .await
+        .unwrap();
+    let offered = s.catalog.offered_release(t.id, release_id).await.unwrap();
+    assert_eq!(offered.status, ReleaseStatus::Test);
+    // Another tenant never sees it, cached or not.
+    let other = s.auth.ensure_tenant("caches-other").await.unwrap();
+    assert!(
+        s.catalog
+            .offered_release(other.id, release_id)
+            .await
+            .is_err()
+    );
+    s.catalog.delete_release(t.id, release_id).await.unwrap();
+    assert!(s.catalog.offered_release(t.id, release_id).await.is_err());
 }
 
 /// Campaigns and jobs against whichever backend `s` uses, driven by the manual clock.
@@ -1536,6 +1608,7 @@ async fn model_on_sqlite() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
     let (s, clock) = open(url, dir.path()).await;
     model_suite(&s, &clock).await;
+    caches_follow_local_changes(&s).await;
 }
 
 /// Replica `b` caches a product's active campaigns for a long time while it follows the
@@ -1594,6 +1667,28 @@ async fn replicas_follow_changes(a: &Services, b: &Services) {
             .is_some(),
         "b offers the running campaign (and caches it)"
     );
+    // Campaign attributes are cached beside the campaigns and dropped with them.
+    let set = |value: &str| vec![("bench.url".to_string(), Some(value.to_string()))];
+    a.rollout
+        .set_campaign_attributes(t.id, c.id, &set("one"))
+        .await
+        .unwrap();
+    let seen = b.rollout.campaign_attributes(&c).await.unwrap();
+    assert_eq!(seen, vec![("bench.url".into(), "one".into())]);
+    a.rollout
+        .set_campaign_attributes(t.id, c.id, &set("two"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        ota_tests::eventually(Duration::from_secs(10), || async {
+            b.rollout.campaign_attributes(&c).await.unwrap()
+                == vec![("bench.url".to_string(), "two".to_string())]
+        })
+        .await,
+        "the attribute change never reached replica b"
+    );
+    assert!(started.elapsed() < LONG_TTL, "seen through the feed");
     a.rollout
         .act(t.id, c.id, Action::Pause, "ops", "")
         .await

@@ -3,6 +3,7 @@
 //! reinstall configuration). Every lookup is scoped to a tenant, so one tenant can never name
 //! another's product, device or release.
 
+pub mod offered;
 pub mod packages;
 pub mod releases;
 /// The one version ordering rule (a crate of its own so that the guest SDK shares it).
@@ -103,6 +104,7 @@ pub struct StoredInstall {
 pub struct Catalog {
     db: Db,
     clock: SharedClock,
+    offered: std::sync::Arc<offered::OfferedReleases>,
 }
 
 fn check_sn(what: &str, sn: &str) -> Result<(), CatalogError> {
@@ -162,7 +164,11 @@ fn patch_value(v: &Option<String>, what: &str) -> Result<(bool, Option<String>),
 
 impl Catalog {
     pub fn new(db: Db, clock: SharedClock) -> Self {
-        Catalog { db, clock }
+        Catalog {
+            db,
+            clock,
+            offered: Default::default(),
+        }
     }
 
     /// Create a product; its serial number must be new within the tenant.
@@ -374,9 +380,11 @@ impl Catalog {
 
     /// A device by its id.
     pub async fn device(&self, id: i64) -> Result<Device, CatalogError> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} WHERE d.id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!("SELECT {DEVICE_COLUMNS} WHERE d.id = $1")).bind(id),
+            )
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("unknown device {id}")))?;
         Ok(device_from(&row))
@@ -396,15 +404,18 @@ impl Catalog {
         let now = self.clock.now_millis();
         // Devices poll with the version they already reported: read first, so a repeat poll
         // writes nothing (on SQLite every write statement queues behind the one writer).
-        let known = sqlx::query(
-            "SELECT m.version, d.online_at FROM devices d LEFT JOIN device_modules m \
-             ON m.device_id = d.id AND m.module = $2 AND m.identify = $3 WHERE d.id = $1",
-        )
-        .bind(device_id)
-        .bind(module)
-        .bind(identify)
-        .fetch_optional(self.db.pool())
-        .await?;
+        let known = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT m.version, d.online_at FROM devices d LEFT JOIN device_modules m \
+                     ON m.device_id = d.id AND m.module = $2 AND m.identify = $3 WHERE d.id = $1",
+                )
+                .bind(device_id)
+                .bind(module)
+                .bind(identify),
+            )
+            .await?;
         let (stored, online_at): (Option<String>, Option<i64>) =
             known.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
         if stored.as_deref() != Some(version) {

@@ -372,14 +372,17 @@ impl Catalog {
 
     /// A live (not deleted) release of the tenant.
     pub async fn release(&self, tenant_id: i64, id: i64) -> Result<Release, CatalogError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} WHERE r.tenant_id = $1 AND r.id = $2 AND r.deleted_at IS NULL"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| CatalogError::NotFound(format!("unknown release {id}")))?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} WHERE r.tenant_id = $1 AND r.id = $2 AND r.deleted_at IS NULL"
+                ))
+                .bind(tenant_id)
+                .bind(id),
+            )
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("unknown release {id}")))?;
         Ok(release_from(&row))
     }
 
@@ -503,6 +506,7 @@ impl Catalog {
             }
         })?
         .rows_affected();
+        self.offered.forget(id);
         if changed == 0 {
             return Err(CatalogError::Conflict(format!(
                 "release {id} changed concurrently; try again"
@@ -529,6 +533,7 @@ impl Catalog {
         .execute(self.db.pool())
         .await?
         .rows_affected();
+        self.offered.forget(id);
         if changed == 0 {
             return Err(CatalogError::NotFound(format!("unknown release {id}")));
         }
@@ -596,6 +601,7 @@ impl Catalog {
         .execute(self.db.pool())
         .await?
         .rows_affected();
+        self.offered.forget(id);
         if changed == 0 {
             return Err(CatalogError::NotFound(format!("unknown release {id}")));
         }

@@ -1,7 +1,7 @@
-//! The change feed that keeps every replica's active-campaign cache honest. A replica that
-//! changes a product's campaigns drops its own cache entry and, on PostgreSQL, announces the
-//! product on the `ota_campaigns` channel (`NOTIFY`); every replica follows that channel and
-//! drops the entry too. While a replica follows the feed its entries may live long (they are
+//! The change feed that keeps every replica's active-campaign cache (running campaigns and
+//! their attributes) honest. A replica that changes a product's campaigns drops its own
+//! cache entries and, on PostgreSQL, announces the product on the `ota_campaigns` channel
+//! (`NOTIFY`); every replica follows that channel and drops them too. While a replica follows the feed its entries may live long (they are
 //! exact); without a feed (SQLite, or while reconnecting) they live only [`SHORT_TTL`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,8 +70,12 @@ impl Rollout {
             match product_id {
                 Some(p) => {
                     m.lists.remove(&p);
+                    m.attributes.retain(|_, (_, product, _)| *product != p);
                 }
-                None => m.lists.clear(),
+                None => {
+                    m.lists.clear();
+                    m.attributes.clear();
+                }
             }
         }
     }

@@ -17,12 +17,14 @@ impl AttributeTable {
     /// One owner's attributes, sorted by name.
     pub async fn read(&self, db: &Db, owner_id: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
         let (table, owner) = (self.table, self.owner);
-        let rows = sqlx::query(&format!(
-            "SELECT name, value FROM {table} WHERE {owner} = $1 ORDER BY name"
-        ))
-        .bind(owner_id)
-        .fetch_all(db.pool())
-        .await?;
+        let rows = db
+            .read_all(
+                sqlx::query(&format!(
+                    "SELECT name, value FROM {table} WHERE {owner} = $1 ORDER BY name"
+                ))
+                .bind(owner_id),
+            )
+            .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 

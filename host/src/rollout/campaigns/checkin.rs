@@ -19,9 +19,8 @@ impl Rollout {
             }
             Err(_) => u64::MAX,
         };
-        let rows = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' AND deleted_at IS NULL ORDER BY id DESC"))
-            .bind(product_id)
-            .fetch_all(self.db.pool())
+        let rows = self.db.read_all(sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' AND deleted_at IS NULL ORDER BY id DESC"))
+            .bind(product_id))
             .await?;
         let list = Arc::new(rows.iter().map(campaign_from).collect::<Vec<_>>());
         if let Ok(mut m) = self.active.0.lock()
@@ -34,14 +33,17 @@ impl Rollout {
 
     /// Whether a device is on a campaign's explicit list.
     pub(super) async fn listed(&self, campaign: i64, device: i64) -> Result<bool, RolloutError> {
-        Ok(
-            sqlx::query("SELECT 1 FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2")
+        Ok(self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT 1 FROM campaign_devices WHERE campaign_id = $1 AND device_id = $2",
+                )
                 .bind(campaign)
-                .bind(device)
-                .fetch_optional(self.db.pool())
-                .await?
-                .is_some(),
-        )
+                .bind(device),
+            )
+            .await?
+            .is_some())
     }
 
     pub(super) async fn job_of(
@@ -49,14 +51,17 @@ impl Rollout {
         campaign: i64,
         device: i64,
     ) -> Result<Option<Job>, RolloutError> {
-        Ok(sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 AND device_id = $2"
-        ))
-        .bind(campaign)
-        .bind(device)
-        .fetch_optional(self.db.pool())
-        .await?
-        .map(|r| job_from(&r)))
+        Ok(self
+            .db
+            .read_optional(
+                sqlx::query(&format!(
+                    "SELECT {JOB_COLUMNS} WHERE campaign_id = $1 AND device_id = $2"
+                ))
+                .bind(campaign)
+                .bind(device),
+            )
+            .await?
+            .map(|r| job_from(&r)))
     }
 
     /// A device asks "is there an update for me?" for one module, running `current`. Answers
@@ -292,13 +297,16 @@ impl Rollout {
 
     /// A job by id.
     pub async fn job(&self, id: i64) -> Result<Job, RolloutError> {
-        let row = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} WHERE id = $1 AND kind = 'campaign'"
-        ))
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| RolloutError::NotFound(format!("unknown job {id}")))?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!(
+                    "SELECT {JOB_COLUMNS} WHERE id = $1 AND kind = 'campaign'"
+                ))
+                .bind(id),
+            )
+            .await?
+            .ok_or_else(|| RolloutError::NotFound(format!("unknown job {id}")))?;
         Ok(job_from(&row))
     }
 }

@@ -426,8 +426,8 @@ pub struct JobTick {
     pub widened: u64,
 }
 
-/// Active campaigns per product, kept so check-ins (the hot path) do not query campaigns on
-/// every poll. Local changes drop the entry at once; other replicas' changes arrive through
+/// Active campaigns per product and campaign attributes, kept so check-ins (the hot path) do
+/// not query them on every poll. Local changes drop the entry at once; other replicas' changes arrive through
 /// the change feed (`feed.rs`), or within its short lifetime where there is none.
 #[derive(Default)]
 pub struct ActiveCache(pub(super) Mutex<ActiveEntries>);
@@ -438,8 +438,18 @@ pub struct ActiveCache(pub(super) Mutex<ActiveEntries>);
 #[derive(Default)]
 pub struct ActiveEntries {
     pub(super) lists: HashMap<i64, Cached>,
+    /// Campaign attributes by campaign id, with the campaign's product: a dialect reads them
+    /// on every check (XLINK's from-version file), and they change with the campaign, so
+    /// they are dropped with its product's list.
+    pub(super) attributes: HashMap<i64, CachedAttributes>,
     pub(super) generation: u64,
 }
+
+/// When a campaign's attributes were read, its product, and what they were.
+pub(super) type CachedAttributes = (Instant, i64, Arc<Vec<(String, String)>>);
+
+/// Past this many cached campaigns' attributes, expired entries are swept at the next store.
+const ATTRIBUTES_SWEEP: usize = 4096;
 
 /// When a product's active campaigns were read, and what they were.
 type Cached = (Instant, Arc<Vec<Campaign>>);

@@ -120,11 +120,11 @@ impl Rollout {
             format!(" AND state IN ({})", marks.join(", "))
         };
         let sql = format!("SELECT COUNT(*) FROM jobs WHERE campaign_id = $1{filter}");
-        let mut q = sqlx::query_scalar(&sql).bind(id);
+        let mut q = sqlx::query(&sql).bind(id);
         for s in states {
             q = q.bind(s.as_str());
         }
-        Ok(q.fetch_one(self.db.pool()).await?)
+        Ok(self.db.read_one(q).await?.get(0))
     }
 
     /// A campaign's jobs, oldest first, optionally only those in one state or of one device.
@@ -164,7 +164,29 @@ impl Rollout {
         &self,
         c: &Campaign,
     ) -> Result<Vec<(String, String)>, RolloutError> {
-        Ok(CAMPAIGN_ATTRIBUTES.read(&self.db, c.id).await?)
+        let ttl = self.following.ttl();
+        let generation = match self.active.0.lock() {
+            Ok(m) => {
+                if let Some((at, _, list)) = m.attributes.get(&c.id)
+                    && at.elapsed() < ttl
+                {
+                    return Ok(list.as_ref().clone());
+                }
+                m.generation
+            }
+            Err(_) => u64::MAX,
+        };
+        let list = CAMPAIGN_ATTRIBUTES.read(&self.db, c.id).await?;
+        if let Ok(mut m) = self.active.0.lock()
+            && m.generation == generation
+        {
+            if m.attributes.len() >= ATTRIBUTES_SWEEP {
+                m.attributes.retain(|_, (at, _, _)| at.elapsed() < ttl);
+            }
+            let entry = (Instant::now(), c.product_id, Arc::new(list.clone()));
+            m.attributes.insert(c.id, entry);
+        }
+        Ok(list)
     }
 
     /// Set (or, with `None`, remove) a campaign's attributes in one transaction, under the
@@ -178,6 +200,7 @@ impl Rollout {
         crate::storage::attributes::check(changes).map_err(RolloutError::Invalid)?;
         let c = self.campaign(tenant_id, id).await?;
         CAMPAIGN_ATTRIBUTES.write(&self.db, id, changes).await?;
+        self.changed(Some(c.product_id)).await;
         self.campaign_attributes(&c).await
     }
 

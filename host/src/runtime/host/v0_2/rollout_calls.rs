@@ -422,7 +422,7 @@ impl rollout::Host for RequestState {
         let release = self
             .services
             .catalog
-            .release(device.tenant_id, offer.campaign.release_id)
+            .offered_release(device.tenant_id, offer.campaign.release_id)
             .await
             .map_err(|e| self.catalog_err(e))?;
         Ok(Some(rollout::Offer {
