@@ -45,39 +45,14 @@ impl Pattern {
     /// Parse a pattern. It must start with `/`; `{}`, half-open braces and a `{*name}` that is
     /// not the last segment are refused.
     pub fn parse(raw: &str) -> Result<Self, PatternError> {
-        let err = |reason| PatternError {
-            pattern: raw.to_string(),
-            reason,
-        };
-        let rest = raw
-            .strip_prefix('/')
-            .ok_or_else(|| err("must start with '/'"))?;
         let mut segments = Vec::new();
-        // `split` keeps a trailing empty segment for a trailing slash, which is what makes
-        // `/files/` and `/files` different routes.
-        for seg in rest.split('/') {
-            if matches!(segments.last(), Some(Segment::Rest(_))) {
-                return Err(err("{*name} must be the last segment"));
-            }
-            if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let (rest, name) = match name.strip_prefix('*') {
-                    Some(n) => (true, n),
-                    None => (false, name),
-                };
-                if name.is_empty() || name.contains(['{', '}', '*']) {
-                    return Err(err("parameter needs a name"));
-                }
-                segments.push(if rest {
-                    Segment::Rest(name.to_string())
-                } else {
-                    Segment::Param(name.to_string())
-                });
-            } else if seg.contains(['{', '}']) {
-                return Err(err("braces must enclose a whole segment"));
-            } else {
-                segments.push(Segment::Literal(seg.to_string()));
-            }
-        }
+        scan(raw, |seg| {
+            segments.push(match seg {
+                SegmentRef::Literal(l) => Segment::Literal(l.to_string()),
+                SegmentRef::Param(n) => Segment::Param(n.to_string()),
+                SegmentRef::Rest(n) => Segment::Rest(n.to_string()),
+            })
+        })?;
         Ok(Pattern {
             raw: raw.to_string(),
             segments,
@@ -96,28 +71,7 @@ impl Pattern {
 
     /// Match a request path (without query). Returns the captured parameters in order.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let rest = path.strip_prefix('/')?;
-        let mut params = Vec::new();
-        let mut parts = rest.split('/');
-        for (i, seg) in self.segments.iter().enumerate() {
-            if let Segment::Rest(name) = seg {
-                let remainder = rest.splitn(i + 1, '/').nth(i)?;
-                params.push((name.clone(), remainder.to_string()));
-                return Some(params);
-            }
-            let part = parts.next()?;
-            match seg {
-                Segment::Literal(lit) if lit == part => {}
-                Segment::Param(name) if !part.is_empty() => {
-                    params.push((name.clone(), part.to_string()))
-                }
-                _ => return None,
-            }
-        }
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(params)
+        match_path(&self.raw, path)
     }
 
     /// Whether this pattern is a fallback (ends in `{*name}`).
@@ -164,6 +118,89 @@ impl Pattern {
     }
 }
 
+/// A segment as [`scan`] finds it, borrowed from the pattern.
+enum SegmentRef<'a> {
+    Literal(&'a str),
+    Param(&'a str),
+    Rest(&'a str),
+}
+
+/// Walk a pattern's segments, refusing it as [`Pattern::parse`] documents.
+fn scan<'a>(raw: &'a str, mut each: impl FnMut(SegmentRef<'a>)) -> Result<(), PatternError> {
+    let err = |reason| PatternError {
+        pattern: raw.to_string(),
+        reason,
+    };
+    let rest = raw
+        .strip_prefix('/')
+        .ok_or_else(|| err("must start with '/'"))?;
+    let mut after_rest = false;
+    // `split` keeps a trailing empty segment for a trailing slash, which is what makes
+    // `/files/` and `/files` different routes.
+    for seg in rest.split('/') {
+        if after_rest {
+            return Err(err("{*name} must be the last segment"));
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let (rest, name) = match name.strip_prefix('*') {
+                Some(n) => (true, n),
+                None => (false, name),
+            };
+            if name.is_empty() || name.contains(['{', '}', '*']) {
+                return Err(err("parameter needs a name"));
+            }
+            after_rest = rest;
+            each(if rest {
+                SegmentRef::Rest(name)
+            } else {
+                SegmentRef::Param(name)
+            });
+        } else if seg.contains(['{', '}']) {
+            return Err(err("braces must enclose a whole segment"));
+        } else {
+            each(SegmentRef::Literal(seg));
+        }
+    }
+    Ok(())
+}
+
+/// Check a pattern without keeping it: answers whether it is a fallback (ends in
+/// `{*name}`). A guest checks its routes this way when it builds its router for each
+/// request, and matches them with [`match_path`], so routing allocates nothing until a
+/// route matches.
+pub fn check(raw: &str) -> Result<bool, PatternError> {
+    let mut fallback = false;
+    scan(raw, |seg| fallback = matches!(seg, SegmentRef::Rest(_)))?;
+    Ok(fallback)
+}
+
+/// Match a request path (without query) against a pattern that [`check`] accepted, as
+/// [`Pattern::matches`] does. Returns the captured parameters in order.
+pub fn match_path(raw: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let pattern = raw.strip_prefix('/')?;
+    let rest = path.strip_prefix('/')?;
+    let mut params = Vec::new();
+    let mut parts = rest.split('/');
+    for (i, seg) in pattern.split('/').enumerate() {
+        let name = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+        if let Some(name) = name.and_then(|n| n.strip_prefix('*')) {
+            let remainder = rest.splitn(i + 1, '/').nth(i)?;
+            params.push((name.to_string(), remainder.to_string()));
+            return Some(params);
+        }
+        let part = parts.next()?;
+        match name {
+            None if seg == part => {}
+            Some(name) if !part.is_empty() => params.push((name.to_string(), part.to_string())),
+            _ => return None,
+        }
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(params)
+}
+
 /// Whether two route methods can claim the same request (`*` claims every method).
 pub fn methods_overlap(a: &str, b: &str) -> bool {
     a == "*" || b == "*" || a.eq_ignore_ascii_case(b)
@@ -186,6 +223,23 @@ mod tests {
         assert_eq!(p.matches("/api/v1/ota/p9/files/"), None);
         assert_eq!(p.matches("/api/v1/ota/p9/files/12/x"), None);
         assert_eq!(p.matches("/api/v1/ota//files/12"), None);
+    }
+
+    #[test]
+    fn checked_strings_route_like_parsed_patterns() {
+        let patterns = ["/a/{x}/b", "/a/", "/a", "/v2/{*rest}", "/{p}/{q}", "/"];
+        let paths = [
+            "/a/1/b", "/a/", "/a", "/a//b", "/v2/x/y", "/v2/", "/v2", "/x/y", "/", "",
+        ];
+        for raw in patterns {
+            let parsed = Pattern::parse(raw).unwrap();
+            assert_eq!(check(raw), Ok(parsed.is_fallback()), "{raw}");
+            for path in paths {
+                assert_eq!(match_path(raw, path), parsed.matches(path), "{raw} {path}");
+            }
+        }
+        assert!(check("/a/{*r}/b").is_err());
+        assert!(check("/a/{}").is_err());
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub type UnroutedHandler = fn(&Request, &Unrouted) -> Response;
 
 struct Entry {
     method: String,
-    pattern: Pattern,
+    /// As written; [`Router::route`] checked it.
+    pattern: String,
     handler: BoxedHandler,
 }
 
@@ -115,16 +116,18 @@ impl Router {
         path: &str,
         handler: impl Fn(&Request) -> R + 'static,
     ) -> Self {
-        let pattern = Pattern::parse(path).unwrap_or_else(|e| panic!("{e}"));
+        // A fresh instance builds the router for every request: the pattern is checked, not
+        // parsed, and matched as written (see `ota_route_pattern::match_path`).
+        let fallback = ota_route_pattern::check(path).unwrap_or_else(|e| panic!("{e}"));
         // The host ranks a `{*rest}` pattern below every route; so must this router, which
         // tries routes in order: prefixes are claimed with `claim`, never routed.
         assert!(
-            !pattern.is_fallback(),
+            !fallback,
             "{path:?} ends in {{*name}}: claim the prefix with Router::claim"
         );
         self.entries.push(Entry {
             method: method.to_ascii_uppercase(),
-            pattern,
+            pattern: path.to_string(),
             handler: boxed(handler),
         });
         self
@@ -199,7 +202,7 @@ impl Router {
     pub fn routes(&self) -> Vec<types::Route> {
         let routes = self.entries.iter().map(|e| types::Route {
             method: e.method.clone(),
-            path: e.pattern.as_str().to_string(),
+            path: e.pattern.clone(),
         });
         let claims = self.claims.iter().map(|c| types::Route {
             method: "*".into(),
@@ -212,7 +215,7 @@ impl Router {
     pub fn dispatch(&self, req: types::Request) -> Response {
         let mut allow = Vec::new();
         for e in &self.entries {
-            let Some(params) = e.pattern.matches(&req.path) else {
+            let Some(params) = ota_route_pattern::match_path(&e.pattern, &req.path) else {
                 continue;
             };
             if e.method == "*" || e.method.eq_ignore_ascii_case(&req.method) {
