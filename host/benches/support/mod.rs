@@ -6,6 +6,10 @@
 
 pub mod mxchip;
 
+/// The allocator the `ota-host` binary runs with, so the benches measure what it serves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,7 +156,21 @@ pub async fn online_release(
     identify: i64,
     version: &str,
 ) -> Release {
+    online_patch(s, tenant_id, product_sn, module, identify, None, version).await
+}
+
+/// [`online_release`] as a delta from version `from` when given (a patch).
+pub async fn online_patch(
+    s: &Services,
+    tenant_id: i64,
+    product_sn: &str,
+    module: Module,
+    identify: i64,
+    from: Option<&str>,
+    version: &str,
+) -> Release {
     let m = module.as_str();
+    let stem = from.map_or_else(|| version.to_string(), |f| format!("{f}-{version}"));
     s.catalog
         .create_release(
             tenant_id,
@@ -160,11 +178,11 @@ pub async fn online_release(
                 product_sn: product_sn.into(),
                 module,
                 identify,
-                name: format!("{m} {version}"),
+                name: format!("{m} {stem}"),
                 version: version.into(),
-                from_version: None,
+                from_version: from.map(str::to_string),
                 payload: Payload::External {
-                    url: format!("https://cdn.example/{m}-{identify}-{version}.bin"),
+                    url: format!("https://cdn.example/{m}-{identify}-{stem}.bin"),
                     md5: EMPTY_MD5.into(),
                     size: 4096,
                 },

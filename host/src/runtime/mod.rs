@@ -152,6 +152,11 @@ fn engine_config(limits: &Limits, pooling: bool) -> Config {
     // Epochs, not fuel: a counter bump every tick costs far less than metering every
     // instruction, and wall-clock deadlines are what operators reason about.
     cfg.epoch_interruption(true);
+    // `OTA_PERFMAP=1` lists guest functions in /tmp/perf-<pid>.map, so `perf report` names
+    // a plugin's own code (build it unstripped to see its symbols).
+    if std::env::var_os("OTA_PERFMAP").is_some() {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let slots = limits.max_instances;
         let mut pool = PoolingAllocationConfig::default();
