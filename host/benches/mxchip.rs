@@ -179,13 +179,7 @@ fn main() {
                 }
             }
         };
-        let mut rounds = Vec::new();
-        for label in ["first contact", "repeat poll"] {
-            let native = support::round(&native_urls, concurrency, send.clone()).await;
-            let plugin = support::round(&plugin_urls, concurrency, send.clone()).await;
-            rounds.push((label, native, plugin));
-        }
-        support::report(&rounds);
+        support::first_and_repeat(&native_urls, &plugin_urls, concurrency, send).await;
         server.shutdown().await;
     });
 }

@@ -272,13 +272,7 @@ fn main() {
         println!(
             "xlink POST /v2/upgrade/firmware/check/{{device_id}} (device token, 4 tasks), {concurrency} concurrent clients, SQLite"
         );
-        let mut rounds = Vec::new();
-        for label in ["first contact", "repeat poll"] {
-            let native = support::round(&checks["P-native"], concurrency, send.clone()).await;
-            let plugin = support::round(&checks["P-plugin"], concurrency, send.clone()).await;
-            rounds.push((label, native, plugin));
-        }
-        support::report(&rounds);
+        support::first_and_repeat(&checks["P-native"], &checks["P-plugin"], concurrency, send).await;
         server.shutdown().await;
     });
 }

@@ -90,6 +90,23 @@ where
     Stats::of(all, started.elapsed().as_secs_f64())
 }
 
+/// Two rounds over the native and the plugin path's items, first contact then repeat poll,
+/// reported with their ratios.
+pub async fn first_and_repeat<T, F, Fut>(native: &[T], plugin: &[T], concurrency: usize, send: F)
+where
+    T: Clone + Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut rounds = Vec::new();
+    for label in ["first contact", "repeat poll"] {
+        let n = round(native, concurrency, send.clone()).await;
+        let p = round(plugin, concurrency, send.clone()).await;
+        rounds.push((label, n, p));
+    }
+    report(&rounds);
+}
+
 /// `concurrency` clients sending back to back for `secs`; `send` makes (and checks) one
 /// request.
 pub async fn for_secs<F, Fut>(secs: u64, concurrency: usize, send: F) -> Stats
