@@ -98,7 +98,8 @@ pub struct Limits {
     pub plugin_memory_budget_mib: u64,
     /// How long a call may wait for one of its plugin's instances before it is answered busy.
     pub plugin_queue_ms: u64,
-    /// Connections in the database pool [default: 8 on SQLite, 16 on PostgreSQL].
+    /// Connections in the database pool [default: 8 on SQLite, 16 on PostgreSQL]. On a
+    /// SQLite file, as many more serve the device path's reads (`storage/reads.rs`).
     pub database_connections: Option<u32>,
 }
 
