@@ -146,6 +146,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Some(r) = &self.readers {
+            r.close().await;
+        }
         self.pool.close().await;
     }
 }

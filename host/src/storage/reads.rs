@@ -30,6 +30,20 @@ impl Readers {
         }
     }
 
+    /// Refuse further reads and close the idle connections (one in use closes when its
+    /// statement ends, since it cannot go back).
+    pub(super) async fn close(&self) {
+        self.permits.close();
+        let idle = self
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
+
     async fn open(&self) -> Result<AnyConnection, sqlx::Error> {
         let mut conn = AnyConnection::connect(&self.url).await?;
         // The same settings as the pool's connections (`Db::connect`); WAL is the file's.
@@ -56,7 +70,9 @@ impl Readers {
             None => self.open().await?,
         };
         let out = work(&mut conn).await?;
-        if let Ok(mut v) = self.idle.lock() {
+        if let Ok(mut v) = self.idle.lock()
+            && !self.permits.is_closed()
+        {
             v.push(conn);
         }
         Ok(out)
@@ -94,5 +110,59 @@ impl Db {
         self.read_optional(query)
             .await?
             .ok_or(sqlx::Error::RowNotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Db;
+
+    #[tokio::test]
+    async fn reads_reuse_their_connections_and_stop_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+        let db = Db::connect(&url, Some(2)).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (7)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let readers = db
+            .readers
+            .clone()
+            .expect("a SQLite file reads on its own connections");
+        for _ in 0..3 {
+            // A write committed on the pool is seen by the next read.
+            let row = db.read_one(sqlx::query("SELECT v FROM t")).await.unwrap();
+            assert_eq!(sqlx::Row::get::<i64, _>(&row, 0), 7);
+        }
+        assert_eq!(
+            readers.idle.lock().unwrap().len(),
+            1,
+            "one connection, reused"
+        );
+        // A failed statement does not go back.
+        assert!(
+            db.read_all(sqlx::query("SELECT nope FROM t"))
+                .await
+                .is_err()
+        );
+        assert_eq!(readers.idle.lock().unwrap().len(), 0);
+        db.close().await;
+        assert!(matches!(
+            db.read_optional(sqlx::query("SELECT v FROM t")).await,
+            Err(sqlx::Error::PoolClosed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_read_through_the_pool() {
+        let db = Db::connect("sqlite::memory:", Some(1)).await.unwrap();
+        assert!(db.readers.is_none());
+        let row = db.read_one(sqlx::query("SELECT 1")).await.unwrap();
+        assert_eq!(sqlx::Row::get::<i64, _>(&row, 0), 1);
     }
 }
