@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod provision;
 pub mod pushes;
+pub mod remembered;
 pub mod rollout;
 pub mod runtime;
 pub mod secrets;

@@ -2,12 +2,12 @@
 //! device poll that gets an offer answers its release's URL, md5 and size, and those change
 //! only when an operator edits the release.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::releases::Release;
 use super::{Catalog, CatalogError};
+use crate::remembered::Remembered;
 
 /// How long a remembered release is served. This process drops one at once when it changes
 /// it; an edit made by another process (a replica, the CLI) shows within this long.
@@ -15,27 +15,15 @@ use super::{Catalog, CatalogError};
 /// once through the campaign feed, so a withdrawn release is never offered from here.
 pub const OFFERED_TTL: Duration = Duration::from_secs(2);
 
-/// Past this many remembered releases, expired ones are swept at the next store.
-const SWEEP_AT: usize = 1024;
-
-/// Releases by id, and a generation bumped by every local change: a release read while it
-/// was being changed is not stored, so the change cannot hide behind a fresh-looking entry.
+/// Releases by id, with the tenant each belongs to.
 #[derive(Default)]
-pub struct OfferedReleases(Mutex<Entries>);
-
-#[derive(Default)]
-struct Entries {
-    /// By id: when read, the tenant it belongs to, and the release.
-    releases: HashMap<i64, (Instant, i64, Release)>,
-    generation: u64,
-}
+pub struct OfferedReleases(Mutex<Remembered<i64, (i64, Release)>>);
 
 impl OfferedReleases {
     /// This process changed release `id`.
     pub(super) fn forget(&self, id: i64) {
-        if let Ok(mut e) = self.0.lock() {
-            e.generation += 1;
-            e.releases.remove(&id);
+        if let Ok(mut r) = self.0.lock() {
+            r.forget(|k, _| *k == id);
         }
     }
 }
@@ -44,28 +32,16 @@ impl Catalog {
     /// A live release of the tenant, as [`Catalog::release`], remembered for
     /// [`OFFERED_TTL`]: for answering check-ins, not for editing.
     pub async fn offered_release(&self, tenant_id: i64, id: i64) -> Result<Release, CatalogError> {
-        let generation = match self.offered.0.lock() {
-            Ok(e) => {
-                if let Some((at, tenant, r)) = e.releases.get(&id)
-                    && *tenant == tenant_id
-                    && at.elapsed() < OFFERED_TTL
-                {
-                    return Ok(r.clone());
-                }
-                e.generation
-            }
+        let generation = match self.offered.0.lock().map(|r| r.get(&id, OFFERED_TTL)) {
+            Ok(Ok((tenant, r))) if tenant == tenant_id => return Ok(r),
+            // Another tenant's id: read (and refused) below, never stored over the owner's.
+            Ok(Ok(_)) => u64::MAX,
+            Ok(Err(generation)) => generation,
             Err(_) => u64::MAX,
         };
         let r = self.release(tenant_id, id).await?;
-        if let Ok(mut e) = self.offered.0.lock()
-            && e.generation == generation
-        {
-            if e.releases.len() >= SWEEP_AT {
-                e.releases
-                    .retain(|_, (at, _, _)| at.elapsed() < OFFERED_TTL);
-            }
-            e.releases
-                .insert(id, (Instant::now(), tenant_id, r.clone()));
+        if let Ok(mut remembered) = self.offered.0.lock() {
+            remembered.store(generation, id, (tenant_id, r.clone()), OFFERED_TTL);
         }
         Ok(r)
     }

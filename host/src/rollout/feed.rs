@@ -66,17 +66,9 @@ impl Rollout {
 
     fn forget(&self, product_id: Option<i64>) {
         if let Ok(mut m) = self.active.0.lock() {
-            m.generation += 1;
-            match product_id {
-                Some(p) => {
-                    m.lists.remove(&p);
-                    m.attributes.retain(|_, (_, product, _)| *product != p);
-                }
-                None => {
-                    m.lists.clear();
-                    m.attributes.clear();
-                }
-            }
+            let of_it = |product: &i64| product_id.is_none_or(|p| p == *product);
+            m.lists.forget(|product, _| of_it(product));
+            m.attributes.forget(|_, (product, _)| of_it(product));
         }
     }
 

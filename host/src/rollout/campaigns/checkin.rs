@@ -8,25 +8,18 @@ impl Rollout {
         &self,
         product_id: i64,
     ) -> Result<Arc<Vec<Campaign>>, RolloutError> {
-        let generation = match self.active.0.lock() {
-            Ok(m) => {
-                if let Some((at, list)) = m.lists.get(&product_id)
-                    && at.elapsed() < self.following.ttl()
-                {
-                    return Ok(list.clone());
-                }
-                m.generation
-            }
+        let ttl = self.following.ttl();
+        let generation = match self.active.0.lock().map(|m| m.lists.get(&product_id, ttl)) {
+            Ok(Ok(list)) => return Ok(list),
+            Ok(Err(generation)) => generation,
             Err(_) => u64::MAX,
         };
         let rows = self.db.read_all(sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE product_id = $1 AND status = 'running' AND deleted_at IS NULL ORDER BY id DESC"))
             .bind(product_id))
             .await?;
         let list = Arc::new(rows.iter().map(campaign_from).collect::<Vec<_>>());
-        if let Ok(mut m) = self.active.0.lock()
-            && m.generation == generation
-        {
-            m.lists.insert(product_id, (Instant::now(), list.clone()));
+        if let Ok(mut m) = self.active.0.lock() {
+            m.lists.store(generation, product_id, list.clone(), ttl);
         }
         Ok(list)
     }

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -15,6 +14,7 @@ use sqlx::Row;
 use super::job::{Event, JobState};
 use super::{Rollout, RolloutError};
 use crate::catalog::version;
+use crate::remembered::Remembered;
 use crate::storage::attributes::AttributeTable;
 
 // The service's methods, by concern.
@@ -427,32 +427,25 @@ pub struct JobTick {
 }
 
 /// Active campaigns per product and campaign attributes, kept so check-ins (the hot path) do
-/// not query them on every poll. Local changes drop the entry at once; other replicas' changes arrive through
-/// the change feed (`feed.rs`), or within its short lifetime where there is none.
+/// not query them on every poll. Local changes drop the entry at once; other replicas'
+/// changes arrive through the change feed (`feed.rs`), or within its short lifetime where
+/// there is none.
 #[derive(Default)]
 pub struct ActiveCache(pub(super) Mutex<ActiveEntries>);
 
-/// The cached lists, and a generation bumped by every invalidation: a list read from the
-/// database is stored only if no invalidation happened while it was being read, so a change
-/// committed during the read cannot be hidden behind a fresh-looking stale entry.
+/// The cached lists (see [`Remembered`] for how a change committed during a read is kept
+/// from hiding behind a fresh-looking stale entry).
 #[derive(Default)]
 pub struct ActiveEntries {
-    pub(super) lists: HashMap<i64, Cached>,
+    pub(super) lists: Remembered<i64, Arc<Vec<Campaign>>>,
     /// Campaign attributes by campaign id, with the campaign's product: a dialect reads them
     /// on every check (XLINK's from-version file), and they change with the campaign, so
     /// they are dropped with its product's list.
-    pub(super) attributes: HashMap<i64, CachedAttributes>,
-    pub(super) generation: u64,
+    pub(super) attributes: Remembered<i64, (i64, Attributes)>,
 }
 
-/// When a campaign's attributes were read, its product, and what they were.
-pub(super) type CachedAttributes = (Instant, i64, Arc<Vec<(String, String)>>);
-
-/// Past this many cached campaigns' attributes, expired entries are swept at the next store.
-const ATTRIBUTES_SWEEP: usize = 4096;
-
-/// When a product's active campaigns were read, and what they were.
-type Cached = (Instant, Arc<Vec<Campaign>>);
+/// A campaign's attributes as (name, value), sorted by name.
+pub(super) type Attributes = Arc<Vec<(String, String)>>;
 
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, product_id, release_id, name, module, identify, \
     target_version, from_version, scope, scope_group, mode, tag, status, approver, retries, \

@@ -165,26 +165,15 @@ impl Rollout {
         c: &Campaign,
     ) -> Result<Vec<(String, String)>, RolloutError> {
         let ttl = self.following.ttl();
-        let generation = match self.active.0.lock() {
-            Ok(m) => {
-                if let Some((at, _, list)) = m.attributes.get(&c.id)
-                    && at.elapsed() < ttl
-                {
-                    return Ok(list.as_ref().clone());
-                }
-                m.generation
-            }
+        let generation = match self.active.0.lock().map(|m| m.attributes.get(&c.id, ttl)) {
+            Ok(Ok((_, list))) => return Ok(list.as_ref().clone()),
+            Ok(Err(generation)) => generation,
             Err(_) => u64::MAX,
         };
         let list = CAMPAIGN_ATTRIBUTES.read(&self.db, c.id).await?;
-        if let Ok(mut m) = self.active.0.lock()
-            && m.generation == generation
-        {
-            if m.attributes.len() >= ATTRIBUTES_SWEEP {
-                m.attributes.retain(|_, (at, _, _)| at.elapsed() < ttl);
-            }
-            let entry = (Instant::now(), c.product_id, Arc::new(list.clone()));
-            m.attributes.insert(c.id, entry);
+        if let Ok(mut m) = self.active.0.lock() {
+            let entry = (c.product_id, Arc::new(list.clone()));
+            m.attributes.store(generation, c.id, entry, ttl);
         }
         Ok(list)
     }
