@@ -3,7 +3,8 @@
 //! plugin and once by an equivalent axum handler calling the same domain services. Prints
 //! requests/s, p50/p99 latency and the ratio. Run: `cargo bench -p ota-host --bench iotstack`.
 //!
-//! Knobs: `BENCH_SECS` (per path, default 5), `BENCH_CONCURRENCY` (default 16).
+//! Knobs: `BENCH_SECS` (per path, default 5), `BENCH_CONCURRENCY` (default 16),
+//! `BENCH_DB=postgres` (a throwaway PostgreSQL instead of SQLite).
 
 mod support;
 
@@ -137,7 +138,8 @@ fn main() {
         let native = drive(&client, &native_url, &body, secs, concurrency).await;
         let plugin = drive(&client, &plugin_url, &body, secs, concurrency).await;
         println!(
-            "iotstack deployment/info, {secs}s per path, {concurrency} concurrent clients, SQLite"
+            "iotstack deployment/info, {secs}s per path, {concurrency} concurrent clients, {}",
+            support::database_name()
         );
         for (name, s) in [
             ("native axum handler", &native),

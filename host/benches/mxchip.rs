@@ -5,7 +5,7 @@
 //! (three mcu releases, one wifi). Each path makes two rounds over its devices: the first
 //! contact creates the jobs, the repeat polls find them. Prints requests/s, p50/p99 and the
 //! ratios. Run: `cargo bench -p ota-host --bench mxchip` (`BENCH_DEVICES`,
-//! `BENCH_CONCURRENCY`).
+//! `BENCH_CONCURRENCY`, `BENCH_DB=postgres`).
 
 mod support;
 
@@ -162,7 +162,8 @@ fn main() {
         assert_eq!(a, b, "plugin and native answers differ");
 
         println!(
-            "mxchip GET /api/v1/ota/device/ (token, 2 modules, 4 campaigns), {concurrency} concurrent clients, SQLite"
+            "mxchip GET /api/v1/ota/device/ (token, 2 modules, 4 campaigns), {concurrency} concurrent clients, {}",
+            support::database_name()
         );
         let send = {
             let client = client.clone();

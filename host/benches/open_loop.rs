@@ -15,10 +15,6 @@
 
 mod support;
 
-#[path = "../../tests/support/pg.rs"]
-#[allow(dead_code)]
-mod pg;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -52,17 +48,13 @@ fn main() {
     let rate = support::env("BENCH_RATE", 2_000).max(1);
     let secs = support::env("BENCH_SECS", 60);
     let outdated_pct = support::env("BENCH_OUTDATED_PCT", 1) as usize;
-    let postgres = std::env::var("BENCH_DB").is_ok_and(|v| v == "postgres");
     let warm = support::env("BENCH_WARM", 0) == 1;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let pg = postgres.then(pg::Postgres::start);
-        let database = pg.as_ref().map(|pg| pg.create_database());
         let built =
             std::path::Path::new(ota_host::bundled::BUILD_DIR).join("ota_plugin_mxchip.wasm");
         let file = support::tenant(&["P"], &[("console", TOKEN)]);
-        let (server, _dir) =
-            support::start_on(&[(built.as_path(), "mxchip.wasm")], file, database).await;
+        let (server, scratch) = support::start_files(&[(built.as_path(), "mxchip.wasm")], file).await;
         let s = server.services.clone();
         let setup = Instant::now();
         let tenant = s.auth.tenant("bench").await.unwrap();
@@ -88,7 +80,7 @@ fn main() {
             "setup: {n} devices, 4 running campaigns, {}% outdated, in {:.1}s ({})",
             outdated_pct,
             setup.elapsed().as_secs_f64(),
-            if postgres { "PostgreSQL" } else { "SQLite" }
+            support::database_name()
         );
 
         let client = reqwest::Client::builder()
@@ -203,6 +195,6 @@ fn main() {
             status_mib("VmHWM")
         );
         server.shutdown().await;
-        drop(pg);
+        drop(scratch);
     });
 }

@@ -6,7 +6,7 @@
 //! 2 -> 3 beside the full releases, so the chain has one link. Two rounds: first contact
 //! creates the robots and their jobs, the repeat polls find them. Prints requests/s,
 //! p50/p99 and the ratios. Run: `cargo bench -p ota-host --bench ubtech`
-//! (`BENCH_DEVICES`, `BENCH_CONCURRENCY`).
+//! (`BENCH_DEVICES`, `BENCH_CONCURRENCY`, `BENCH_DB=postgres`).
 
 mod support;
 
@@ -194,7 +194,8 @@ fn main() {
             }
         };
         println!(
-            "ubtech GET /file/download (OAuth2 token, patch chain of 1), {concurrency} concurrent clients, SQLite"
+            "ubtech GET /file/download (OAuth2 token, patch chain of 1), {concurrency} concurrent clients, {}",
+            support::database_name()
         );
         support::first_and_repeat(&native_urls, &plugin_urls, concurrency, send).await;
     });

@@ -6,7 +6,7 @@
 //! jobs), each with its own device token, and four running tasks per product (from versions
 //! 1-4 to 9). Two rounds: first contact creates the jobs, the repeat polls find them. Prints
 //! requests/s, p50/p99 and the ratios. Run: `cargo bench -p ota-host --bench xlink`
-//! (`BENCH_DEVICES`, `BENCH_CONCURRENCY`).
+//! (`BENCH_DEVICES`, `BENCH_CONCURRENCY`, `BENCH_DB=postgres`).
 
 mod support;
 
@@ -270,7 +270,8 @@ fn main() {
         assert_eq!(a, b, "plugin and native answers differ");
 
         println!(
-            "xlink POST /v2/upgrade/firmware/check/{{device_id}} (device token, 4 tasks), {concurrency} concurrent clients, SQLite"
+            "xlink POST /v2/upgrade/firmware/check/{{device_id}} (device token, 4 tasks), {concurrency} concurrent clients, {}",
+            support::database_name()
         );
         support::first_and_repeat(&checks["P-native"], &checks["P-plugin"], concurrency, send).await;
         server.shutdown().await;

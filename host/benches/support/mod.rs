@@ -6,6 +6,9 @@
 
 pub mod mxchip;
 
+#[path = "../../../tests/support/pg.rs"]
+pub mod pg;
+
 /// The allocator the `ota-host` binary runs with, so the benches measure what it serves.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -281,24 +284,56 @@ pub fn tenant(products: &[&str], api_keys: &[(&str, &str)]) -> FileConfig {
     }
 }
 
-/// A server on 127.0.0.1:0 (SQLite in a temporary directory) serving one bundled plugin
-/// (`crate_file` as built, e.g. `ota_plugin_mxchip.wasm`, installed as `mount_file`).
+/// Whether `BENCH_DB=postgres` asks for PostgreSQL rather than the embedded SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("BENCH_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// The database the benches run on, as their headers print it.
+pub fn database_name() -> &'static str {
+    if on_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    }
+}
+
+/// What a bench's server leaves behind until it is dropped: its temporary directory and,
+/// with `BENCH_DB=postgres`, the throwaway PostgreSQL it ran on.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    /// Dropped after `dir`: declared later.
+    _postgres: Option<pg::Postgres>,
+}
+
+/// A server on 127.0.0.1:0 serving one bundled plugin (`crate_file` as built, e.g.
+/// `ota_plugin_mxchip.wasm`, installed as `mount_file`); see [`start_files`].
 pub async fn start(
     crate_file: &str,
     mount_file: &str,
     file: FileConfig,
-) -> (RunningServer, tempfile::TempDir) {
+) -> (RunningServer, Scratch) {
     let built = std::path::Path::new(ota_host::bundled::BUILD_DIR).join(crate_file);
     start_files(&[(built.as_path(), mount_file)], file).await
 }
 
-/// A server on 127.0.0.1:0 (SQLite in a temporary directory) serving plugin files: (path,
-/// name in the plugins folder).
+/// A server on 127.0.0.1:0 serving plugin files (path, name in the plugins folder), on
+/// SQLite in a temporary directory or, with `BENCH_DB=postgres`, on a throwaway PostgreSQL
+/// (installed and started as the tests start one).
 pub async fn start_files(
     files: &[(&std::path::Path, &str)],
     file: FileConfig,
-) -> (RunningServer, tempfile::TempDir) {
-    start_on(files, file, None).await
+) -> (RunningServer, Scratch) {
+    let postgres = on_postgres().then(pg::Postgres::start);
+    let database = postgres.as_ref().map(|pg| pg.create_database());
+    let (server, dir) = start_on(files, file, database).await;
+    (
+        server,
+        Scratch {
+            dir,
+            _postgres: postgres,
+        },
+    )
 }
 
 /// [`start_files`] on the database at `database` (a URL), or SQLite in the temporary
