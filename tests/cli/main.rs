@@ -103,7 +103,7 @@ fn plugin_check_validates_offline() {
     assert!(ok, "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(manifest["name"], "iotstack");
-    assert_eq!(manifest["contract"], "ota:dialect@0.2.7");
+    assert_eq!(manifest["contract"], "ota:dialect@0.2.8");
     assert_eq!(manifest["needs"], "ota:dialect@0.2.7");
     // A plugin built against 0.2.4 that calls 0.2.4's additions needs 0.2.4.
     let old =
@@ -133,7 +133,7 @@ fn plugin_check_validates_offline() {
     assert!(!ok);
     assert!(
         err.contains(
-            "calls rollout.next-teleporter that this host (ota:dialect@0.2.7) does not have"
+            "calls rollout.next-teleporter that this host (ota:dialect@0.2.8) does not have"
         ),
         "{err}"
     );

@@ -25,7 +25,7 @@ async fn admin_plugins_lists_what_is_loaded_for_operators_only() {
     assert_eq!(p["name"], "iotstack");
     assert_eq!(p["vendor"], "IoTStack");
     assert_eq!(p["version"], "0.1.0");
-    assert_eq!(p["contract"], "ota:dialect@0.2.7");
+    assert_eq!(p["contract"], "ota:dialect@0.2.8");
     // It calls rollout.next-deployment, which 0.2.7 added.
     assert_eq!(p["needs"], "ota:dialect@0.2.7");
     assert_eq!(p["sha256"].as_str().unwrap().len(), 64);

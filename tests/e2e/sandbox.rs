@@ -142,7 +142,7 @@ async fn a_plugin_built_against_0_1_keeps_working() {
         "{contracts:?}"
     );
     assert!(
-        contracts.contains(&("iotstack".into(), "ota:dialect@0.2.7".into())),
+        contracts.contains(&("iotstack".into(), "ota:dialect@0.2.8".into())),
         "{contracts:?}"
     );
 

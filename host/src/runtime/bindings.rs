@@ -15,7 +15,7 @@ pub mod v0_1 {
 
 /// The newest contract this host serves (`wit/v0.2`'s package version): what a plugin made
 /// with `ota-host plugin new` is built against.
-pub const CONTRACT: &str = "0.2.7";
+pub const CONTRACT: &str = "0.2.8";
 
 /// The componentize-py release Python dialects are built with: what a project of
 /// `ota-host plugin new --lang python` pins, and what the suite builds its Python plugins with.
@@ -31,15 +31,15 @@ pub mod v0_2 {
             package ota:host;
 
             world dialect {
-                import ota:dialect/log@0.2.7;
-                import ota:dialect/clock@0.2.7;
-                import ota:dialect/config@0.2.7;
-                import ota:dialect/auth@0.2.7;
-                import ota:dialect/catalog@0.2.7;
-                import ota:dialect/rollout@0.2.7;
-                import ota:dialect/blobs@0.2.7;
+                import ota:dialect/log@0.2.8;
+                import ota:dialect/clock@0.2.8;
+                import ota:dialect/config@0.2.8;
+                import ota:dialect/auth@0.2.8;
+                import ota:dialect/catalog@0.2.8;
+                import ota:dialect/rollout@0.2.8;
+                import ota:dialect/blobs@0.2.8;
 
-                use ota:dialect/types@0.2.7.{request, response, manifest, refusal};
+                use ota:dialect/types@0.2.8.{request, response, manifest, refusal};
 
                 export manifest: func() -> manifest;
                 export handle: func(req: request) -> response;

@@ -197,6 +197,10 @@ mod tests {
         assert_eq!(at("auth", "password-grant").as_deref(), Some("0.2.1"));
         assert_eq!(at("auth", "device-login").as_deref(), Some("0.2.4"));
         assert_eq!(at("rollout", "next-deployment").as_deref(), Some("0.2.7"));
+        assert_eq!(
+            at("rollout", "get-campaign-brief").as_deref(),
+            Some("0.2.8")
+        );
         assert_eq!(at("rollout", "teleport"), None);
         assert_eq!(v02.newest.to_string(), super::super::CONTRACT);
         // The world's exports are not host functions.

@@ -225,7 +225,7 @@ pub fn list(req: &Request) -> Response {
         let q = Query::of(req);
         let ctx = ctx_from_query(req, &q)?;
         let (page, size, offset) = paging(&q)?;
-        let found = rollout::list_campaigns(
+        let found = rollout::list_campaign_briefs(
             &CampaignFilter {
                 product_sn: Some(ctx.product.sn.clone()),
                 name_contains: q.get("searchValue").map(str::to_string),
@@ -239,7 +239,7 @@ pub fn list(req: &Request) -> Response {
             },
         )?;
         let mut list = Vec::with_capacity(found.items.len());
-        for c in &found.items {
+        for c in found.items.iter().map(|b| &b.campaign) {
             let release = firmware_of(&ctx, c.release_id)?;
             list.push(task_view(&ctx, c, &release)?);
         }

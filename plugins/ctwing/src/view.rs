@@ -77,12 +77,13 @@ impl Ctx {
         self.product.sn.parse().unwrap_or(0)
     }
 
-    /// A task (campaign) of this product; another product's or an unknown one is 404.
+    /// A task (campaign) of this product; another product's or an unknown one is 404. No
+    /// API renders a task's device list (subtasks are its jobs), so it is left behind.
     pub fn task(&self, id: u64) -> Result<Campaign, ApiError> {
         let not_found =
             || ApiError::NotFound(format!("unknown task {id} of product {}", self.product.sn));
-        match ota_plugin_sdk::rollout::get_campaign(id) {
-            Ok(c) if c.product_sn == self.product.sn => Ok(c),
+        match ota_plugin_sdk::rollout::get_campaign_brief(id) {
+            Ok(b) if b.campaign.product_sn == self.product.sn => Ok(b.campaign),
             Ok(_) | Err(HostError::NotFound(_)) => Err(not_found()),
             Err(e) => Err(e.into()),
         }

@@ -244,13 +244,13 @@ impl HostError {
     }
 }
 
-/// The contract this SDK generates its bindings from, e.g. `0.2.7`: a plugin built with it
+/// The contract this SDK generates its bindings from, e.g. `0.2.8`: a plugin built with it
 /// imports `ota:dialect/…@CONTRACT` and needs a host of that contract or a later 0.2.x.
 pub const CONTRACT: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(test)]
 mod version_tests {
-    /// The SDK's version is the contract's: `ota-plugin-sdk 0.2.7` ⇔ `ota:dialect@0.2.7`.
+    /// The SDK's version is the contract's: `ota-plugin-sdk 0.2.8` ⇔ `ota:dialect@0.2.8`.
     #[test]
     fn the_sdk_version_is_the_contract_version() {
         let wit = include_str!("../../../wit/v0.2/dialect.wit");

@@ -24,8 +24,8 @@
 //! # }
 //! ```
 //!
-//! The host is the one this crate was built with (`ota-plugin-testkit 0.2.7` speaks
-//! `ota:dialect@0.2.7`), so a plugin that needs a newer contract is refused at `start`, with
+//! The host is the one this crate was built with (`ota-plugin-testkit 0.2.8` speaks
+//! `ota:dialect@0.2.8`), so a plugin that needs a newer contract is refused at `start`, with
 //! the reason.
 
 use std::path::PathBuf;

@@ -192,6 +192,14 @@ impl Rollout {
         Ok((rows.iter().map(campaign_from).collect(), total))
     }
 
+    /// How many devices a campaign's scope lists.
+    pub async fn count_listed(&self, id: i64) -> Result<u64, RolloutError> {
+        let q =
+            sqlx::query("SELECT COUNT(*) FROM campaign_devices WHERE campaign_id = $1").bind(id);
+        let n: i64 = self.db.read_one(q).await?.get(0);
+        Ok(n.max(0) as u64)
+    }
+
     /// The serial numbers of a campaign's listed devices, in listing order.
     pub async fn listed_devices(&self, id: i64) -> Result<Vec<String>, RolloutError> {
         Ok(sqlx::query_scalar(

@@ -177,6 +177,14 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { filter: rollout::CampaignFilter, window: Window });
             done(rollout::list_campaigns(&a.filter, a.window))
         }
+        "get-campaign-brief" => {
+            let a = take!(b, { id: u64 });
+            done(rollout::get_campaign_brief(a.id))
+        }
+        "list-campaign-briefs" => {
+            let a = take!(b, { filter: rollout::CampaignFilter, window: Window });
+            done(rollout::list_campaign_briefs(&a.filter, a.window))
+        }
         "update-campaign" => {
             let a = take!(b, { id: u64, patch: rollout::CampaignPatch });
             done(rollout::update_campaign(a.id, &a.patch))

@@ -321,25 +321,61 @@ impl RequestState {
         Ok(d)
     }
 
+    /// A campaign with its whole device list, as `get-campaign` answers it.
     async fn wit_campaign(&mut self, c: Campaign) -> Result<rollout::Campaign, HostError> {
+        Ok(self.wit_campaign_listing(c, true).await?.campaign)
+    }
+
+    /// A campaign with its device list's size only (contract 0.2.8's `campaign-brief`).
+    async fn wit_campaign_brief(
+        &mut self,
+        c: Campaign,
+    ) -> Result<rollout::CampaignBrief, HostError> {
+        self.wit_campaign_listing(c, false).await
+    }
+
+    /// A campaign and how many devices its scope lists; the serial numbers themselves only
+    /// when `with_devices`, since lowering thousands of them is what makes a call costly.
+    async fn wit_campaign_listing(
+        &mut self,
+        c: Campaign,
+        with_devices: bool,
+    ) -> Result<rollout::CampaignBrief, HostError> {
         let product_sn = self.campaign_product_sn(&c).await?;
         let own = self
             .acting
             .as_ref()
             .and_then(|a| a.device.as_ref())
             .map(|d| d.sn.clone());
-        let scope = match (c.scope.as_str(), own) {
+        let (scope, listed) = match (c.scope.as_str(), own) {
             // A device principal learns nothing about other devices: only itself is shown.
-            ("devices", Some(own)) => rollout::Scope::Devices(vec![own]),
-            ("devices", None) => rollout::Scope::Devices(
-                self.services
+            ("devices", Some(own)) => (
+                rollout::Scope::Devices(if with_devices { vec![own] } else { vec![] }),
+                1,
+            ),
+            ("devices", None) if with_devices => {
+                let sns = self
+                    .services
                     .rollout
                     .listed_devices(c.id)
                     .await
+                    .map_err(|e| self.rollout_err(e))?;
+                let n = sns.len() as u64;
+                (rollout::Scope::Devices(sns), n)
+            }
+            ("devices", None) => (
+                rollout::Scope::Devices(vec![]),
+                self.services
+                    .rollout
+                    .count_listed(c.id)
+                    .await
                     .map_err(|e| self.rollout_err(e))?,
             ),
-            ("group", _) => rollout::Scope::Group(c.scope_group.clone().unwrap_or_default()),
-            _ => rollout::Scope::All,
+            ("group", _) => (
+                rollout::Scope::Group(c.scope_group.clone().unwrap_or_default()),
+                0,
+            ),
+            _ => (rollout::Scope::All, 0),
         };
         let waves = match (c.wave_cap, c.wave_step, c.wave_interval_secs) {
             (Some(cap), Some(step), Some(interval)) => Some(rollout::Waves {
@@ -350,7 +386,7 @@ impl RequestState {
             }),
             _ => None,
         };
-        Ok(rollout::Campaign {
+        let campaign = rollout::Campaign {
             id: c.id as u64,
             product_sn,
             release_id: c.release_id as u64,
@@ -383,7 +419,8 @@ impl RequestState {
                 start_minute: w.start_min,
                 end_minute: w.end_min,
             }),
-        })
+        };
+        Ok(rollout::CampaignBrief { campaign, listed })
     }
 
     async fn wit_job(&mut self, j: Job) -> Result<rollout::Job, HostError> {
@@ -415,6 +452,42 @@ impl RequestState {
             .campaign(tenant_id, id)
             .await
             .map_err(|e| self.rollout_err(e))
+    }
+
+    /// One window of the tenant's campaigns matching a contract filter, and how many match.
+    async fn campaigns_matching(
+        &mut self,
+        filter: rollout::CampaignFilter,
+        w: types::Window,
+    ) -> Result<(Vec<Campaign>, u64), HostError> {
+        let tenant_id = self.acting_tenant()?.tenant_id;
+        let (limit, offset) = check_window(w)?;
+        let product_id = match &filter.product_sn {
+            Some(sn) => Some(
+                self.services
+                    .catalog
+                    .product(tenant_id, sn)
+                    .await
+                    .map_err(|e| self.catalog_err(e))?
+                    .id,
+            ),
+            None => None,
+        };
+        let filter = CampaignFilter {
+            product_id,
+            name_contains: filter.name_contains,
+            module: filter.module.map(|m| module_from(m).as_str().to_string()),
+            identify: None,
+            tag: filter.tag.map(tag_str),
+            status: filter.status.map(campaign_status_from),
+        };
+        let (list, total) = self
+            .services
+            .rollout
+            .list_campaigns(tenant_id, &filter, limit, offset)
+            .await
+            .map_err(|e| self.rollout_err(e))?;
+        Ok((list, total.max(0) as u64))
     }
 }
 

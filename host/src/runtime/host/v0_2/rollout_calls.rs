@@ -138,41 +138,30 @@ impl rollout::Host for RequestState {
         filter: rollout::CampaignFilter,
         w: types::Window,
     ) -> Result<rollout::CampaignPage, HostError> {
-        let tenant_id = self.acting_tenant()?.tenant_id;
-        let (limit, offset) = check_window(w)?;
-        let product_id = match &filter.product_sn {
-            Some(sn) => Some(
-                self.services
-                    .catalog
-                    .product(tenant_id, sn)
-                    .await
-                    .map_err(|e| self.catalog_err(e))?
-                    .id,
-            ),
-            None => None,
-        };
-        let filter = CampaignFilter {
-            product_id,
-            name_contains: filter.name_contains,
-            module: filter.module.map(|m| module_from(m).as_str().to_string()),
-            identify: None,
-            tag: filter.tag.map(tag_str),
-            status: filter.status.map(campaign_status_from),
-        };
-        let (list, total) = self
-            .services
-            .rollout
-            .list_campaigns(tenant_id, &filter, limit, offset)
-            .await
-            .map_err(|e| self.rollout_err(e))?;
+        let (list, total) = self.campaigns_matching(filter, w).await?;
         let mut items = Vec::with_capacity(list.len());
         for c in list {
             items.push(self.wit_campaign(c).await?);
         }
-        Ok(rollout::CampaignPage {
-            total: total.max(0) as u64,
-            items,
-        })
+        Ok(rollout::CampaignPage { total, items })
+    }
+
+    async fn get_campaign_brief(&mut self, id: u64) -> Result<rollout::CampaignBrief, HostError> {
+        let c = self.campaign_in_scope(id).await?;
+        self.wit_campaign_brief(c).await
+    }
+
+    async fn list_campaign_briefs(
+        &mut self,
+        filter: rollout::CampaignFilter,
+        w: types::Window,
+    ) -> Result<rollout::CampaignBriefPage, HostError> {
+        let (list, total) = self.campaigns_matching(filter, w).await?;
+        let mut items = Vec::with_capacity(list.len());
+        for c in list {
+            items.push(self.wit_campaign_brief(c).await?);
+        }
+        Ok(rollout::CampaignBriefPage { total, items })
     }
 
     async fn update_campaign(
