@@ -196,15 +196,15 @@ impl Auth {
                 )));
             }
         }
-        let row = sqlx::query(
+        let q = sqlx::query(
             "SELECT k.secret, t.id, t.name FROM hmac_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.realm = $1 AND k.app_key = $2 AND k.revoked_at IS NULL",
         )
         .bind(realm)
-        .bind(app_key)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| AuthError::Unauthenticated(format!("unknown application {app_key:?}")))?;
+        .bind(app_key);
+        let row = self.db.read_optional(q).await?.ok_or_else(|| {
+            AuthError::Unauthenticated(format!("unknown application {app_key:?}"))
+        })?;
         let secret = self.sealer.open(&row.get::<String, _>(0), APP_SECRET)?;
         let expected = hmac_sha1(secret.as_bytes(), message);
         if !bool::from(expected.as_slice().ct_eq(signature)) {
@@ -265,11 +265,9 @@ impl Auth {
 
     /// Check a product key as a client sent it; a product without a key refuses every key.
     pub async fn verify_product_key(&self, product_id: i64, key: &str) -> Result<(), AuthError> {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT key_hash FROM product_keys WHERE product_id = $1")
-                .bind(product_id)
-                .fetch_optional(self.db.pool())
-                .await?;
+        let q =
+            sqlx::query("SELECT key_hash FROM product_keys WHERE product_id = $1").bind(product_id);
+        let stored: Option<String> = self.db.read_optional(q).await?.map(|r| r.get(0));
         match stored {
             Some(h) if product_key_matches(&h, key) => Ok(()),
             _ => Err(AuthError::Unauthenticated(

@@ -224,14 +224,12 @@ impl Catalog {
     }
 
     pub async fn product(&self, tenant_id: i64, sn: &str) -> Result<Product, CatalogError> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRODUCT_COLUMNS} WHERE tenant_id = $1 AND sn = $2"
-        ))
-        .bind(tenant_id)
-        .bind(sn)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
+        let sql = format!("SELECT {PRODUCT_COLUMNS} WHERE tenant_id = $1 AND sn = $2");
+        let row = self
+            .db
+            .read_optional(sqlx::query(&sql).bind(tenant_id).bind(sn))
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
         Ok(product_from(&row))
     }
 
@@ -242,6 +240,14 @@ impl Catalog {
         sn: &str,
     ) -> Result<Vec<(String, String)>, CatalogError> {
         let p = self.product(tenant_id, sn).await?;
+        self.attributes_of_product(&p).await
+    }
+
+    /// [`Catalog::product_attributes`] of a product the caller already read.
+    pub async fn attributes_of_product(
+        &self,
+        p: &Product,
+    ) -> Result<Vec<(String, String)>, CatalogError> {
         Ok(PRODUCT_ATTRIBUTES.read(&self.db, p.id).await?)
     }
 

@@ -94,14 +94,14 @@ impl Rollout {
 
     /// A campaign of the tenant.
     pub async fn campaign(&self, tenant_id: i64, id: i64) -> Result<Campaign, RolloutError> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {CAMPAIGN_COLUMNS} WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
+        );
+        let row = self
+            .db
+            .read_optional(sqlx::query(&sql).bind(tenant_id).bind(id))
+            .await?
+            .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
         Ok(campaign_from(&row))
     }
 
@@ -202,13 +202,18 @@ impl Rollout {
 
     /// The serial numbers of a campaign's listed devices, in listing order.
     pub async fn listed_devices(&self, id: i64) -> Result<Vec<String>, RolloutError> {
-        Ok(sqlx::query_scalar(
+        let q = sqlx::query(
             "SELECT d.sn FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id \
              WHERE cd.campaign_id = $1 ORDER BY d.id",
         )
-        .bind(id)
-        .fetch_all(self.db.pool())
-        .await?)
+        .bind(id);
+        Ok(self
+            .db
+            .read_all(q)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     /// Change an unfinished campaign; every change is logged.

@@ -6,19 +6,31 @@ use super::*;
 impl Rollout {
     /// Counts by job state and the version distribution of the campaign's devices.
     pub async fn stats(&self, tenant_id: i64, id: i64) -> Result<Stats, RolloutError> {
-        self.campaign(tenant_id, id).await?;
-        let by_state =
-            sqlx::query("SELECT state, COUNT(*) FROM jobs WHERE campaign_id = $1 GROUP BY state")
-                .bind(id)
-                .fetch_all(self.db.pool())
-                .await?;
-        let versions = sqlx::query(
-            "SELECT COALESCE(version_after, version_before, 'unknown'), COUNT(*) FROM jobs WHERE campaign_id = $1 \
-             GROUP BY COALESCE(version_after, version_before, 'unknown')",
-        )
-        .bind(id)
-        .fetch_all(self.db.pool())
-        .await?;
+        let c = self.campaign(tenant_id, id).await?;
+        self.stats_of(&c).await
+    }
+
+    /// [`Rollout::stats`] of a campaign the caller already read (and may see).
+    pub async fn stats_of(&self, c: &Campaign) -> Result<Stats, RolloutError> {
+        let by_state = self
+            .db
+            .read_all(
+                sqlx::query(
+                    "SELECT state, COUNT(*) FROM jobs WHERE campaign_id = $1 GROUP BY state",
+                )
+                .bind(c.id),
+            )
+            .await?;
+        let versions = self
+            .db
+            .read_all(
+                sqlx::query(
+                    "SELECT COALESCE(version_after, version_before, 'unknown'), COUNT(*) FROM jobs \
+                     WHERE campaign_id = $1 GROUP BY COALESCE(version_after, version_before, 'unknown')",
+                )
+                .bind(c.id),
+            )
+            .await?;
         let map = |rows: Vec<sqlx::any::AnyRow>| -> HashMap<String, i64> {
             rows.iter().map(|r| (r.get(0), r.get(1))).collect()
         };
@@ -212,14 +224,17 @@ impl Rollout {
         tenant_id: i64,
         id: i64,
     ) -> Result<Vec<LogEntry>, RolloutError> {
-        self.campaign(tenant_id, id).await?;
-        let rows = sqlx::query(
+        let c = self.campaign(tenant_id, id).await?;
+        self.campaign_log_of(&c).await
+    }
+
+    /// [`Rollout::campaign_log`] of a campaign the caller already read (and may see).
+    pub async fn campaign_log_of(&self, c: &Campaign) -> Result<Vec<LogEntry>, RolloutError> {
+        let q = sqlx::query(
             "SELECT at, actor, action, detail FROM campaign_log WHERE campaign_id = $1 ORDER BY id",
         )
-        .bind(id)
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.iter().map(log_entry).collect())
+        .bind(c.id);
+        Ok(self.db.read_all(q).await?.iter().map(log_entry).collect())
     }
 }
 

@@ -115,6 +115,10 @@ pub struct RequestState {
     /// Product serial numbers by id, read once per request: a check's answer names the
     /// campaign's product several times.
     product_sns: std::collections::HashMap<i64, String>,
+    /// Products by (tenant, serial number), read once per request: no host call changes a
+    /// product, and a signed call names its product several times (get it, check its key,
+    /// read its attributes).
+    products: std::collections::HashMap<(i64, String), crate::catalog::Product>,
     /// Whether a device principal's `acting.device` is still its stored row: true from the
     /// read that established the principal until this request's own check-in or report
     /// touches the device. Until then the plugin's own reads of it need no second query.
@@ -174,6 +178,7 @@ impl RequestState {
             oss_url: site.oss_url,
             client: site.client,
             product_sns: Default::default(),
+            products: Default::default(),
             own_device_current: false,
             offered: Default::default(),
             contacted: Default::default(),

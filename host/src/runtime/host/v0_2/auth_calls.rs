@@ -198,12 +198,7 @@ impl auth::Host for RequestState {
         key: String,
     ) -> Result<(), HostError> {
         let tenant_id = self.acting()?.tenant_id;
-        let product = self
-            .services
-            .catalog
-            .product(tenant_id, &product_sn)
-            .await
-            .map_err(|e| self.catalog_err(e))?;
+        let product = self.tenant_product(tenant_id, &product_sn).await?;
         self.services
             .auth
             .verify_product_key(product.id, &key)

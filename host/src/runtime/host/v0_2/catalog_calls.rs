@@ -6,12 +6,7 @@ use super::*;
 impl catalog::Host for RequestState {
     async fn get_product(&mut self, sn: String) -> Result<catalog::Product, HostError> {
         let tenant_id = self.check_product(&sn)?;
-        let p = self
-            .services
-            .catalog
-            .product(tenant_id, &sn)
-            .await
-            .map_err(|e| self.catalog_err(e))?;
+        let p = self.tenant_product(tenant_id, &sn).await?;
         Ok(catalog::Product {
             id: p.id as u64,
             sn: p.sn,
@@ -433,9 +428,10 @@ impl catalog::Host for RequestState {
 
     async fn product_attributes(&mut self, sn: String) -> Result<Vec<(String, String)>, HostError> {
         let tenant_id = self.check_product(&sn)?;
+        let p = self.tenant_product(tenant_id, &sn).await?;
         self.services
             .catalog
-            .product_attributes(tenant_id, &sn)
+            .attributes_of_product(&p)
             .await
             .map_err(|e| self.catalog_err(e))
     }

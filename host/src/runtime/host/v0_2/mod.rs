@@ -271,6 +271,28 @@ impl RequestState {
     }
 
     /// A device principal may touch only its own product.
+    /// A product of `tenant_id` by serial number, read once per request (see
+    /// `RequestState::products`).
+    async fn tenant_product(
+        &mut self,
+        tenant_id: i64,
+        sn: &str,
+    ) -> Result<crate::catalog::Product, HostError> {
+        let key = (tenant_id, sn.to_string());
+        if let Some(p) = self.products.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = self
+            .services
+            .catalog
+            .product(tenant_id, sn)
+            .await
+            .map_err(|e| self.catalog_err(e))?;
+        self.product_sns.insert(p.id, p.sn.clone());
+        self.products.insert(key, p.clone());
+        Ok(p)
+    }
+
     fn check_product(&self, product_sn: &str) -> Result<i64, HostError> {
         let a = self.acting()?;
         if a.device
@@ -463,14 +485,7 @@ impl RequestState {
         let tenant_id = self.acting_tenant()?.tenant_id;
         let (limit, offset) = check_window(w)?;
         let product_id = match &filter.product_sn {
-            Some(sn) => Some(
-                self.services
-                    .catalog
-                    .product(tenant_id, sn)
-                    .await
-                    .map_err(|e| self.catalog_err(e))?
-                    .id,
-            ),
+            Some(sn) => Some(self.tenant_product(tenant_id, sn).await?.id),
             None => None,
         };
         let filter = CampaignFilter {

@@ -478,7 +478,7 @@ impl rollout::Host for RequestState {
         let s = self
             .services
             .rollout
-            .stats(c.tenant_id, c.id)
+            .stats_of(&c)
             .await
             .map_err(|e| self.rollout_err(e))?;
         let mut by_state: Vec<(rollout::JobState, u64)> = s
@@ -511,7 +511,7 @@ impl rollout::Host for RequestState {
         let all = self
             .services
             .rollout
-            .campaign_log(c.tenant_id, c.id)
+            .campaign_log_of(&c)
             .await
             .map_err(|e| self.rollout_err(e))?;
         let total = all.len() as u64;
