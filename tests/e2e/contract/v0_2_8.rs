@@ -1,0 +1,161 @@
+//! What contract 0.2.8 added, end to end: campaigns without their device lists.
+
+use super::*;
+
+/// 0.2.8: a campaign without its device list answers what `get-campaign` answers, its
+/// scope's list replaced by how many it lists, alone and in pages.
+#[tokio::test]
+async fn campaign_briefs_through_the_contract() {
+    let t = TestServer::start(options()).await;
+    let blob = upload(&t, b"firmware 3.0 bytes").await;
+    let release = ok(
+        &t,
+        "create-release",
+        new_release("3.0", json!({ "Blob": blob["sha256"] })),
+    )
+    .await;
+    let rid = release["id"].as_u64().unwrap();
+    for sn in ["d1", "d2", "d3"] {
+        ok(
+            &t,
+            "register-device",
+            json!({ "product_sn": PRODUCT, "device_sn": sn }),
+        )
+        .await;
+    }
+    let listed = ok(
+        &t,
+        "create-campaign",
+        new_campaign(
+            rid,
+            "listed",
+            json!({ "Devices": ["d1", "d2", "d3"] }),
+            "Formal",
+        ),
+    )
+    .await;
+    let everyone = ok(
+        &t,
+        "create-campaign",
+        new_campaign(rid, "everyone", json!("All"), "Formal"),
+    )
+    .await;
+    let (lid, eid) = (
+        listed["id"].as_u64().unwrap(),
+        everyone["id"].as_u64().unwrap(),
+    );
+
+    // The brief is the full record but for the list, which it counts.
+    let brief = ok(&t, "get-campaign-brief", json!({ "id": lid })).await;
+    assert_eq!(brief["listed"], 3);
+    assert_eq!(brief["campaign"]["scope"], json!({ "Devices": [] }));
+    let mut full = ok(&t, "get-campaign", json!({ "id": lid })).await;
+    assert_eq!(full["scope"], json!({ "Devices": ["d1", "d2", "d3"] }));
+    full["scope"] = json!({ "Devices": [] });
+    assert_eq!(brief["campaign"], full);
+    let all = ok(&t, "get-campaign-brief", json!({ "id": eid })).await;
+    assert_eq!(
+        (&all["listed"], &all["campaign"]["scope"]),
+        (&json!(0), &json!("All"))
+    );
+    assert_eq!(
+        all["campaign"],
+        ok(&t, "get-campaign", json!({ "id": eid })).await
+    );
+
+    // The count follows the list.
+    ok(
+        &t,
+        "remove-devices",
+        json!({ "id": lid, "device_sns": ["d2"], "actor": null }),
+    )
+    .await;
+    assert_eq!(
+        ok(&t, "get-campaign-brief", json!({ "id": lid })).await["listed"],
+        2
+    );
+
+    // Pages: the same filter, order and total as list-campaigns.
+    let page = |name: &str, offset: u64, limit: u32| {
+        json!({ "filter": { "product_sn": PRODUCT, "name_contains": name, "module": null,
+            "tag": null, "status": null }, "window": window(offset, limit) })
+    };
+    let briefs = ok(&t, "list-campaign-briefs", page("", 0, 10)).await;
+    let campaigns = ok(&t, "list-campaigns", page("", 0, 10)).await;
+    assert_eq!(
+        (&briefs["total"], &campaigns["total"]),
+        (&json!(2), &json!(2))
+    );
+    let ids = |items: &Value, key: Option<&str>| -> Vec<u64> {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| key.map_or(i, |k| &i[k])["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(&briefs["items"], Some("campaign")),
+        ids(&campaigns["items"], None)
+    );
+    let listed_counts: Vec<&Value> = briefs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["listed"])
+        .collect();
+    assert_eq!(listed_counts, [&json!(0), &json!(2)], "newest first");
+    let second = ok(&t, "list-campaign-briefs", page("list", 0, 1)).await;
+    assert_eq!(
+        (&second["total"], second["items"][0]["listed"].clone()),
+        (&json!(1), json!(2))
+    );
+    assert_eq!(
+        ok(&t, "list-campaign-briefs", page("", 1, 1)).await["items"][0]["campaign"]["id"],
+        lid
+    );
+
+    // The same refusals as get-campaign and list-campaigns.
+    let other = call_as(
+        &t,
+        &[("x-api-key", OTHER_TENANT_KEY)],
+        "get-campaign-brief",
+        json!({ "id": lid }),
+    )
+    .await;
+    assert_eq!(case(&other), "not-found");
+    let theirs = call_as(
+        &t,
+        &[("x-api-key", OTHER_TENANT_KEY)],
+        "list-campaign-briefs",
+        json!({ "filter": { "product_sn": null, "name_contains": null, "module": null,
+            "tag": null, "status": null }, "window": window(0, 10) }),
+    )
+    .await;
+    assert_eq!(theirs["ok"]["total"], 0);
+    let unknown_product = call(
+        &t,
+        "list-campaign-briefs",
+        json!({ "filter": { "product_sn": "nope", "name_contains": null, "module": null,
+            "tag": null, "status": null }, "window": window(0, 10) }),
+    )
+    .await;
+    assert_eq!(
+        case(&unknown_product),
+        case(
+            &call(
+                &t,
+                "list-campaigns",
+                json!({ "filter": { "product_sn": "nope", "name_contains": null, "module": null,
+                    "tag": null, "status": null }, "window": window(0, 10) }),
+            )
+            .await
+        )
+    );
+    ok(&t, "delete-campaign", json!({ "id": eid, "actor": null })).await;
+    assert_eq!(
+        case(&call(&t, "get-campaign-brief", json!({ "id": eid })).await),
+        "not-found"
+    );
+    t.stop().await;
+}
