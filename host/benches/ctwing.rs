@@ -18,7 +18,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use ota_host::Services;
 use ota_host::catalog::releases::Module;
-use ota_host::rollout::campaigns::{Action, CampaignStatus, Mode, NewCampaign, Scope, Target};
+use ota_host::rollout::campaigns::{Action, CampaignStatus, Mode, NewCampaign, Scope};
 use serde_json::{Value, json};
 use sha1::Sha1;
 use sqlx::Row;
@@ -197,31 +197,22 @@ async fn provision(s: &Services, devices: usize) -> i64 {
         .map(|row| row.get(0))
         .collect();
     let r = support::online_release(s, tenant.id, PRODUCT, Module::Mcu, 0, "2.0").await;
+    // As CreateRemoteUpgradeTask makes it: manual, devices join through /operational.
+    let task = NewCampaign {
+        description: "meters to 2.0".into(),
+        retries: 1,
+        timeout_secs: 86_400,
+        ..support::new_campaign(
+            p.id,
+            &r,
+            "北向测试",
+            Scope::Devices(Vec::new()),
+            Mode::Manual,
+        )
+    };
     let c = s
         .rollout
-        .create_campaign(
-            tenant.id,
-            NewCampaign {
-                description: "meters to 2.0".into(),
-                name: "北向测试".into(),
-                target: Target {
-                    release_id: r.id,
-                    product_id: p.id,
-                    module: r.module.as_str().into(),
-                    identify: r.identify,
-                    version: r.version.clone(),
-                },
-                from_version: None,
-                scope: Scope::Devices(Vec::new()),
-                mode: Mode::Manual,
-                tag: "formal".into(),
-                retries: 1,
-                timeout_secs: 86_400,
-                waves: None,
-                window: None,
-            },
-            "bench",
-        )
+        .create_campaign(tenant.id, task, "bench")
         .await
         .unwrap();
     s.rollout

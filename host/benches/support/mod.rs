@@ -227,37 +227,48 @@ pub async fn running_campaign(
     name: String,
     from_version: Option<String>,
 ) -> Campaign {
+    let new = NewCampaign {
+        from_version,
+        ..new_campaign(product_id, release, name, Scope::All, Mode::Auto)
+    };
     let c = s
         .rollout
-        .create_campaign(
-            tenant_id,
-            NewCampaign {
-                description: String::new(),
-                name,
-                target: Target {
-                    release_id: release.id,
-                    product_id,
-                    module: release.module.as_str().into(),
-                    identify: release.identify,
-                    version: release.version.clone(),
-                },
-                from_version,
-                scope: Scope::All,
-                mode: Mode::Auto,
-                tag: "formal".into(),
-                retries: 0,
-                timeout_secs: 7 * 86_400,
-                waves: None,
-                window: None,
-            },
-            "bench",
-        )
+        .create_campaign(tenant_id, new, "bench")
         .await
         .unwrap();
     s.rollout
         .act(tenant_id, c.id, Action::Start, "bench", "")
         .await
         .unwrap()
+}
+
+/// A formal campaign of `release` for the product: no retries, a week to finish.
+pub fn new_campaign(
+    product_id: i64,
+    release: &Release,
+    name: impl Into<String>,
+    scope: Scope,
+    mode: Mode,
+) -> NewCampaign {
+    NewCampaign {
+        description: String::new(),
+        name: name.into(),
+        target: Target {
+            release_id: release.id,
+            product_id,
+            module: release.module.as_str().into(),
+            identify: release.identify,
+            version: release.version.clone(),
+        },
+        from_version: None,
+        scope,
+        mode,
+        tag: "formal".into(),
+        retries: 0,
+        timeout_secs: 7 * 86_400,
+        waves: None,
+        window: None,
+    }
 }
 
 /// Tenant `bench` with `products` and `api_keys` (name, key), as a twin bench provisions it.

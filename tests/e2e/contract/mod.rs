@@ -78,6 +78,32 @@ fn new_release(version: &str, payload: Value) -> Value {
     }})
 }
 
+/// An online release of `version` from the uploaded `file`, and devices `d1`-`d3` of the
+/// product: what a campaign test starts from. Answers the release's id and the file's
+/// SHA-256 (its blob id).
+async fn release_and_three_devices(
+    t: &TestServer,
+    version: &str,
+    file: &'static [u8],
+) -> (u64, Value) {
+    let blob = upload(t, file).await;
+    let release = ok(
+        t,
+        "create-release",
+        new_release(version, json!({ "Blob": blob["sha256"] })),
+    )
+    .await;
+    for sn in ["d1", "d2", "d3"] {
+        ok(
+            t,
+            "register-device",
+            json!({ "product_sn": PRODUCT, "device_sn": sn }),
+        )
+        .await;
+    }
+    (release["id"].as_u64().unwrap(), blob["sha256"].clone())
+}
+
 fn new_campaign(release: u64, name: &str, scope: Value, tag: &str) -> Value {
     json!({ "campaign": {
         "release_id": release, "name": name, "description": "first wave", "from_version": null,

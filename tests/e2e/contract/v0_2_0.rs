@@ -284,22 +284,7 @@ async fn devices_through_the_contract() {
 #[tokio::test]
 async fn a_campaign_through_the_contract() {
     let t = TestServer::start(options()).await;
-    let blob = upload(&t, b"firmware 2.0 bytes").await;
-    let release = ok(
-        &t,
-        "create-release",
-        new_release("2.0", json!({ "Blob": blob["sha256"] })),
-    )
-    .await;
-    let rid = release["id"].as_u64().unwrap();
-    for sn in ["d1", "d2", "d3"] {
-        ok(
-            &t,
-            "register-device",
-            json!({ "product_sn": PRODUCT, "device_sn": sn }),
-        )
-        .await;
-    }
+    let (rid, sha256) = release_and_three_devices(&t, "2.0", b"firmware 2.0 bytes").await;
     let c = ok(
         &t,
         "create-campaign",
@@ -352,7 +337,7 @@ async fn a_campaign_through_the_contract() {
 
     let offer = ok(&t, "check-in", check("d1", "1.0")).await;
     assert_eq!(offer["release"]["id"], rid);
-    assert_eq!(offer["release"]["blob_id"], blob["sha256"]);
+    assert_eq!(offer["release"]["blob_id"], sha256);
     assert_eq!(offer["job"]["state"], "Notified");
     assert_eq!(offer["job"]["device_sn"], "d1");
     assert_eq!(offer["job"]["version_before"], "1.0");

@@ -7,22 +7,7 @@ use super::*;
 #[tokio::test]
 async fn campaign_briefs_through_the_contract() {
     let t = TestServer::start(options()).await;
-    let blob = upload(&t, b"firmware 3.0 bytes").await;
-    let release = ok(
-        &t,
-        "create-release",
-        new_release("3.0", json!({ "Blob": blob["sha256"] })),
-    )
-    .await;
-    let rid = release["id"].as_u64().unwrap();
-    for sn in ["d1", "d2", "d3"] {
-        ok(
-            &t,
-            "register-device",
-            json!({ "product_sn": PRODUCT, "device_sn": sn }),
-        )
-        .await;
-    }
+    let (rid, _) = release_and_three_devices(&t, "3.0", b"firmware 3.0 bytes").await;
     let listed = ok(
         &t,
         "create-campaign",
