@@ -201,6 +201,7 @@ mod tests {
             at("rollout", "get-campaign-brief").as_deref(),
             Some("0.2.8")
         );
+        assert_eq!(at("catalog", "device-id").as_deref(), Some("0.2.8"));
         assert_eq!(at("rollout", "teleport"), None);
         assert_eq!(v02.newest.to_string(), super::super::CONTRACT);
         // The world's exports are not host functions.

@@ -3,30 +3,45 @@
 //! and `POST /v2/upgrade/firmware/report/{device_id}` reports the result. Devices send numbers
 //! as numbers or strings (`"type":"1"`, `"current_version":"01"`); both are read.
 
-use ota_plugin_sdk::catalog::{self, Device, ModuleVersion};
+use ota_plugin_sdk::catalog::{self, ModuleVersion};
 use ota_plugin_sdk::rollout::{self, JobCondition, JobField, JobOperator, JobQuery, JobState};
 use ota_plugin_sdk::{HostError, Module, Principal, Request, Response, Window};
 
 use crate::errors::{XError, done, respond};
 use crate::view::Task;
 
-/// The device the path names; a device token may name only its own device.
-pub(crate) fn path_device(req: &Request, caller: &Principal) -> Result<Device, XError> {
+/// The device a check or report is about: what they need of it.
+pub(crate) struct PathDevice {
+    id: u64,
+    product_sn: String,
+    sn: String,
+}
+
+/// The device the path names; a device token may name only its own device (whose id is all
+/// the host needs to answer: contract 0.2.8's `device-id` reads no module versions).
+pub(crate) fn path_device(req: &Request, caller: &Principal) -> Result<PathDevice, XError> {
     let raw = req.param("device_id").unwrap_or_default();
     let unknown = || XError::UnknownDevice(format!("device {raw} does not exist"));
     let id: u64 = raw.trim().parse().map_err(|_| unknown())?;
     if let Some(own) = &caller.device {
-        let d = catalog::get_device(&own.product_sn, &own.device_sn)?;
-        if d.id != id {
+        let own_id = catalog::device_id(&own.product_sn, &own.device_sn)?;
+        if own_id != id {
             return Err(XError::Forbidden(format!(
-                "this token belongs to device {}, not {id}",
-                d.id
+                "this token belongs to device {own_id}, not {id}"
             )));
         }
-        return Ok(d);
+        return Ok(PathDevice {
+            id,
+            product_sn: own.product_sn.clone(),
+            sn: own.device_sn.clone(),
+        });
     }
     match catalog::get_device_by_id(id) {
-        Ok(d) => Ok(d),
+        Ok(d) => Ok(PathDevice {
+            id: d.id,
+            product_sn: d.product_sn,
+            sn: d.sn,
+        }),
         Err(HostError::NotFound(_)) => Err(unknown()),
         Err(e) => Err(e.into()),
     }
@@ -39,7 +54,7 @@ fn module(p: &ota_plugin_sdk::params::Params) -> Result<(Module, u32), XError> {
 }
 
 /// `product_id`, when sent, must be the device's product.
-fn same_product(p: &ota_plugin_sdk::params::Params, d: &Device) -> Result<(), XError> {
+fn same_product(p: &ota_plugin_sdk::params::Params, d: &PathDevice) -> Result<(), XError> {
     match p.text("product_id")?.filter(|s| !s.is_empty()) {
         Some(sn) if sn != d.product_sn => Err(XError::Param(format!(
             "device {} belongs to product {}, not {sn}",
@@ -75,7 +90,7 @@ pub fn check(req: &Request) -> Response {
 
 /// The device's unfinished job for this module and identify, newest first.
 fn open_job(
-    device: &Device,
+    device: &PathDevice,
     module: Module,
     identify: u32,
 ) -> Result<Option<rollout::Job>, XError> {
@@ -146,7 +161,12 @@ pub fn report(req: &Request) -> Response {
     })())
 }
 
-fn record_version(d: &Device, module: Module, identify: u32, version: &str) -> Result<(), XError> {
+fn record_version(
+    d: &PathDevice,
+    module: Module,
+    identify: u32,
+    version: &str,
+) -> Result<(), XError> {
     catalog::report_versions(
         &d.product_sn,
         &d.sn,

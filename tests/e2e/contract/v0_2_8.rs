@@ -1,4 +1,5 @@
-//! What contract 0.2.8 added, end to end: campaigns without their device lists.
+//! What contract 0.2.8 added, end to end: campaigns without their device lists, and a
+//! device's id alone.
 
 use super::*;
 
@@ -142,5 +143,32 @@ async fn campaign_briefs_through_the_contract() {
         case(&call(&t, "get-campaign-brief", json!({ "id": eid })).await),
         "not-found"
     );
+    t.stop().await;
+}
+
+/// 0.2.8: a device's id alone, with `get-device`'s refusals.
+#[tokio::test]
+async fn device_ids_through_the_contract() {
+    let t = TestServer::start(options()).await;
+    let (_, _) = release_and_three_devices(&t, "3.1", b"firmware 3.1 bytes").await;
+    let by = |sn: &str| json!({ "product_sn": PRODUCT, "device_sn": sn });
+    for sn in ["d1", "d3"] {
+        let full = ok(&t, "get-device", by(sn)).await;
+        assert_eq!(ok(&t, "device-id", by(sn)).await, full["id"], "{sn}");
+    }
+    assert_ne!(
+        ok(&t, "device-id", by("d1")).await,
+        ok(&t, "device-id", by("d2")).await
+    );
+    for (args, creds) in [
+        (by("ghost"), API_KEY),
+        (json!({ "product_sn": "nope", "device_sn": "d1" }), API_KEY),
+        (by("d1"), OTHER_TENANT_KEY),
+    ] {
+        let id = call_as(&t, &[("x-api-key", creds)], "device-id", args.clone()).await;
+        let device = call_as(&t, &[("x-api-key", creds)], "get-device", args.clone()).await;
+        assert_eq!(case(&id), case(&device), "{args}");
+        assert_eq!(case(&id), "not-found", "{args}");
+    }
     t.stop().await;
 }

@@ -177,6 +177,10 @@ fn call(name: &str, b: &Value) -> Value {
             let a = take!(b, { filter: rollout::CampaignFilter, window: Window });
             done(rollout::list_campaigns(&a.filter, a.window))
         }
+        "device-id" => {
+            let a = take!(b, { product_sn: String, device_sn: String });
+            done(catalog::device_id(&a.product_sn, &a.device_sn))
+        }
         "get-campaign-brief" => {
             let a = take!(b, { id: u64 });
             done(rollout::get_campaign_brief(a.id))

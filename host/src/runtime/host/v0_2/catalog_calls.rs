@@ -70,6 +70,11 @@ impl catalog::Host for RequestState {
         self.wit_device(d).await
     }
 
+    async fn device_id(&mut self, product_sn: String, device_sn: String) -> Result<u64, HostError> {
+        // An id never changes: a device principal's own comes from memory.
+        Ok(self.device_in_scope(&product_sn, &device_sn).await?.id as u64)
+    }
+
     async fn get_device_by_id(&mut self, id: u64) -> Result<catalog::Device, HostError> {
         let a = self.acting()?;
         let not_found = || HostError::NotFound(format!("unknown device {id}"));
