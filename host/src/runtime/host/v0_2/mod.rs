@@ -270,7 +270,6 @@ impl RequestState {
         })
     }
 
-    /// A device principal may touch only its own product.
     /// A product of `tenant_id` by serial number, read once per request (see
     /// `RequestState::products`).
     async fn tenant_product(
@@ -293,6 +292,7 @@ impl RequestState {
         Ok(p)
     }
 
+    /// A device principal may touch only its own product.
     fn check_product(&self, product_sn: &str) -> Result<i64, HostError> {
         let a = self.acting()?;
         if a.device
