@@ -83,18 +83,7 @@ fn main() {
         let t = s.auth.create_tenant("bench").await.unwrap();
         let p = s.catalog.create_product(t.id, "P", "bench").await.unwrap();
         let setup = Instant::now();
-        // Bulk-load devices in batches (the catalog's one-by-one path is not what is measured).
-        let now = 0i64;
-        for batch in (0..n_devices).collect::<Vec<_>>().chunks(500) {
-            let values: Vec<String> = batch.iter().map(|i| format!("({}, 'dev-{i}', {now})", p.id)).collect();
-            let sql = format!("INSERT INTO devices (product_id, sn, created_at) VALUES {}", values.join(","));
-            sqlx::query(&sql).execute(s.db.pool()).await.unwrap();
-        }
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE product_id = $1 ORDER BY id")
-            .bind(p.id)
-            .fetch_all(s.db.pool())
-            .await
-            .unwrap();
+        let ids = support::bulk_devices(&s, p.id, n_devices, None).await;
         for identify in 0..10 {
             let r = support::online_release(&s, t.id, "P", Module::Sub, identify, "2.0").await;
             let c = s

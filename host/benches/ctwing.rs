@@ -21,7 +21,6 @@ use ota_host::catalog::releases::Module;
 use ota_host::rollout::campaigns::{Action, CampaignStatus, Mode, NewCampaign, Scope};
 use serde_json::{Value, json};
 use sha1::Sha1;
-use sqlx::Row;
 
 const APP_KEY: &str = "dAaFG7DiPt8";
 const APP_SECRET: &str = "p6mYxUBsvw";
@@ -187,15 +186,7 @@ async fn provision(s: &Services, devices: usize) -> i64 {
         .set_product_key(p.id, Some(MASTER_KEY), None)
         .await
         .unwrap();
-    support::bulk_devices(s, p.id, devices, None).await;
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM devices WHERE product_id = $1 ORDER BY id")
-        .bind(p.id)
-        .fetch_all(s.db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let ids = support::bulk_devices(s, p.id, devices, None).await;
     let r = support::online_release(s, tenant.id, PRODUCT, Module::Mcu, 0, "2.0").await;
     // As CreateRemoteUpgradeTask makes it: manual, devices join through /operational.
     let task = NewCampaign {

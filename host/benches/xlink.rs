@@ -23,7 +23,6 @@ use ota_host::auth::TokenPolicy;
 use ota_host::catalog::releases::Module;
 use ota_host::rollout::job::JobState;
 use serde_json::{Value, json};
-use sqlx::Row;
 
 fn type_of(module: &str) -> i64 {
     match module {
@@ -200,15 +199,9 @@ fn main() {
         for (p, base) in [("P-plugin", server.url()), ("P-native", native_base)] {
             provision(&s, tenant.id, p).await;
             let pid = s.catalog.product(tenant.id, p).await.unwrap().id;
-            support::bulk_devices(&s, pid, n, Some(|i| format!("{:012X}", i))).await;
-            let rows = sqlx::query("SELECT id FROM devices WHERE product_id = $1 ORDER BY id")
-                .bind(pid)
-                .fetch_all(s.db.pool())
-                .await
-                .unwrap();
+            let ids = support::bulk_devices(&s, pid, n, Some(|i| format!("{:012X}", i))).await;
             let mut list = Vec::with_capacity(n);
-            for (i, row) in rows.iter().enumerate() {
-                let id: i64 = row.get(0);
+            for (i, id) in ids.into_iter().enumerate() {
                 let g = s
                     .auth
                     .device_grant("xlink", policy, &tenant, id, pid)

@@ -312,8 +312,8 @@ pub fn database_name() -> &'static str {
 /// What a bench's server leaves behind until it is dropped: its temporary directory and,
 /// with `BENCH_DB=postgres`, the throwaway PostgreSQL it ran on.
 pub struct Scratch {
-    pub dir: tempfile::TempDir,
-    /// Dropped after `dir`: declared later.
+    _dir: tempfile::TempDir,
+    /// Dropped after the directory: declared later.
     _postgres: Option<pg::Postgres>,
 }
 
@@ -333,27 +333,10 @@ pub async fn start(
 /// (installed and started as the tests start one).
 pub async fn start_files(
     files: &[(&std::path::Path, &str)],
-    file: FileConfig,
+    mut file: FileConfig,
 ) -> (RunningServer, Scratch) {
     let postgres = on_postgres().then(pg::Postgres::start);
     let database = postgres.as_ref().map(|pg| pg.create_database());
-    let (server, dir) = start_on(files, file, database).await;
-    (
-        server,
-        Scratch {
-            dir,
-            _postgres: postgres,
-        },
-    )
-}
-
-/// [`start_files`] on the database at `database` (a URL), or SQLite in the temporary
-/// directory when `None`.
-pub async fn start_on(
-    files: &[(&std::path::Path, &str)],
-    mut file: FileConfig,
-    database: Option<String>,
-) -> (RunningServer, tempfile::TempDir) {
     // `BENCH_LOG=sqlx::query=debug` shows every statement a request makes (measure first).
     if let Ok(filter) = std::env::var("BENCH_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -386,17 +369,24 @@ pub async fn start_on(
     let server = ota_host::server::start(config, Arc::new(SystemClock))
         .await
         .unwrap();
-    (server, dir)
+    (
+        server,
+        Scratch {
+            _dir: dir,
+            _postgres: postgres,
+        },
+    )
 }
 
 /// Insert `n` devices `dev-<i>` (MAC `mac(i)` when given) into a product in bulk:
-/// registration one by one is not what the benches measure.
+/// registration one by one is not what the benches measure. Answers the product's device
+/// ids in insertion order.
 pub async fn bulk_devices(
     s: &Services,
     product_id: i64,
     n: usize,
     mac: Option<fn(usize) -> String>,
-) {
+) -> Vec<i64> {
     for batch in (0..n).collect::<Vec<_>>().chunks(500) {
         let values: Vec<String> = batch
             .iter()
@@ -413,6 +403,11 @@ pub async fn bulk_devices(
         .await
         .unwrap();
     }
+    sqlx::query_scalar("SELECT id FROM devices WHERE product_id = $1 ORDER BY id")
+        .bind(product_id)
+        .fetch_all(s.db.pool())
+        .await
+        .unwrap()
 }
 
 /// Serve a native twin on its own loopback port; answers its base URL.
