@@ -62,10 +62,11 @@ async fn campaign_briefs_through_the_contract() {
     );
 
     // Pages: the same filter, order and total as list-campaigns.
-    let page = |name: &str, offset: u64, limit: u32| {
-        json!({ "filter": { "product_sn": PRODUCT, "name_contains": name, "module": null,
+    let of = |product: Option<&str>, name: Option<&str>, offset: u64, limit: u32| {
+        json!({ "filter": { "product_sn": product, "name_contains": name, "module": null,
             "tag": null, "status": null }, "window": window(offset, limit) })
     };
+    let page = |name: &str, offset: u64, limit: u32| of(Some(PRODUCT), Some(name), offset, limit);
     let briefs = ok(&t, "list-campaign-briefs", page("", 0, 10)).await;
     let campaigns = ok(&t, "list-campaigns", page("", 0, 10)).await;
     assert_eq!(
@@ -114,29 +115,14 @@ async fn campaign_briefs_through_the_contract() {
         &t,
         &[("x-api-key", OTHER_TENANT_KEY)],
         "list-campaign-briefs",
-        json!({ "filter": { "product_sn": null, "name_contains": null, "module": null,
-            "tag": null, "status": null }, "window": window(0, 10) }),
+        of(None, None, 0, 10),
     )
     .await;
     assert_eq!(theirs["ok"]["total"], 0);
-    let unknown_product = call(
-        &t,
-        "list-campaign-briefs",
-        json!({ "filter": { "product_sn": "nope", "name_contains": null, "module": null,
-            "tag": null, "status": null }, "window": window(0, 10) }),
-    )
-    .await;
+    let unknown_product = of(Some("nope"), None, 0, 10);
     assert_eq!(
-        case(&unknown_product),
-        case(
-            &call(
-                &t,
-                "list-campaigns",
-                json!({ "filter": { "product_sn": "nope", "name_contains": null, "module": null,
-                    "tag": null, "status": null }, "window": window(0, 10) }),
-            )
-            .await
-        )
+        case(&call(&t, "list-campaign-briefs", unknown_product.clone()).await),
+        case(&call(&t, "list-campaigns", unknown_product).await)
     );
     ok(&t, "delete-campaign", json!({ "id": eid, "actor": null })).await;
     assert_eq!(
