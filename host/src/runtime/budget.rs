@@ -92,10 +92,11 @@ impl CpuMeter {
         }
     }
 
-    /// Move to the window `now` lies in; answers how far into it `now` is (0..1).
-    fn roll(&self, w: &mut Window) -> f64 {
+    /// Move to the window `now` lies in; answers how far into it `now` is (0..1). The caller
+    /// reads the clock once and shares it (a hook runs at every host call).
+    fn roll(&self, w: &mut Window, now: std::time::Instant) -> f64 {
         let len = CPU_WINDOW.as_nanos() as u64;
-        let t = self.origin.elapsed().as_nanos() as u64;
+        let t = now.saturating_duration_since(self.origin).as_nanos() as u64;
         let index = t / len;
         if index != w.index {
             w.previous_ns = if index == w.index + 1 {
@@ -109,17 +110,17 @@ impl CpuMeter {
         (t % len) as f64 / len as f64
     }
 
-    fn add(&self, used: Duration) {
+    fn add(&self, now: std::time::Instant, used: Duration) {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        self.roll(&mut w);
+        self.roll(&mut w, now);
         w.current_ns += used.as_nanos() as u64;
     }
 
     /// Guest time over the last window: the current one, and the part of the previous one
     /// it does not yet cover.
-    fn recent(&self) -> Duration {
+    fn recent(&self, now: std::time::Instant) -> Duration {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let into = self.roll(&mut w);
+        let into = self.roll(&mut w, now);
         Duration::from_nanos((w.previous_ns as f64 * (1.0 - into)) as u64 + w.current_ns)
     }
 }
@@ -201,7 +202,11 @@ impl Budget {
 
     /// Whether the plugin's guest code used more than half its share of CPU lately.
     pub fn over_share(&self) -> bool {
-        self.meter.recent() * 2 >= CPU_WINDOW * self.shares.cpu_slots as u32
+        self.over_share_at(std::time::Instant::now())
+    }
+
+    fn over_share_at(&self, now: std::time::Instant) -> bool {
+        self.meter.recent(now) * 2 >= CPU_WINDOW * self.shares.cpu_slots as u32
     }
 
     /// The CPU turn of one call, which must end by `deadline`.
@@ -239,8 +244,9 @@ impl CpuTurn {
             if r.since.is_some() {
                 return true;
             }
-            if !self.budget.over_share() {
-                r.since = Some(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            if !self.budget.over_share_at(now) {
+                r.since = Some(now);
                 return true;
             }
         }
@@ -265,7 +271,10 @@ impl CpuTurn {
     pub fn give_back(&self) {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(since) = r.since.take() {
-            self.budget.meter.add(since.elapsed());
+            let now = std::time::Instant::now();
+            self.budget
+                .meter
+                .add(now, now.saturating_duration_since(since));
         }
         r.slot = None;
     }
@@ -450,7 +459,7 @@ mod tests {
     async fn cpu_turns_are_bounded_by_the_deadline() {
         let b = Budget::new(shares(4));
         // A plugin that used its whole share lately: its calls take turns.
-        b.meter.add(CPU_WINDOW * 4);
+        b.meter.add(std::time::Instant::now(), CPU_WINDOW * 4);
         let far = Instant::now() + Duration::from_secs(5);
         let first = b.cpu_turn(far);
         assert!(first.take().await);

@@ -115,34 +115,52 @@ pub struct Runtime {
 
 /// Holds a call's CPU turn only while its guest code runs (see [`budget`]), and cuts the
 /// call short right after a host call that decided to abort it (a rate-limited login).
+///
+/// The host also calls into the guest to lower values (the guest's allocator, once per
+/// string or list): a lowered answer of a host call makes dozens of such calls. Those inside
+/// a host call are part of it, and a stretch of guest code stays open over the ones around
+/// the export call, so a call reads the clock and the plugin's meter about twice per host
+/// call rather than at every allocation. The epoch deadline bounds an allocator like any
+/// other guest code.
 struct CpuGate;
 
 #[async_trait::async_trait]
 impl CallHookHandler<RequestState> for CpuGate {
     async fn handle_call_event(
         &self,
-        store: StoreContextMut<'_, RequestState>,
+        mut store: StoreContextMut<'_, RequestState>,
         hook: CallHook,
     ) -> wasmtime::Result<()> {
-        let state = store.data();
+        let state = store.data_mut();
         match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => {
-                if matches!(hook, CallHook::ReturningFromHost) && state.abort.is_some() {
-                    return Err(wasmtime::Error::new(host::Aborted));
-                }
-                if let Some(turn) = state.cpu.clone()
-                    && !turn.take().await
-                {
-                    return Err(wasmtime::Trap::Interrupt.into());
-                }
-            }
-            CallHook::CallingHost | CallHook::ReturningFromWasm => {
+            CallHook::CallingHost => {
+                state.in_host_call = true;
                 if let Some(turn) = &state.cpu {
                     turn.give_back();
                 }
             }
+            CallHook::ReturningFromHost => {
+                state.in_host_call = false;
+                if state.abort.is_some() {
+                    return Err(wasmtime::Error::new(host::Aborted));
+                }
+                take_turn(state.cpu.clone()).await?;
+            }
+            CallHook::CallingWasm | CallHook::ReturningFromWasm if state.in_host_call => {}
+            CallHook::CallingWasm => take_turn(state.cpu.clone()).await?,
+            // The stretch ends at the next host call or with the call's turn.
+            CallHook::ReturningFromWasm => {}
         }
         Ok(())
+    }
+}
+
+/// Start (or continue) the call's stretch of guest code; refused when its deadline passed
+/// while it waited for a CPU slot.
+async fn take_turn(turn: Option<Arc<budget::CpuTurn>>) -> wasmtime::Result<()> {
+    match turn {
+        Some(turn) if !turn.take().await => Err(wasmtime::Trap::Interrupt.into()),
+        _ => Ok(()),
     }
 }
 

@@ -101,6 +101,8 @@ pub struct RequestState {
     pub(crate) limits: MemoryLimiter,
     /// The call's CPU turn (see `runtime::budget`); none for calls outside the gate.
     pub(crate) cpu: Option<Arc<CpuTurn>>,
+    /// Between a host call's start and its return (the call hook's bookkeeping).
+    pub(crate) in_host_call: bool,
     /// Set by a host call that ends the request (read by the call hook and the runtime).
     pub(crate) abort: Option<Abort>,
     services: Services,
@@ -170,6 +172,7 @@ impl RequestState {
             table: ResourceTable::new(),
             limits,
             cpu,
+            in_host_call: false,
             abort: None,
             services,
             plugin,
