@@ -165,9 +165,9 @@ fn scan<'a>(raw: &'a str, mut each: impl FnMut(SegmentRef<'a>)) -> Result<(), Pa
 }
 
 /// Check a pattern without keeping it: answers whether it is a fallback (ends in
-/// `{*name}`). A guest checks its routes this way when it builds its router for each
-/// request, and matches them with [`match_path`], so routing allocates nothing until a
-/// route matches.
+/// `{*name}`). A guest checks its routes this way once, when it lists them for the
+/// manifest, and matches them with [`match_path`] as written, so building its router for
+/// each request parses nothing and routing allocates nothing until a route matches.
 pub fn check(raw: &str) -> Result<bool, PatternError> {
     let mut fallback = false;
     scan(raw, |seg| fallback = matches!(seg, SegmentRef::Rest(_)))?;
@@ -177,6 +177,13 @@ pub fn check(raw: &str) -> Result<bool, PatternError> {
 /// Match a request path (without query) against a pattern that [`check`] accepted, as
 /// [`Pattern::matches`] does. Returns the captured parameters in order.
 pub fn match_path(raw: &str, path: &str) -> Option<Vec<(String, String)>> {
+    // Braces enclose whole segments, so everything before the first `{` is literal and every
+    // path the pattern matches starts with it: most routes a request is tried against end
+    // here, without splitting either string.
+    let literal_head = raw.find('{').map_or(raw, |i| &raw[..i]);
+    if !path.starts_with(literal_head) {
+        return None;
+    }
     let pattern = raw.strip_prefix('/')?;
     let rest = path.strip_prefix('/')?;
     let mut params = Vec::new();

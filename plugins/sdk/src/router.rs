@@ -108,23 +108,18 @@ impl Router {
         }
     }
 
-    /// Add a route. Panics on an invalid pattern: that is a bug in the plugin, caught by the
-    /// host when it reads the manifest at load time, never at request time.
+    /// Add a route. An invalid pattern, or one ending in `{*name}` (claim a prefix with
+    /// [`Router::claim`] instead), is a bug in the plugin: [`Router::routes`] panics on it,
+    /// so the host refuses the plugin when it reads the manifest at load time.
     pub fn route<R: IntoResponse>(
         mut self,
         method: &str,
         path: &str,
         handler: impl Fn(&Request) -> R + 'static,
     ) -> Self {
-        // A fresh instance builds the router for every request: the pattern is checked, not
-        // parsed, and matched as written (see `ota_route_pattern::match_path`).
-        let fallback = ota_route_pattern::check(path).unwrap_or_else(|e| panic!("{e}"));
-        // The host ranks a `{*rest}` pattern below every route; so must this router, which
-        // tries routes in order: prefixes are claimed with `claim`, never routed.
-        assert!(
-            !fallback,
-            "{path:?} ends in {{*name}}: claim the prefix with Router::claim"
-        );
+        // A fresh instance builds the router for every request, so nothing is checked or
+        // parsed here: the manifest checked every pattern once, and dispatch matches them as
+        // written (see `ota_route_pattern::match_path`).
         self.entries.push(Entry {
             method: method.to_ascii_uppercase(),
             pattern: path.to_string(),
@@ -198,11 +193,22 @@ impl Router {
         self
     }
 
-    /// The routes for the manifest: each route, then each claim under method `*`.
+    /// The routes for the manifest: each route, then each claim under method `*`. Panics
+    /// on a route [`Router::route`] should not have been given.
     pub fn routes(&self) -> Vec<types::Route> {
-        let routes = self.entries.iter().map(|e| types::Route {
-            method: e.method.clone(),
-            path: e.pattern.clone(),
+        let routes = self.entries.iter().map(|e| {
+            let fallback = ota_route_pattern::check(&e.pattern).unwrap_or_else(|e| panic!("{e}"));
+            // The host ranks a `{*rest}` pattern below every route; so must this router,
+            // which tries routes in order: prefixes are claimed with `claim`, never routed.
+            assert!(
+                !fallback,
+                "{:?} ends in {{*name}}: claim the prefix with Router::claim",
+                e.pattern
+            );
+            types::Route {
+                method: e.method.clone(),
+                path: e.pattern.clone(),
+            }
         });
         let claims = self.claims.iter().map(|c| types::Route {
             method: "*".into(),
@@ -327,7 +333,13 @@ mod tests {
     #[test]
     #[should_panic(expected = "claim the prefix")]
     fn a_route_is_never_a_prefix() {
-        let _ = Router::new().get("/v2/{*rest}", show);
+        let _ = Router::new().get("/v2/{*rest}", show).routes();
+    }
+
+    #[test]
+    #[should_panic(expected = "braces must enclose a whole segment")]
+    fn the_manifest_refuses_an_invalid_route() {
+        let _ = Router::new().get("/v2/x{id}", show).routes();
     }
 
     #[test]
