@@ -38,6 +38,21 @@ pub struct Stats {
     pub p50: Duration,
     pub p99: Duration,
     pub n: usize,
+    /// CPU time the whole process (server and clients) spent per request, when the round
+    /// measured it: steadier than requests/s on a shared machine, whose neighbours change
+    /// throughput by 10-30% from run to run but not the work a request costs.
+    pub cpu_per_request: Option<Duration>,
+}
+
+/// CPU time (user and system) this process has used so far, from `/proc/self/stat`
+/// (Linux; in clock ticks of 10 ms, which a round of seconds on two cores resolves well).
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces: the
+    // state is field 3, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 impl Stats {
@@ -50,16 +65,20 @@ impl Stats {
             p50: pct(0.50),
             p99: pct(0.99),
             n: lat.len(),
+            cpu_per_request: None,
         }
     }
 
     pub fn print(&self, label: &str, path: &str) {
         println!(
-            "{label:>14} {path:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests)",
+            "{label:>14} {path:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests){}",
             self.rps,
             self.p50.as_secs_f64() * 1e3,
             self.p99.as_secs_f64() * 1e3,
-            self.n
+            self.n,
+            self.cpu_per_request
+                .map(|c| format!("  CPU {:.0} µs/request", c.as_secs_f64() * 1e6))
+                .unwrap_or_default()
         );
     }
 }
@@ -72,6 +91,7 @@ where
     Fut: Future<Output = ()> + Send,
 {
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let per = items.len().div_ceil(concurrency.max(1));
     let mut tasks = Vec::new();
     for mine in items.chunks(per.max(1)) {
@@ -90,7 +110,11 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    Stats::of(all, started.elapsed().as_secs_f64())
+    let mut stats = Stats::of(all, started.elapsed().as_secs_f64());
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
+        stats.cpu_per_request = Some(after.saturating_sub(before) / items.len().max(1) as u32);
+    }
+    stats
 }
 
 /// Two rounds over the native and the plugin path's items, first contact then repeat poll,
@@ -119,6 +143,7 @@ where
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let send = send.clone();
@@ -136,7 +161,11 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    Stats::of(all, started.elapsed().as_secs_f64())
+    let mut stats = Stats::of(all, started.elapsed().as_secs_f64());
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
+        stats.cpu_per_request = Some(after.saturating_sub(before) / stats.n.max(1) as u32);
+    }
+    stats
 }
 
 /// `concurrency` clients GETting `url` (with an `X-API-Key` when `key` is given) for `secs`;
@@ -425,8 +454,16 @@ pub fn report(rounds: &[(&str, Stats, Stats)]) {
         plugin.print(label, "plugin");
     }
     for (label, native, plugin) in rounds {
+        let cpu = match (native.cpu_per_request, plugin.cpu_per_request) {
+            (Some(n), Some(p)) => format!(
+                ", CPU per request {:.2}x (+{:.0} µs)",
+                p.as_secs_f64() / n.as_secs_f64(),
+                (p.as_secs_f64() - n.as_secs_f64()) * 1e6
+            ),
+            _ => String::new(),
+        };
         println!(
-            "{label:>14} ratio plugin/native: throughput {:.2}, p50 latency {:.2}x",
+            "{label:>14} ratio plugin/native: throughput {:.2}, p50 latency {:.2}x{cpu}",
             plugin.rps / native.rps,
             plugin.p50.as_secs_f64() / native.p50.as_secs_f64()
         );
