@@ -153,7 +153,7 @@ pub async fn start(config: Config, clock: SharedClock) -> anyhow::Result<Running
         }),
         runtime,
         registry: registry.clone(),
-        services: services.clone(),
+        services: Arc::new(services.clone()),
         per_ip: Arc::new(http::dispatch::PerIp::new(
             config.limits.requests_per_ip_per_sec,
         )),

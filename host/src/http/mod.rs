@@ -29,7 +29,8 @@ use crate::runtime::{Registry, Runtime};
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
-    pub services: Services,
+    /// Behind one pointer: axum clones the state for every request.
+    pub services: Arc<Services>,
     pub config: Arc<Config>,
     /// Requests to plugins per client address (see `limits.requests-per-ip-per-sec`).
     pub per_ip: Arc<dispatch::PerIp>,

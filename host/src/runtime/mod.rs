@@ -108,7 +108,8 @@ pub struct Runtime {
     linker: Linker<RequestState>,
     limits: Limits,
     cache_dir: Option<PathBuf>,
-    services: Services,
+    /// Shared with every call's state: a request clones one pointer, not each service.
+    services: Arc<Services>,
     /// Budgets by plugin name: the versions of one plugin share one.
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
 }
@@ -246,7 +247,7 @@ impl Runtime {
             linker,
             limits,
             cache_dir,
-            services,
+            services: Arc::new(services),
             budgets: Mutex::new(HashMap::new()),
         })
     }

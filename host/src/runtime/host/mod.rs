@@ -105,7 +105,7 @@ pub struct RequestState {
     pub(crate) in_host_call: bool,
     /// Set by a host call that ends the request (read by the call hook and the runtime).
     pub(crate) abort: Option<Abort>,
-    services: Services,
+    services: Arc<Services>,
     plugin: Arc<PluginIdentity>,
     request_id: String,
     host_url: String,
@@ -146,7 +146,7 @@ impl WasiView for RequestState {
 
 impl RequestState {
     pub fn new(
-        services: Services,
+        services: Arc<Services>,
         plugin: Arc<PluginIdentity>,
         request_id: String,
         site: CallSite,
