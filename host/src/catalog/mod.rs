@@ -3,6 +3,7 @@
 //! reinstall configuration). Every lookup is scoped to a tenant, so one tenant can never name
 //! another's product, device or release.
 
+pub mod known;
 pub mod offered;
 pub mod packages;
 pub mod releases;
@@ -105,6 +106,7 @@ pub struct Catalog {
     db: Db,
     clock: SharedClock,
     offered: std::sync::Arc<offered::OfferedReleases>,
+    products: std::sync::Arc<known::KnownProducts>,
 }
 
 fn check_sn(what: &str, sn: &str) -> Result<(), CatalogError> {
@@ -168,6 +170,7 @@ impl Catalog {
             db,
             clock,
             offered: Default::default(),
+            products: Default::default(),
         }
     }
 
@@ -196,13 +199,15 @@ impl Catalog {
                 e.into()
             }
         })?;
-        Ok(Product {
+        let p = Product {
             id,
             tenant_id,
             sn: sn.to_string(),
             name: name.to_string(),
             created_at: now,
-        })
+        };
+        self.products.keep(&p);
+        Ok(p)
     }
 
     /// The product, created if missing (declarative provisioning).
@@ -223,14 +228,20 @@ impl Catalog {
         }
     }
 
+    /// The tenant's product `sn` (from memory after the first read: see [`known`]).
     pub async fn product(&self, tenant_id: i64, sn: &str) -> Result<Product, CatalogError> {
+        if let Some(p) = self.products.by_sn(tenant_id, sn) {
+            return Ok(p);
+        }
         let sql = format!("SELECT {PRODUCT_COLUMNS} WHERE tenant_id = $1 AND sn = $2");
         let row = self
             .db
             .read_optional(sqlx::query(&sql).bind(tenant_id).bind(sn))
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("unknown product {sn:?}")))?;
-        Ok(product_from(&row))
+        let p = product_from(&row);
+        self.products.keep(&p);
+        Ok(p)
     }
 
     /// A product's operator-set attributes, sorted by name.
@@ -267,12 +278,17 @@ impl Catalog {
 
     /// A product by its id (for flows that start from a campaign or a job).
     pub async fn product_by_id(&self, id: i64) -> Result<Product, CatalogError> {
+        if let Some(p) = self.products.by_id(id) {
+            return Ok(p);
+        }
         let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("unknown product {id}")))?;
-        Ok(product_from(&row))
+        let p = product_from(&row);
+        self.products.keep(&p);
+        Ok(p)
     }
 
     pub async fn list_products(&self, tenant_id: i64) -> Result<Vec<Product>, CatalogError> {
