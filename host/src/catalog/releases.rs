@@ -215,6 +215,15 @@ impl PageReq {
     }
 }
 
+/// The total a page's rows already tell, if they do: a page shorter than its limit that is
+/// not past the end (it has rows, or it is the first) ends the list, so counting the
+/// matches would only repeat the query. A device poll that lists its product's releases
+/// gets one page of a few.
+pub(crate) fn total_of_short_page(rows: usize, limit: i64, offset: i64) -> Option<i64> {
+    let rows = rows as i64;
+    (rows < limit && (rows > 0 || offset == 0)).then_some(offset + rows)
+}
+
 /// One page of results with the total count.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -406,14 +415,6 @@ impl Catalog {
                 cond.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
             }
         }
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM releases r JOIN products p ON p.id = r.product_id WHERE {cond}"
-        );
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(tenant_id);
-        for b in &binds {
-            count = count.bind(b);
-        }
-        let total = count.fetch_one(self.db.pool()).await?;
         let n = binds.len();
         let list_sql = format!(
             "SELECT {COLUMNS} WHERE {cond} ORDER BY r.id DESC LIMIT ${} OFFSET ${}",
@@ -424,7 +425,20 @@ impl Catalog {
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.bind(limit).bind(offset).fetch_all(self.db.pool()).await?;
+        let rows = self.db.read_all(q.bind(limit).bind(offset)).await?;
+        let total = match total_of_short_page(rows.len(), limit, offset) {
+            Some(total) => total,
+            None => {
+                let count_sql = format!(
+                    "SELECT COUNT(*) FROM releases r JOIN products p ON p.id = r.product_id WHERE {cond}"
+                );
+                let mut count = sqlx::query(&count_sql).bind(tenant_id);
+                for b in &binds {
+                    count = count.bind(b);
+                }
+                self.db.read_one(count).await?.get::<i64, _>(0)
+            }
+        };
         Ok(Page::of(
             rows.iter().map(release_from).collect(),
             page,
@@ -828,5 +842,22 @@ mod name_tests {
             "工作.bin"
         );
         assert_eq!(default_name("p", "1.0", None), "p 1.0");
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::total_of_short_page;
+
+    #[test]
+    fn a_short_page_tells_the_total_unless_it_is_past_the_end() {
+        // First page, fewer than asked: that is all of them (none at all included).
+        assert_eq!(total_of_short_page(3, 20, 0), Some(3));
+        assert_eq!(total_of_short_page(0, 20, 0), Some(0));
+        // A later page with rows, fewer than asked: the list ends on it.
+        assert_eq!(total_of_short_page(5, 20, 40), Some(45));
+        // A full page may have more after it; an empty later page may be past the end.
+        assert_eq!(total_of_short_page(20, 20, 0), None);
+        assert_eq!(total_of_short_page(0, 20, 40), None);
     }
 }
