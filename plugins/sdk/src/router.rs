@@ -1,8 +1,6 @@
 //! Method + path routing inside a plugin, with the same pattern rules the host uses to
 //! dispatch to the plugin (`ota-route-pattern`), so the manifest and the router never drift.
 
-use ota_route_pattern::Pattern;
-
 use crate::bindings::ota::dialect::types;
 use crate::{Request, Response};
 
@@ -82,7 +80,8 @@ struct Entry {
 /// with [`Router::claim`].
 pub struct Router {
     entries: Vec<Entry>,
-    claims: Vec<Pattern>,
+    /// As written; [`Router::routes`] checks them (only the manifest lists claims).
+    claims: Vec<String>,
     fallback: BoxedHandler,
     unrouted: Option<UnroutedHandler>,
 }
@@ -173,15 +172,10 @@ impl Router {
     /// Claim every path under a prefix, e.g. `/v2/{*rest}` (contract 0.2.6 hosts): requests
     /// there that no route takes (unknown paths, other methods) reach this plugin and its
     /// [`Router::unrouted`] handler instead of the host's own "not found". Routes of other
-    /// plugins still win, and so does a deeper claim. Panics on a pattern that does not end
-    /// in `{*name}`, like [`Router::route`] on an invalid one.
+    /// plugins still win, and so does a deeper claim. A pattern that does not end in
+    /// `{*name}` makes [`Router::routes`] panic, like an invalid route.
     pub fn claim(mut self, prefix: &str) -> Self {
-        let pattern = Pattern::parse(prefix).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            pattern.is_fallback(),
-            "a claim ends in {{*name}}: {prefix:?}"
-        );
-        self.claims.push(pattern);
+        self.claims.push(prefix.to_string());
         self
     }
 
@@ -194,7 +188,8 @@ impl Router {
     }
 
     /// The routes for the manifest: each route, then each claim under method `*`. Panics
-    /// on a route [`Router::route`] should not have been given.
+    /// on a route or claim [`Router::route`] and [`Router::claim`] should not have been
+    /// given.
     pub fn routes(&self) -> Vec<types::Route> {
         let routes = self.entries.iter().map(|e| {
             let fallback = ota_route_pattern::check(&e.pattern).unwrap_or_else(|e| panic!("{e}"));
@@ -210,9 +205,13 @@ impl Router {
                 path: e.pattern.clone(),
             }
         });
-        let claims = self.claims.iter().map(|c| types::Route {
-            method: "*".into(),
-            path: c.as_str().to_string(),
+        let claims = self.claims.iter().map(|c| {
+            let fallback = ota_route_pattern::check(c).unwrap_or_else(|e| panic!("{e}"));
+            assert!(fallback, "a claim ends in {{*name}}: {c:?}");
+            types::Route {
+                method: "*".into(),
+                path: c.clone(),
+            }
         });
         routes.chain(claims).collect()
     }
@@ -345,7 +344,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "a claim ends in")]
     fn a_claim_must_be_a_prefix() {
-        let _ = Router::new().claim("/v2/items");
+        let _ = Router::new().claim("/v2/items").routes();
     }
 
     #[test]
