@@ -114,13 +114,6 @@ pub struct RequestState {
     /// The client's address, for per-address limits.
     client: Option<IpAddr>,
     acting: Option<Acting>,
-    /// Product serial numbers by id, read once per request: a check's answer names the
-    /// campaign's product several times.
-    product_sns: std::collections::HashMap<i64, String>,
-    /// Products by (tenant, serial number), read once per request: no host call changes a
-    /// product, and a signed call names its product several times (get it, check its key,
-    /// read its attributes).
-    products: std::collections::HashMap<(i64, String), crate::catalog::Product>,
     /// Whether a device principal's `acting.device` is still its stored row: true from the
     /// read that established the principal until this request's own check-in or report
     /// touches the device. Until then the plugin's own reads of it need no second query.
@@ -180,8 +173,6 @@ impl RequestState {
             host_url: site.host_url,
             oss_url: site.oss_url,
             client: site.client,
-            product_sns: Default::default(),
-            products: Default::default(),
             own_device_current: false,
             offered: Default::default(),
             contacted: Default::default(),

@@ -314,20 +314,15 @@ impl RequestState {
             .await
     }
 
-    /// A product's serial number by id (read once per request).
+    /// A product's serial number by id (the catalog keeps products in memory).
     pub(super) async fn product_sn(&mut self, product_id: i64) -> Result<String, HostError> {
-        if let Some(sn) = self.product_sns.get(&product_id) {
-            return Ok(sn.clone());
-        }
-        let sn = self
+        Ok(self
             .services
             .catalog
             .product_by_id(product_id)
             .await
             .map_err(|e| self.catalog_err(e))?
-            .sn;
-        self.product_sns.insert(product_id, sn.clone());
-        Ok(sn)
+            .sn)
     }
 
     /// The serial number of a campaign's product.

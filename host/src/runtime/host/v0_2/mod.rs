@@ -270,26 +270,17 @@ impl RequestState {
         })
     }
 
-    /// A product of `tenant_id` by serial number, read once per request (see
-    /// `RequestState::products`).
+    /// A product of `tenant_id` by serial number (the catalog keeps products in memory).
     async fn tenant_product(
         &mut self,
         tenant_id: i64,
         sn: &str,
     ) -> Result<crate::catalog::Product, HostError> {
-        let key = (tenant_id, sn.to_string());
-        if let Some(p) = self.products.get(&key) {
-            return Ok(p.clone());
-        }
-        let p = self
-            .services
+        self.services
             .catalog
             .product(tenant_id, sn)
             .await
-            .map_err(|e| self.catalog_err(e))?;
-        self.product_sns.insert(p.id, p.sn.clone());
-        self.products.insert(key, p.clone());
-        Ok(p)
+            .map_err(|e| self.catalog_err(e))
     }
 
     /// A device principal may touch only its own product.

@@ -400,10 +400,7 @@ impl rollout::Host for RequestState {
         let Some(offer) = offer else {
             return Ok(None);
         };
-        // Offers are of the device's own product; the plugin's next calls are about this
-        // campaign.
-        self.product_sns
-            .insert(offer.campaign.product_id, device.product_sn.clone());
+        // The plugin's next calls are about this campaign.
         self.offered
             .insert(offer.campaign.id, offer.campaign.clone());
         // Deleting or invalidating a release cancels its campaigns, so an offer's release is
