@@ -69,6 +69,15 @@ impl Stats {
         }
     }
 
+    /// With the process's CPU time since `before` (its [`process_cpu`] when the round
+    /// began) spread over the round's requests.
+    fn with_cpu_since(mut self, before: Option<Duration>) -> Stats {
+        if let (Some(before), Some(after)) = (before, process_cpu()) {
+            self.cpu_per_request = Some(after.saturating_sub(before) / self.n.max(1) as u32);
+        }
+        self
+    }
+
     pub fn print(&self, label: &str, path: &str) {
         println!(
             "{label:>14} {path:>6}: {:>7.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} requests){}",
@@ -110,11 +119,7 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let mut stats = Stats::of(all, started.elapsed().as_secs_f64());
-    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
-        stats.cpu_per_request = Some(after.saturating_sub(before) / items.len().max(1) as u32);
-    }
-    stats
+    Stats::of(all, started.elapsed().as_secs_f64()).with_cpu_since(cpu_before)
 }
 
 /// Two rounds over the native and the plugin path's items, first contact then repeat poll,
@@ -161,11 +166,7 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let mut stats = Stats::of(all, started.elapsed().as_secs_f64());
-    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
-        stats.cpu_per_request = Some(after.saturating_sub(before) / stats.n.max(1) as u32);
-    }
-    stats
+    Stats::of(all, started.elapsed().as_secs_f64()).with_cpu_since(cpu_before)
 }
 
 /// `concurrency` clients GETting `url` (with an `X-API-Key` when `key` is given) for `secs`;
