@@ -356,9 +356,12 @@ impl Uploads {
         .bind(self.clock.now_millis())
         .execute(self.db.pool())
         .await?;
-        let row = sqlx::query("SELECT access_id, secret FROM upload_keys WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .fetch_one(self.db.pool())
+        let row = self
+            .db
+            .read_one(
+                sqlx::query("SELECT access_id, secret FROM upload_keys WHERE tenant_id = $1")
+                    .bind(tenant_id),
+            )
             .await?;
         Ok(UploadKey {
             tenant_id,
@@ -438,9 +441,12 @@ impl Uploads {
         policy_b64: &str,
         signature: &str,
     ) -> Result<Policy, UploadError> {
-        let row = sqlx::query("SELECT tenant_id, secret FROM upload_keys WHERE access_id = $1")
-            .bind(access_id)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query("SELECT tenant_id, secret FROM upload_keys WHERE access_id = $1")
+                    .bind(access_id),
+            )
             .await?
             .ok_or(UploadError::UnknownAccessId)?;
         if row.get::<i64, _>(0) != tenant_id {
@@ -496,14 +502,17 @@ impl Uploads {
         tenant_id: i64,
         key: &str,
     ) -> Result<Option<StoredObject>, UploadError> {
-        let row = sqlx::query(
-            "SELECT object_key, blob_sha256, content_type, created_at FROM upload_objects \
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT object_key, blob_sha256, content_type, created_at FROM upload_objects \
              WHERE tenant_id = $1 AND object_key = $2",
-        )
-        .bind(tenant_id)
-        .bind(key)
-        .fetch_optional(self.db.pool())
-        .await?;
+                )
+                .bind(tenant_id)
+                .bind(key),
+            )
+            .await?;
         Ok(row.map(|r| StoredObject {
             key: r.get(0),
             sha256: r.get(1),

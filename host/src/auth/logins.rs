@@ -626,7 +626,7 @@ impl Auth {
         let client = self.check_client(realm, client, source).await?;
         let now = self.clock.now_millis();
         let token_hash = hash(refresh_token);
-        let row = sqlx::query(
+        let row = self.db.read_optional(sqlx::query(
             "SELECT k.grant_id, k.client_id, k.account_id, t.id, t.name, a.name, k.device_id, \
                k.device_product_id \
              FROM login_tokens k JOIN tenants t ON t.id = k.tenant_id \
@@ -637,7 +637,7 @@ impl Auth {
         .bind(&token_hash)
         .bind(realm)
         .bind(now)
-        .fetch_optional(self.db.pool())
+        )
         .await?
         .ok_or_else(|| {
             GrantError::InvalidGrant("invalid refresh token (unknown, expired or revoked)".into())
@@ -712,23 +712,28 @@ impl Auth {
             return Ok(id);
         }
         let generation = self.verified.generation();
-        let row = sqlx::query(
-            "SELECT t.id, t.name, a.name, k.device_id, k.expires_at FROM login_tokens k \
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT t.id, t.name, a.name, k.device_id, k.expires_at FROM login_tokens k \
              JOIN tenants t ON t.id = k.tenant_id \
              LEFT JOIN login_accounts a ON a.id = k.account_id \
              LEFT JOIN login_accounts c ON c.id = k.client_id \
              WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
                AND k.revoked_at IS NULL AND k.expires_at > $3 AND a.disabled_at IS NULL \
                AND c.disabled_at IS NULL",
-        )
-        .bind(&token_hash)
-        .bind(realm)
-        .bind(now)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| {
-            AuthError::Unauthenticated("invalid access token (unknown, expired or revoked)".into())
-        })?;
+                )
+                .bind(&token_hash)
+                .bind(realm)
+                .bind(now),
+            )
+            .await?
+            .ok_or_else(|| {
+                AuthError::Unauthenticated(
+                    "invalid access token (unknown, expired or revoked)".into(),
+                )
+            })?;
         let id = TokenIdentity {
             tenant: Tenant {
                 id: row.get(0),
@@ -745,19 +750,22 @@ impl Auth {
     /// Whether `token` is an access token of `realm` that is past its expiry, neither revoked
     /// nor made for a disabled account or client (so renewing it could work).
     pub async fn token_expired(&self, realm: &str, token: &str) -> Result<bool, AuthError> {
-        let expired = sqlx::query(
-            "SELECT 1 FROM login_tokens k \
+        let expired = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT 1 FROM login_tokens k \
              LEFT JOIN login_accounts a ON a.id = k.account_id \
              LEFT JOIN login_accounts c ON c.id = k.client_id \
              WHERE k.token_hash = $1 AND k.kind = 'access' AND k.realm = $2 \
                AND k.revoked_at IS NULL AND k.expires_at <= $3 AND a.disabled_at IS NULL \
                AND c.disabled_at IS NULL",
-        )
-        .bind(hash(token))
-        .bind(realm)
-        .bind(self.clock.now_millis())
-        .fetch_optional(self.db.pool())
-        .await?;
+                )
+                .bind(hash(token))
+                .bind(realm)
+                .bind(self.clock.now_millis()),
+            )
+            .await?;
         Ok(expired.is_some())
     }
 

@@ -193,9 +193,9 @@ impl Auth {
     }
 
     pub async fn tenant(&self, name: &str) -> Result<Tenant, AuthError> {
-        let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(sqlx::query("SELECT id, name FROM tenants WHERE name = $1").bind(name))
             .await?;
         row.map(|r| Tenant {
             id: r.get(0),
@@ -205,9 +205,9 @@ impl Auth {
     }
 
     pub async fn tenant_by_id(&self, id: i64) -> Result<Tenant, AuthError> {
-        let row = sqlx::query("SELECT id, name FROM tenants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(sqlx::query("SELECT id, name FROM tenants WHERE id = $1").bind(id))
             .await?;
         row.map(|r| Tenant {
             id: r.get(0),
@@ -396,15 +396,18 @@ impl Auth {
             return Ok(id);
         }
         let generation = self.verified.generation();
-        let row = sqlx::query(
-            "SELECT k.id, k.role, k.name, t.id, t.name FROM api_keys k \
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT k.id, k.role, k.name, t.id, t.name FROM api_keys k \
              LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(&key_hash)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| AuthError::Unauthenticated("unknown or revoked API key".into()))?;
+                )
+                .bind(&key_hash),
+            )
+            .await?
+            .ok_or_else(|| AuthError::Unauthenticated("unknown or revoked API key".into()))?;
         let tenant_id: Option<i64> = row.get(3);
         let id = KeyIdentity {
             key_id: row.get(0),
@@ -450,13 +453,16 @@ impl Auth {
     /// Verify a device's key and secret; answers the device id.
     pub async fn verify_device_secret(&self, key: &str, secret: &str) -> Result<i64, AuthError> {
         let refused = || AuthError::Unauthenticated("unknown device key or wrong secret".into());
-        let row = sqlx::query(
-            "SELECT device_id, secret_hash FROM device_credentials WHERE device_key = $1",
-        )
-        .bind(key)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(refused)?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT device_id, secret_hash FROM device_credentials WHERE device_key = $1",
+                )
+                .bind(key),
+            )
+            .await?
+            .ok_or_else(refused)?;
         let stored: String = row.get(1);
         if bool::from(stored.as_bytes().ct_eq(hash(secret).as_bytes())) {
             Ok(row.get(0))

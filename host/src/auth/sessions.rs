@@ -51,14 +51,14 @@ impl Auth {
         if !token.starts_with(PREFIX) {
             return Err(refused());
         }
-        let row = sqlx::query(
+        let row = self.db.read_optional(sqlx::query(
             "SELECT k.id, k.name FROM operator_sessions s JOIN api_keys k ON k.id = s.key_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 \
                AND k.revoked_at IS NULL AND k.role = 'operator'",
         )
         .bind(hash(token))
         .bind(self.clock.now_millis())
-        .fetch_optional(self.db.pool())
+        )
         .await?
         .ok_or_else(refused)?;
         Ok(KeyIdentity {

@@ -299,12 +299,16 @@ impl BlobStore {
 
     /// Facts about a stored blob.
     pub async fn stat(&self, sha256: &str) -> Result<BlobInfo, BlobError> {
-        let row =
-            sqlx::query("SELECT sha256, md5, size, created_at, crc64 FROM blobs WHERE sha256 = $1")
-                .bind(sha256)
-                .fetch_optional(self.db.pool())
-                .await?
-                .ok_or_else(|| BlobError::NotFound(sha256.to_string()))?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT sha256, md5, size, created_at, crc64 FROM blobs WHERE sha256 = $1",
+                )
+                .bind(sha256),
+            )
+            .await?
+            .ok_or_else(|| BlobError::NotFound(sha256.to_string()))?;
         Ok(BlobInfo {
             sha256: row.get(0),
             md5: row.get(1),

@@ -281,9 +281,9 @@ impl Catalog {
         if let Some(p) = self.products.by_id(id) {
             return Ok(p);
         }
-        let row = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} WHERE id = $1")).bind(id))
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("unknown product {id}")))?;
         let p = product_from(&row);
@@ -335,31 +335,37 @@ impl Catalog {
         product_sn: &str,
         device_sn: &str,
     ) -> Result<Device, CatalogError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLUMNS} WHERE p.tenant_id = $1 AND p.sn = $2 AND d.sn = $3"
-        ))
-        .bind(tenant_id)
-        .bind(product_sn)
-        .bind(device_sn)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| {
-            CatalogError::NotFound(format!(
-                "unknown device {device_sn:?} of product {product_sn:?}"
-            ))
-        })?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!(
+                    "SELECT {DEVICE_COLUMNS} WHERE p.tenant_id = $1 AND p.sn = $2 AND d.sn = $3"
+                ))
+                .bind(tenant_id)
+                .bind(product_sn)
+                .bind(device_sn),
+            )
+            .await?
+            .ok_or_else(|| {
+                CatalogError::NotFound(format!(
+                    "unknown device {device_sn:?} of product {product_sn:?}"
+                ))
+            })?;
         Ok(device_from(&row))
     }
 
     /// Every tenant's product with this serial number (serial numbers are unique only per
     /// tenant), for logins that name a product before any tenant is known.
     pub async fn products_with_sn(&self, sn: &str) -> Result<Vec<Product>, CatalogError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PRODUCT_COLUMNS} WHERE sn = $1 ORDER BY id"
-        ))
-        .bind(sn)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = self
+            .db
+            .read_all(
+                sqlx::query(&format!(
+                    "SELECT {PRODUCT_COLUMNS} WHERE sn = $1 ORDER BY id"
+                ))
+                .bind(sn),
+            )
+            .await?;
         Ok(rows.iter().map(product_from).collect())
     }
 
@@ -370,12 +376,12 @@ impl Catalog {
         product: &Product,
         mac: &str,
     ) -> Result<Device, CatalogError> {
-        let found = sqlx::query(&format!(
+        let found = self.db.read_optional(sqlx::query(&format!(
             "SELECT {DEVICE_COLUMNS} WHERE d.product_id = $1 AND d.mac = $2 ORDER BY d.id LIMIT 1"
         ))
         .bind(product.id)
         .bind(mac)
-        .fetch_optional(self.db.pool())
+        )
         .await?;
         if let Some(row) = found {
             return Ok(device_from(&row));
@@ -470,11 +476,11 @@ impl Catalog {
         &self,
         device_id: i64,
     ) -> Result<Vec<(String, i64, String)>, CatalogError> {
-        let rows = sqlx::query(
+        let rows = self.db.read_all(sqlx::query(
             "SELECT module, identify, version FROM device_modules WHERE device_id = $1 ORDER BY module, identify",
         )
         .bind(device_id)
-        .fetch_all(self.db.pool())
+        )
         .await?;
         Ok(rows
             .iter()
@@ -670,13 +676,16 @@ impl Catalog {
         &self,
         device_id: i64,
     ) -> Result<Option<StoredInstall>, CatalogError> {
-        let row = sqlx::query(
-            "SELECT software_version, os, cpu_arch, mode, password, report_url, updated_at \
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(
+                    "SELECT software_version, os, cpu_arch, mode, password, report_url, updated_at \
              FROM install_configs WHERE device_id = $1",
-        )
-        .bind(device_id)
-        .fetch_optional(self.db.pool())
-        .await?;
+                )
+                .bind(device_id),
+            )
+            .await?;
         Ok(row.map(|r| StoredInstall {
             config: InstallConfig {
                 software_version: r.get(0),

@@ -238,27 +238,31 @@ impl Rollout {
     /// A deployment with its history.
     pub async fn deployment(&self, id: i64) -> Result<Deployment, RolloutError> {
         let not_found = || RolloutError::NotFound(format!("unknown deployment {id}"));
-        let row = sqlx::query(
+        let row = self.db.read_optional(sqlx::query(
             "SELECT id, tenant_id, device_id, keep_local, state, created_at, updated_at, deadline_at, \
                release_id \
              FROM jobs WHERE id = $1 AND kind = 'deployment'",
         )
         .bind(id)
-        .fetch_optional(self.db.pool())
+        )
         .await?
         .ok_or_else(not_found)?;
-        let events =
-            sqlx::query("SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id")
-                .bind(id)
-                .fetch_all(self.db.pool())
-                .await?
-                .iter()
-                .map(|r| DeploymentEvent {
-                    at: r.get(0),
-                    status: deployment_status(&r.get::<String, _>(1)),
-                    message: r.get(2),
-                })
-                .collect();
+        let events = self
+            .db
+            .read_all(
+                sqlx::query(
+                    "SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id",
+                )
+                .bind(id),
+            )
+            .await?
+            .iter()
+            .map(|r| DeploymentEvent {
+                at: r.get(0),
+                status: deployment_status(&r.get::<String, _>(1)),
+                message: r.get(2),
+            })
+            .collect();
         let status = deployment_status(&row.get::<String, _>(4));
         let created_at: i64 = row.get(5);
         Ok(Deployment {

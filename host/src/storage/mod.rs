@@ -102,8 +102,8 @@ impl Db {
             readers: None,
         };
         // An in-memory database exists only inside its own connections.
-        if db.sqlite_file().is_some() {
-            db.readers = Some(std::sync::Arc::new(reads::Readers::new(url, connections)));
+        if let Some(file) = db.sqlite_file() {
+            db.readers = Some(std::sync::Arc::new(reads::Readers::new(file, connections)));
         }
         Ok(db)
     }
@@ -147,7 +147,7 @@ impl Db {
 
     pub async fn close(&self) {
         if let Some(r) = &self.readers {
-            r.close().await;
+            r.close();
         }
         self.pool.close().await;
     }

@@ -107,9 +107,11 @@ impl Rollout {
 
     /// A campaign by id alone (for flows that start from a job).
     pub async fn campaign_by_id(&self, id: i64) -> Result<Campaign, RolloutError> {
-        let row = sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.pool())
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!("SELECT {CAMPAIGN_COLUMNS} WHERE id = $1")).bind(id),
+            )
             .await?
             .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
         Ok(campaign_from(&row))
@@ -117,13 +119,16 @@ impl Rollout {
 
     /// A campaign not deleted, by id alone, whatever its tenant (the operators' dashboard).
     pub async fn live_campaign(&self, id: i64) -> Result<Campaign, RolloutError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CAMPAIGN_COLUMNS} WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
+        let row = self
+            .db
+            .read_optional(
+                sqlx::query(&format!(
+                    "SELECT {CAMPAIGN_COLUMNS} WHERE id = $1 AND deleted_at IS NULL"
+                ))
+                .bind(id),
+            )
+            .await?
+            .ok_or_else(|| RolloutError::NotFound(format!("unknown campaign {id}")))?;
         Ok(campaign_from(&row))
     }
 
