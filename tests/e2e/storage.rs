@@ -399,7 +399,39 @@ async fn storage_and_dialects_on_postgres() {
         true,
     )
     .await;
+
+    connections_the_database_ended_are_replaced(pg.create_database()).await;
     drop(pg);
+}
+
+/// A pooled connection the database server ended (a restart, a middlebox's idle timeout) is
+/// pinged once it has sat idle and replaced, never handed out dead.
+async fn connections_the_database_ended_are_replaced(url: String) {
+    use sqlx::Connection;
+    let db = ota_host::storage::Db::connect(&url, Some(2)).await.unwrap();
+    for _ in 0..2 {
+        sqlx::query("SELECT 1").execute(db.pool()).await.unwrap();
+    }
+    assert!(db.pool().num_idle() >= 1, "the pool keeps a connection");
+    let mut outside = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let ended = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut outside)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the pool's sessions were ended");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    for _ in 0..3 {
+        let row = db
+            .read_one(sqlx::query("SELECT 1"))
+            .await
+            .expect("a dead connection is replaced, not used");
+        assert_eq!(sqlx::Row::get::<i32, _>(&row, 0), 1);
+    }
+    outside.close().await.unwrap();
+    db.close().await;
 }
 
 /// An online MCU release of `version` (an external file) as a campaign target.

@@ -54,6 +54,9 @@ pub const SQLITE_CONNECTIONS: u32 = 8;
 /// PostgreSQL's default pool: statements wait on the network, so more may be in flight.
 pub const POSTGRES_CONNECTIONS: u32 = 16;
 
+/// How long a PostgreSQL connection may sit idle and still be handed out without a ping.
+const TRUST_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -89,6 +92,22 @@ impl Db {
                     Ok(())
                 })
             });
+        } else {
+            // A network connection can go stale (a restarted server, a middlebox's idle
+            // timeout), so sqlx pings each one before handing it out: a round trip per
+            // statement under load. Only a connection idle for a while is pinged, as pools
+            // commonly do (HikariCP's alive-bypass window); one that fails is dropped and
+            // another taken.
+            opts = opts
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= TRUST_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                });
         }
         let pool = opts.connect(url).await?;
         match backend {
