@@ -385,6 +385,9 @@ pub struct Scrape {
     /// Verified credentials served from memory and read from the database.
     pub auth_cache_hits: u64,
     pub auth_cache_misses: u64,
+    /// SQLite reads answered on the calling thread and handed to the pool (`None` on
+    /// PostgreSQL, which has no such path).
+    pub db_fast_reads: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -548,6 +551,21 @@ impl Scrape {
             "Verified API keys and access tokens: served from memory (hit) or read (miss)",
             auth,
         );
+        if let Some((answered, to_pool)) = self.db_fast_reads {
+            let reads = Family::<ResultLabels, Counter>::default();
+            reads
+                .get_or_create(&ResultLabels { result: "answered" })
+                .inc_by(answered);
+            reads
+                .get_or_create(&ResultLabels { result: "to_pool" })
+                .inc_by(to_pool);
+            r.register(
+                "db_fast_reads",
+                "SQLite reads run on the calling thread: answered there, or handed to the pool \
+                 (a busy file, a statement over its time budget, an error)",
+                reads,
+            );
+        }
 
         let lag = FloatGauge::default();
         lag.set(since_pass.as_secs_f64());
@@ -611,6 +629,7 @@ mod tests {
                 failure_threshold: Some(0.1),
             }],
             tenants: [(1, "acme".to_string())].into(),
+            db_fast_reads: Some((12, 1)),
             ..Default::default()
         });
         for line in [
@@ -622,6 +641,8 @@ mod tests {
             "ota_campaign_jobs{campaign=\"7\",state=\"queued\"} 5",
             "ota_campaign_failure_ratio{campaign=\"7\"} 0.25",
             "ota_campaign_failure_threshold_ratio{campaign=\"7\"} 0.1",
+            "ota_db_fast_reads_total{result=\"answered\"} 12",
+            "ota_db_fast_reads_total{result=\"to_pool\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

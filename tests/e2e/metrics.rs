@@ -89,6 +89,7 @@ async fn only_operators_scrape_the_main_listener() {
         return;
     };
     assert_eq!(types["ota_auth_cache_lookups"], "counter");
+    assert_eq!(types["ota_db_fast_reads"], "counter");
     assert_eq!(types["ota_scheduler_pass_duration_seconds"], "histogram");
     assert_eq!(types["ota_db_connections"], "gauge");
     assert_eq!(
@@ -216,6 +217,8 @@ async fn counters_and_gauges_move_with_device_checks() {
     );
     // The console's token was verified once and then remembered.
     assert!(moved("ota_auth_cache_lookups_total", &[("result", "hit")]) >= 1.0);
+    // The device checks read their facts on the calling thread (a SQLite file here).
+    assert!(moved("ota_db_fast_reads_total", &[("result", "answered")]) >= 6.0);
     // The campaign the release went online with, and its three notified devices.
     let campaign = after
         .iter()

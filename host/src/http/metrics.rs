@@ -81,6 +81,7 @@ async fn metrics(state: AppState) -> Result<Response, ApiError> {
         db_max: pool.options().get_max_connections(),
         auth_cache_hits,
         auth_cache_misses,
+        db_fast_reads: s.db.fast_reads(),
     };
     Ok((
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],

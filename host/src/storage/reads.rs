@@ -37,6 +37,8 @@ pub(super) struct Readers {
     /// How many idle connections are kept; more than the threads that read at once is waste.
     keep: usize,
     closed: AtomicBool,
+    /// Reads answered on the calling thread.
+    pub(super) answered: AtomicU64,
     /// Reads the fast path handed to the pool (busy file, over budget, or an error to report
     /// in sqlx's own terms). Rare; counted so tests and operators can see it.
     pub(super) fallbacks: AtomicU64,
@@ -75,6 +77,7 @@ impl Readers {
             idle: Mutex::new(Vec::new()),
             keep: keep.max(1) as usize,
             closed: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -140,7 +143,10 @@ impl Readers {
             v.push(reader);
         }
         match out {
-            Ok(rows) => Fast::Rows(rows),
+            Ok(rows) => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                Fast::Rows(rows)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "fast read declined; reading on the pool");
                 self.to_pool()
@@ -275,6 +281,16 @@ fn kind_of(v: &AnyValueKind<'_>) -> AnyTypeInfoKind {
 }
 
 impl Db {
+    /// Reads answered on the calling thread and reads handed to the pool, since start (a
+    /// SQLite file only; every PostgreSQL read is a pool read).
+    pub fn fast_reads(&self) -> Option<(u64, u64)> {
+        let r = self.readers.as_ref()?;
+        Some((
+            r.answered.load(Ordering::Relaxed),
+            r.fallbacks.load(Ordering::Relaxed),
+        ))
+    }
+
     /// Up to `limit` rows of a read-only statement: on the calling thread where it can be,
     /// on the pool otherwise.
     async fn read_rows<'q>(
@@ -420,7 +436,7 @@ mod tests {
             1,
             "one connection, reused"
         );
-        assert_eq!(readers.fallbacks.load(Ordering::Relaxed), 0);
+        assert_eq!(db.fast_reads(), Some((3, 0)), "all three answered here");
     }
 
     #[tokio::test]
