@@ -171,6 +171,8 @@ enum Decline {
     Unbound(usize),
     #[error("a value of a kind this path does not bind")]
     UnknownKind,
+    #[error("more than one statement")]
+    Several,
     #[error("text that is not UTF-8")]
     NotUtf8(#[from] std::str::Utf8Error),
 }
@@ -182,6 +184,11 @@ impl Reader {
         args: &[AnyValueKind<'_>],
         limit: usize,
     ) -> Result<Vec<AnyRow>, Decline> {
+        // rusqlite prepares only the first statement of a string, where sqlx runs them all
+        // (a `;` inside a literal sends a read to the pool too: slower, still right).
+        if sql.trim_end().trim_end_matches(';').contains(';') {
+            return Err(Decline::Several);
+        }
         let mut stmt = self.conn.prepare_cached(sql)?;
         // Bound as sqlx's SQLite driver binds: `?NNN` and `$NNN` name their argument, a bare
         // `?` takes the next one.
@@ -456,10 +463,17 @@ mod tests {
         let row = db.read_one(sqlx::query(long)).await.unwrap();
         assert_eq!(row.get::<i64, _>(0), 1_000_000);
         assert_eq!(readers.fallbacks.load(Ordering::Relaxed), 2);
+        // rusqlite would run only the first of several statements; the pool runs them all.
+        let rows = db
+            .read_all(sqlx::query("SELECT 1; SELECT 2;"))
+            .await
+            .unwrap();
+        assert!(!rows.is_empty());
+        assert_eq!(readers.fallbacks.load(Ordering::Relaxed), 3);
         // The interrupted connection still reads.
         let row = db.read_one(sqlx::query("SELECT 5")).await.unwrap();
         assert_eq!(row.get::<i64, _>(0), 5);
-        assert_eq!(readers.fallbacks.load(Ordering::Relaxed), 2);
+        assert_eq!(readers.fallbacks.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
