@@ -27,6 +27,10 @@ use super::{Backend, Db};
 /// listing is better off on sqlx's own thread than stalling every task behind it.
 const READ_BUDGET: Duration = Duration::from_millis(2);
 
+/// How many statements' column names a connection remembers (as many as its statement
+/// cache holds); SQL built at run time could otherwise grow the map without end.
+const REMEMBERED_STATEMENTS: usize = 64;
+
 /// How many SQLite VM instructions run between two looks at the clock.
 const PROGRESS_STEPS: i32 = 2_000;
 
@@ -104,7 +108,7 @@ impl Readers {
         // A busy file is the pool's to wait for, never this thread's.
         conn.busy_timeout(Duration::ZERO)?;
         conn.pragma_update(None, "query_only", true)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(REMEMBERED_STATEMENTS);
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let (watch, epoch) = (deadline.clone(), self.epoch);
         conn.progress_handler(
@@ -234,6 +238,9 @@ impl Reader {
                     by_name: Arc::new(by_name),
                     names,
                 };
+                if self.columns.len() >= REMEMBERED_STATEMENTS {
+                    self.columns.clear();
+                }
                 self.columns.insert(sql.to_string(), c.clone());
                 c
             }
