@@ -496,7 +496,7 @@ impl Config {
         let database = o
             .database
             .or(file.database)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("ota.db").display()));
+            .unwrap_or_else(|| sqlite_url(&data_dir.join("ota.db")));
         let cfg = Config {
             listen: o
                 .listen
@@ -622,6 +622,18 @@ impl Config {
     }
 }
 
+/// The default database's URL for a SQLite file. sqlx percent-decodes the path it is given,
+/// and `?` and `#` end it, so those (and `%` itself) are encoded: a data dir may hold any.
+fn sqlite_url(file: &Path) -> String {
+    const IN_PATH: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    let path = file.to_string_lossy();
+    format!(
+        "sqlite://{}?mode=rwc",
+        percent_encoding::utf8_percent_encode(&path, IN_PATH)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +644,23 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.plugins_dir, PathBuf::from("ota-data/plugins"));
         assert!(c.database.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn the_default_database_url_names_the_data_dir_file_whatever_its_name() {
+        for dir in ["ota-data", "/srv/ota data", "/srv/100%/a?b#c"] {
+            let o = Overrides {
+                data_dir: Some(PathBuf::from(dir)),
+                ..Overrides::default()
+            };
+            let c = Config::from_parts(FileConfig::default(), o).unwrap();
+            assert_eq!(
+                crate::storage::sqlite_file(&c.database),
+                Some(Path::new(dir).join("ota.db")),
+                "{}",
+                c.database
+            );
+        }
     }
 
     #[test]

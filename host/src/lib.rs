@@ -78,10 +78,7 @@ impl Services {
         clock: SharedClock,
         sealer: std::sync::Arc<secrets::Sealer>,
     ) -> Result<Self, OpenError> {
-        if config
-            .database
-            .contains(config.data_dir.to_string_lossy().as_ref())
-        {
+        if storage::sqlite_file(&config.database).is_some_and(|f| f.starts_with(&config.data_dir)) {
             // The default SQLite file lives in the data dir, which may not exist yet.
             std::fs::create_dir_all(&config.data_dir)?;
         }

@@ -155,7 +155,8 @@ fn plugin_check_validates_offline() {
 #[tokio::test]
 async fn provision_then_serve_then_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    // Characters a database URL would read as its own (sqlx decodes `%41`; `?` ends a path).
+    let data = dir.path().join("data 100%41?#");
     assert!(ota(&data, &["tenant", "create", "acme"]).0);
     let (ok, _, err) = ota(&data, &["tenant", "create", "acme"]);
     assert!(!ok && err.contains("already exists"), "{err}");
@@ -247,6 +248,25 @@ async fn provision_then_serve_then_stop() {
     assert_eq!(r.status(), 200);
     let r = http.get(format!("{url}/blobs/{sha}")).send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"firmware image v1");
+    // The CLI and the server used the data dir's own database file, and the server's reads
+    // on the calling thread opened that same file (they fall back to the pool otherwise).
+    assert!(data.join("ota.db").exists());
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answered: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ota_db_fast_reads_total{result=\"answered\"} "))
+        .unwrap_or_else(|| panic!("no fast reads counted: {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(answered >= 1.0, "{metrics}");
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

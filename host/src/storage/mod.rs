@@ -141,15 +141,10 @@ impl Db {
 
     /// The SQLite database's file, if it has one: the processes sharing it share a machine.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        if self.backend != Backend::Sqlite {
-            return None;
+        match self.backend {
+            Backend::Sqlite => sqlite_file(&self.url),
+            Backend::Postgres => None,
         }
-        let rest = self
-            .url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next()?;
-        (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
     }
 
     /// Whether an error is a unique-constraint violation (a conflict, not a failure).
@@ -169,5 +164,68 @@ impl Db {
             r.close();
         }
         self.pool.close().await;
+    }
+}
+
+/// The file a `sqlite:` URL names, read as sqlx reads it (its scheme prefixes trimmed, the
+/// path percent-decoded, `:memory:` and `mode=memory` in memory). The read connections and
+/// the revocation signal open this path, so it must be the very file the pool opened: a
+/// URL read differently would have them read another database, or none.
+/// `None` for any other URL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = form_urlencoded::parse(params.as_bytes())
+        .any(|(key, value)| key == "mode" && value == "memory");
+    if path.is_empty() || path == ":memory:" || in_memory {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    Some(path.as_ref().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+    use std::path::PathBuf;
+
+    #[test]
+    fn sqlite_urls_name_the_file_sqlx_opens() {
+        let file = |url| sqlite_file(url);
+        assert_eq!(
+            file("sqlite://data/ota.db"),
+            Some(PathBuf::from("data/ota.db"))
+        );
+        assert_eq!(
+            file("sqlite:ota.db?mode=rwc"),
+            Some(PathBuf::from("ota.db"))
+        );
+        assert_eq!(
+            file("sqlite:///var/lib/ota.db"),
+            Some(PathBuf::from("/var/lib/ota.db"))
+        );
+        // Percent-encoded, as a `?` or `#` in a file name must be.
+        assert_eq!(
+            file("sqlite://my%20data/a%3Fb.db?mode=rwc"),
+            Some(PathBuf::from("my data/a?b.db"))
+        );
+        for none in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://?mode=memory",
+            "sqlite:ota.db?cache=shared&mode=memory",
+            "sqlite://",
+            "sqlite://bad%FF.db",
+            "postgres://ota@localhost/ota",
+        ] {
+            assert_eq!(file(none), None, "{none}");
+        }
     }
 }
