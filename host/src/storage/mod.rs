@@ -141,10 +141,7 @@ impl Db {
 
     /// The SQLite database's file, if it has one: the processes sharing it share a machine.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        match self.backend {
-            Backend::Sqlite => sqlite_file(&self.url),
-            Backend::Postgres => None,
-        }
+        sqlite_file(&self.url)
     }
 
     /// Whether an error is a unique-constraint violation (a conflict, not a failure).
@@ -170,8 +167,8 @@ impl Db {
 /// The file a `sqlite:` URL names, read as sqlx reads it (its scheme prefixes trimmed, the
 /// path percent-decoded, `:memory:` and `mode=memory` in memory). The read connections and
 /// the revocation signal open this path, so it must be the very file the pool opened: a
-/// URL read differently would have them read another database, or none.
-/// `None` for any other URL.
+/// URL read differently would have them read another database, or none. `None` for a
+/// PostgreSQL URL.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     if !url.starts_with("sqlite:") {
         return None;
@@ -198,22 +195,21 @@ mod tests {
 
     #[test]
     fn sqlite_urls_name_the_file_sqlx_opens() {
-        let file = |url| sqlite_file(url);
         assert_eq!(
-            file("sqlite://data/ota.db"),
+            sqlite_file("sqlite://data/ota.db"),
             Some(PathBuf::from("data/ota.db"))
         );
         assert_eq!(
-            file("sqlite:ota.db?mode=rwc"),
+            sqlite_file("sqlite:ota.db?mode=rwc"),
             Some(PathBuf::from("ota.db"))
         );
         assert_eq!(
-            file("sqlite:///var/lib/ota.db"),
+            sqlite_file("sqlite:///var/lib/ota.db"),
             Some(PathBuf::from("/var/lib/ota.db"))
         );
         // Percent-encoded, as a `?` or `#` in a file name must be.
         assert_eq!(
-            file("sqlite://my%20data/a%3Fb.db?mode=rwc"),
+            sqlite_file("sqlite://my%20data/a%3Fb.db?mode=rwc"),
             Some(PathBuf::from("my data/a?b.db"))
         );
         for none in [
@@ -225,7 +221,7 @@ mod tests {
             "sqlite://bad%FF.db",
             "postgres://ota@localhost/ota",
         ] {
-            assert_eq!(file(none), None, "{none}");
+            assert_eq!(sqlite_file(none), None, "{none}");
         }
     }
 }
